@@ -21,44 +21,99 @@ from pdlib._checks import as_embeddings, as_labels, check_k
 
 __all__ = ["knn_predict", "knn_neighbours", "KNNProbe"]
 
-#: Bytes of scratch memory one distance block may use (float32 scores plus top-k work).
-DEFAULT_BLOCK_BYTES = 16 * 2**20
+#: Bytes of scratch memory for one block of scores (float32); peak extra memory is about
+#: this plus the float32 copies of the inputs, independent of N^2.
+DEFAULT_BLOCK_BYTES = 256 * 2**20
+#: Reference columns per GEMM: one tile of scores stays in cache for the min pass.
+TILE = 4096
+#: Interleaved slabs per tile; one "slab column" holds SLABS scores.
+SLABS = 16
+#: Tiles whose scores are selected together (amortises top-k's per-row cost).
+MAX_TILES = 16
 
 
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _block_sizes(n_queries: int, n_reference: int, block_bytes: int) -> tuple[int, int]:
-    """Rows of queries and columns of reference per distance block.
+def _plan(n_queries: int, n_reference: int, block_bytes: int) -> tuple[int, int]:
+    """Query rows per block, and tiles of reference columns per block."""
+    tiles = min(MAX_TILES, -(-n_reference // TILE))
+    rows = block_bytes // (4 * tiles * TILE)
+    rows = max(1, min(n_queries, rows - rows % 64 if rows > 64 else rows))
+    return rows, tiles
 
-    Blocks of a few MB stay in cache between the GEMM that writes them and the
-    selection that reads them; capping the columns keeps memory independent of N.
+
+def _slab_minima(tile_scores: torch.Tensor, out: torch.Tensor) -> None:
+    """Elementwise minimum over a tile's ``SLABS`` interleaved slabs: (rows, TILE) -> (rows, TILE // SLABS).
+
+    Run right after the tile's GEMM, while its scores are still in cache.
     """
-    cols = min(n_reference, 4096)
-    rows = max(1, min(n_queries, block_bytes // (4 * cols)))
-    return rows, cols
+    torch.amin(tile_scores.view(tile_scores.shape[0], SLABS, TILE // SLABS), dim=1, out=out)
 
 
-def _block_topk(scores: torch.Tensor, k: int, groups: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact ``k`` smallest scores of each row, and their columns, without a full top-k pass.
+def _select(buffer: torch.Tensor, minima: torch.Tensor, n_rows: int, n_tiles: int, k: int):
+    """Exact ``k`` smallest scores per row of a block of tiles, and their columns in the block.
 
-    The columns are cut into ``groups`` interleaved slabs, and each row's elementwise
-    minimum over the slabs (one cheap vectorised pass) gives one candidate per slab
-    column. A column whose minimum is not among the ``k`` smallest minima cannot hold a
-    top-k element (``k`` other columns each hold a smaller one), so top-k only needs to
-    look at the ``k * groups`` scores of the winning columns.
+    Each tile's columns are cut into ``SLABS`` interleaved slabs, and ``minima`` holds the
+    elementwise minimum over the slabs: one value per slab column. A slab column whose
+    minimum is not among the ``k`` smallest minima cannot hold a top-k score (``k`` other
+    columns each hold a smaller one), so top-k looks only at the minima and then at the
+    ``k * SLABS`` scores of the winning slab columns.
+
+    Parameters
+    ----------
+    buffer : Tensor, shape (max_tiles, max_rows, TILE)
+        Scores; unused columns of the last tile hold +inf.
+    minima : Tensor, shape (max_tiles, max_rows, TILE // SLABS)
+        :func:`_slab_minima` of each tile.
+    n_rows, n_tiles : int
+        The part of ``buffer`` in use.
+    k : int
+
+    Returns
+    -------
+    values : Tensor, shape (n_rows, k)
+    columns : Tensor of int64, shape (n_rows, k)
+        Column within the block, ``tile * TILE + column``.
     """
-    rows, cols = scores.shape
-    width = cols // groups
-    if cols % groups or width < 2 * k:
-        return torch.topk(scores, min(k, cols), dim=1, largest=False, sorted=False)
-    column_min = scores.view(rows, groups, width).amin(dim=1)
-    _, best_columns = torch.topk(column_min, k, dim=1, largest=False, sorted=False)
-    offsets = torch.arange(groups, device=scores.device) * width
-    candidates = (best_columns[:, :, None] + offsets).reshape(rows, k * groups)
-    values, position = torch.topk(torch.gather(scores, 1, candidates), k, dim=1, largest=False, sorted=False)
-    return values, torch.gather(candidates, 1, position)
+    width = TILE // SLABS
+    stride_tile, stride_row = buffer.stride(0), buffer.stride(1)
+    flat_minima = minima[:n_tiles, :n_rows].permute(1, 0, 2).reshape(n_rows, n_tiles * width)
+    _, winners = torch.topk(flat_minima, k, dim=1, largest=False, sorted=False)
+    tile, column = winners // width, winners % width
+    rows = torch.arange(n_rows, device=buffer.device)[:, None, None]
+    slab = torch.arange(SLABS, device=buffer.device) * width
+    flat = (tile * stride_tile)[:, :, None] + rows * stride_row + (column[:, :, None] + slab)
+    values, position = torch.topk(buffer.reshape(-1)[flat.reshape(n_rows, -1)], k, dim=1, largest=False, sorted=False)
+    block_column = (tile * TILE)[:, :, None] + column[:, :, None] + slab
+    return values, torch.gather(block_column.reshape(n_rows, -1), 1, position)
+
+
+def _mask_self(scores: torch.Tensor, q0: int, q1: int, c0: int, c1: int) -> None:
+    """Leave-one-out: a point is not its own neighbour."""
+    if c0 < q1 and q0 < c1:
+        diagonal = torch.arange(max(q0, c0), min(q1, c1), device=scores.device)
+        scores[diagonal - q0, diagonal - c0] = math.inf
+
+
+def _scores(qry, ref, ref_sq_norm, q0, q1, c0, c1, leave_one_out) -> torch.Tensor:
+    """``||r||^2 - 2 q.r`` for a block: ranks like ``||q - r||^2`` within a row.
+
+    ``||q||^2`` is constant along a row, so it is left out; addmm fuses the norm term
+    into the GEMM.
+    """
+    scores = torch.addmm(ref_sq_norm[c0:c1], qry[q0:q1], ref[c0:c1].T, alpha=-2.0)
+    if leave_one_out:
+        _mask_self(scores, q0, q1, c0, c1)
+    return scores
+
+
+def _sorted(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Neighbour indices by increasing distance; equal distances by index (scikit-learn's order)."""
+    order = torch.argsort(index, dim=1)
+    values, index = torch.gather(values, 1, order), torch.gather(index, 1, order)
+    return torch.gather(index, 1, torch.argsort(values, dim=1, stable=True))
 
 
 def knn_neighbours(
@@ -113,32 +168,44 @@ def _neighbours(ref, qry, k, leave_one_out, device, block_bytes) -> np.ndarray:
     qry_t = ref_t if leave_one_out else (torch.as_tensor(qry, device=device).to(dtype) - ref_t.new_tensor(centre))
     ref_sq_norm = (ref_t * ref_t).sum(dim=1)
     n_queries, n_reference = qry_t.shape[0], ref_t.shape[0]
-    rows, cols = _block_sizes(n_queries, n_reference, block_bytes)
     out = torch.empty((n_queries, k), dtype=torch.int64)
+    if n_reference <= TILE or k * 2 > (TILE // SLABS):
+        # Small reference sets (or very large k): one plain top-k per block of rows.
+        rows = max(1, min(n_queries, block_bytes // (4 * n_reference)))
+        for q0 in range(0, n_queries, rows):
+            q1 = min(q0 + rows, n_queries)
+            scores = _scores(qry_t, ref_t, ref_sq_norm, q0, q1, 0, n_reference, leave_one_out)
+            values, index = torch.topk(scores, k, dim=1, largest=False, sorted=False)
+            out[q0:q1] = _sorted(values, index).cpu()
+        return out.numpy()
+    rows, max_tiles = _plan(n_queries, n_reference, block_bytes)
+    buffer = torch.empty((max_tiles, rows, TILE), dtype=dtype, device=device)
+    minima = torch.empty((max_tiles, rows, TILE // SLABS), dtype=dtype, device=device)
+    span = max_tiles * TILE
     for q0 in range(0, n_queries, rows):
         q1 = min(q0 + rows, n_queries)
-        best_scores = best_index = None
-        for r0 in range(0, n_reference, cols):
-            r1 = min(r0 + cols, n_reference)
-            # ||r||^2 - 2 q.r ranks like ||q - r||^2 (||q||^2 is constant per row);
-            # addmm fuses the norm term into the GEMM.
-            scores = torch.addmm(ref_sq_norm[r0:r1], qry_t[q0:q1], ref_t[r0:r1].T, alpha=-2.0)
-            if leave_one_out and r0 < q1 and q0 < r1:
-                diagonal = torch.arange(max(q0, r0), min(q1, r1), device=device)
-                scores[diagonal - q0, diagonal - r0] = math.inf
-            block_scores, block_index = _block_topk(scores, k)
-            block_index += r0
-            if best_scores is not None:
-                merged_scores = torch.cat([best_scores, block_scores], dim=1)
-                merged_index = torch.cat([best_index, block_index], dim=1)
-                block_scores, position = torch.topk(merged_scores, k, dim=1, largest=False, sorted=False)
-                block_index = torch.gather(merged_index, 1, position)
-            best_scores, best_index = block_scores, block_index
-        # Sort by distance, then by index, so that equal distances keep scikit-learn's order.
-        order = torch.argsort(best_index, dim=1)
-        best_scores, best_index = torch.gather(best_scores, 1, order), torch.gather(best_index, 1, order)
-        order = torch.argsort(best_scores, dim=1, stable=True)
-        out[q0:q1] = torch.gather(best_index, 1, order).cpu()
+        n_rows = q1 - q0
+        best_values = best_index = None
+        for r0 in range(0, n_reference, span):
+            n_tiles = min(max_tiles, -(-(n_reference - r0) // TILE))
+            for tile in range(n_tiles):
+                c0 = r0 + tile * TILE
+                c1 = min(c0 + TILE, n_reference)
+                if c1 - c0 == TILE:
+                    torch.addmm(ref_sq_norm[c0:c1], qry_t[q0:q1], ref_t[c0:c1].T, alpha=-2.0, out=buffer[tile, :n_rows])
+                    if leave_one_out:
+                        _mask_self(buffer[tile, :n_rows], q0, q1, c0, c1)
+                else:
+                    buffer[tile, :n_rows, : c1 - c0] = _scores(qry_t, ref_t, ref_sq_norm, q0, q1, c0, c1, leave_one_out)
+                    buffer[tile, :n_rows, c1 - c0:] = math.inf
+                _slab_minima(buffer[tile, :n_rows], minima[tile, :n_rows])
+            values, index = _select(buffer, minima, n_rows, n_tiles, k)
+            index += r0
+            if best_values is not None:
+                values, position = torch.topk(torch.cat([best_values, values], 1), k, dim=1, largest=False, sorted=False)
+                index = torch.gather(torch.cat([best_index, index], 1), 1, position)
+            best_values, best_index = values, index
+        out[q0:q1] = _sorted(best_values, best_index).cpu()
     return out.numpy()
 
 

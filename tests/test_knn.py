@@ -6,7 +6,7 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 
 from pdlib import KNNProbe, knn_neighbours, knn_predict
-from pdlib.knn import _block_topk
+from pdlib.knn import SLABS, TILE, _select, _slab_minima
 
 
 def sklearn_oracle(reference, labels, queries, k, n_classes):
@@ -62,12 +62,29 @@ def test_blocking_does_not_change_result(rng):
     knn_predict(reference, labels, k=30)  # default device works
 
 
-def test_block_topk_is_exact(rng):
-    scores = torch.as_tensor(rng.standard_normal((64, 4096)), dtype=torch.float32)
-    values, columns = _block_topk(scores, 30)
-    expected = torch.topk(scores, 30, dim=1, largest=False).values
+def test_select_is_exact(rng):
+    scores = torch.as_tensor(rng.standard_normal((3, 40, TILE)), dtype=torch.float32)
+    scores[2, :, 1000:] = float("inf")  # a partial last tile
+    minima = torch.empty(3, 40, TILE // SLABS)
+    for tile in range(3):
+        _slab_minima(scores[tile, :37], minima[tile, :37])
+    values, columns = _select(scores, minima, 37, 3, 30)
+    flat = scores[:, :37].permute(1, 0, 2).reshape(37, -1)
+    expected = torch.topk(flat, 30, dim=1, largest=False).values
     torch.testing.assert_close(values.sort(dim=1).values, expected.sort(dim=1).values)
-    torch.testing.assert_close(torch.gather(scores, 1, columns), values)
+    torch.testing.assert_close(torch.gather(flat, 1, columns), values)
+
+
+def test_tiled_path_matches_sklearn(rng):
+    """More reference points than one tile, an uneven last tile and several blocks of rows."""
+    reference = rng.standard_normal((3 * TILE + 123, 5))
+    labels = rng.integers(0, 3, len(reference))
+    queries = rng.standard_normal((300, 5))
+    expected, _, neighbours = sklearn_oracle(reference, labels, queries, 30, 3)
+    got = knn_neighbours(reference, queries, k=30, device="cpu", block_bytes=4 * 2 * TILE * 50)
+    np.testing.assert_array_equal(got, neighbours)
+    loo = knn_neighbours(reference[:9000], None, k=10, device="cpu", block_bytes=4 * 3 * TILE * 64)
+    np.testing.assert_array_equal(loo, sklearn_oracle(reference[:9000], labels[:9000], None, 10, 3)[2])
 
 
 def test_class_ties_go_to_smallest_index():

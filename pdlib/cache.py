@@ -1,0 +1,167 @@
+"""Load-or-compute cache for expensive runs, keyed by a hash of the config.
+
+Each artifact is ``<kind>/<hash>.npz`` plus ``<kind>/<hash>.json``. Both are written
+to a temporary file and renamed, the JSON last, so a run killed at any moment leaves
+either a complete artifact or none: a reader only trusts an ``.npz`` whose JSON exists.
+The JSON holds the config, git SHA, package versions, device and timings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["cache_root", "config_hash", "provenance", "load_or_compute", "Artifact"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def cache_root() -> Path:
+    """``$PDLIB_CACHE`` if set, else ``<repo>/data/cache``."""
+    return Path(os.environ.get("PDLIB_CACHE") or REPO_ROOT / "data" / "cache")
+
+
+def _jsonable(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"__type__": type(value).__name__,
+                **{f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in sorted(value.items())}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def config_hash(config) -> str:
+    """Stable 16-hex-digit hash of a (nested) dataclass config."""
+    canonical = json.dumps(_jsonable(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _git_sha() -> str | None:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (sha + ("-dirty" if dirty else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance(device: str | None = None) -> dict:
+    """Where and with what an artifact was computed."""
+    import sklearn
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device_name = torch.cuda.get_device_name(0) if str(device).startswith("cuda") else platform.processor() or platform.machine()
+    return {
+        "git_sha": _git_sha(),
+        "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__,
+                     "sklearn": sklearn.__version__},
+        "device": str(device),
+        "device_name": device_name,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "host": platform.node(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@dataclasses.dataclass
+class Artifact:
+    """Arrays plus metadata of one cached run."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict
+    path: Path | None = None
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+
+def _paths(kind: str, key: str, root: Path | None) -> tuple[Path, Path]:
+    folder = (Path(root) if root else cache_root()) / kind
+    return folder / f"{key}.npz", folder / f"{key}.json"
+
+
+def load_artifact(kind: str, config, root: Path | None = None) -> Artifact | None:
+    """The cached artifact for ``config``, or ``None`` when there is no complete one."""
+    npz_path, meta_path = _paths(kind, config_hash(config), root)
+    if not meta_path.exists() or not npz_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text())
+    with np.load(npz_path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    return Artifact(arrays, meta, npz_path)
+
+
+def save_artifact(kind: str, config, arrays: dict, meta: dict, root: Path | None = None) -> Artifact:
+    """Write arrays then metadata, each atomically; the metadata marks completion."""
+    npz_path, meta_path = _paths(kind, config_hash(config), root)
+    arrays = {name: np.asarray(value) for name, value in arrays.items()}
+
+    def write_npz(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    _atomic_write(npz_path, write_npz)
+    meta = {"kind": kind, "hash": config_hash(config), "config": _jsonable(config), **meta}
+    _atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2, default=str)))
+    return Artifact(arrays, meta, npz_path)
+
+
+def load_or_compute(kind: str, config, compute: Callable[[], tuple[dict, dict]], *,
+                    root: Path | None = None, use_cache: bool = True) -> Artifact:
+    """Return the cached artifact of ``config``, computing and saving it if absent.
+
+    Parameters
+    ----------
+    kind : str
+        Sub-folder of the cache (e.g. ``"runs"``).
+    config : dataclass
+        Everything that determines the result; hashed with :func:`config_hash`.
+    compute : callable returning (arrays, meta)
+        ``arrays`` is a dict of numpy arrays, ``meta`` a JSON-able dict (timings, ...);
+        provenance is added automatically.
+    root : Path, optional
+        Cache root; defaults to :func:`cache_root`.
+    use_cache : bool
+        ``False`` recomputes and overwrites.
+    """
+    if use_cache:
+        cached = load_artifact(kind, config, root)
+        if cached is not None:
+            return cached
+    start = time.perf_counter()
+    arrays, meta = compute()
+    meta = {**meta, "seconds_total": time.perf_counter() - start,
+            "provenance": provenance(meta.get("device"))}
+    return save_artifact(kind, config, arrays, meta, root)

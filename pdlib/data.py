@@ -1,0 +1,489 @@
+"""Image classification datasets as normalised tensors, plus the subsetting and label-noise protocols.
+
+Every loader returns a :class:`LabelledImages` whose ``inputs`` are ``(n, C, H, W)`` float32 tensors
+normalised per channel with the dataset's fixed mean and standard deviation (:data:`DATASETS`), so
+that all networks see the same inputs whatever subset they are trained on.
+
+Files are looked for under the *data root*: the ``root`` argument if given, else ``$PDLIB_DATA``,
+else ``<repository>/data``. Fashion-MNIST is also found where Debian's ``dataset-fashion-mnist``
+package installs it. Missing files are downloaded through torchvision when ``download=True``;
+offline, :class:`DatasetNotFoundError` says which files to put where.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import numbers
+import os
+import pickle
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from pdlib._checks import as_array, as_labels, check_positive_int
+
+#: Where Debian's ``dataset-fashion-mnist`` package installs the gzipped IDX files.
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+_SPLITS = ("train", "test")
+_DIGITS_SEED = 0  # fixes the digits train/test split for good: changing it changes every result on digits
+_DIGITS_TEST_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about a dataset before loading it.
+
+    Attributes
+    ----------
+    name : str
+        Name accepted by :func:`load_dataset`.
+    n_classes : int
+        Number of classes; labels are ``0 .. n_classes - 1``.
+    in_channels : int
+        Image channels ``C``.
+    image_size : int
+        Height and width ``H = W`` in pixels.
+    class_names : tuple of str, length n_classes
+        Human-readable name of each label.
+    mean, std : tuple of float, length in_channels
+        Per-channel mean and standard deviation of the training images with pixel values scaled to
+        ``[0, 1]``; :func:`load_dataset` subtracts ``mean`` and divides by ``std``.
+    """
+
+    name: str
+    n_classes: int
+    in_channels: int
+    image_size: int
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+_CIFAR100_CLASSES = (
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly "
+    "camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup "
+    "dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower "
+    "leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid "
+    "otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray "
+    "road rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar "
+    "sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip turtle "
+    "wardrobe whale willow_tree wolf woman worm"
+).split()
+
+_DIGIT_NAMES = tuple(str(d) for d in range(10))
+
+#: Every dataset :func:`load_dataset` knows, by name.
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo("fashion_mnist", 10, 1, 28,
+                    ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+                    (0.2860,), (0.3530,)),
+        DatasetInfo("cifar10", 10, 3, 32,
+                    ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+                    (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+        DatasetInfo("cifar100", 100, 3, 32, tuple(_CIFAR100_CLASSES),
+                    (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+        DatasetInfo("svhn", 10, 3, 32, _DIGIT_NAMES,
+                    (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+        # Computed once from the digits training split (pixel values / 16).
+        DatasetInfo("digits", 10, 1, 8, _DIGIT_NAMES, (0.3051,), (0.3758,)),
+    )
+}
+
+# Brightest pixel value on disk: images are scaled by it to [0, 1] before normalising.
+_PIXEL_MAX = {"digits": 16.0}
+
+
+class LabelledImages(NamedTuple):
+    """A labelled set of images.
+
+    Attributes
+    ----------
+    inputs : torch.Tensor, shape (n, C, H, W), float32
+        Images normalised per channel with the dataset's fixed mean and std.
+    labels : torch.Tensor, shape (n,), int64
+        Class indices in ``[0, len(class_names))``.
+    class_names : tuple of str
+        Name of each class index.
+    name : str
+        Dataset name, a key of :data:`DATASETS`.
+    """
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    class_names: tuple[str, ...]
+    name: str
+
+
+class DatasetNotFoundError(FileNotFoundError, ValueError):
+    """The dataset's files are neither on disk nor downloadable; the message says what to put where.
+
+    It is a :class:`FileNotFoundError` because files are missing, and a :class:`ValueError` so that
+    callers treating "this dataset cannot be used here" as a bad argument catch it too.
+    """
+
+
+class _Missing(Exception):
+    """Raised by the readers: the files ``files`` are expected in ``folder``."""
+
+    def __init__(self, folder: Path, files: Sequence[str], hint: str = ""):
+        super().__init__(folder, files)
+        self.folder, self.files, self.hint = folder, tuple(files), hint
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The folder datasets are read from and downloaded to.
+
+    Parameters
+    ----------
+    root : path-like, optional
+        Used as given when not None.
+
+    Returns
+    -------
+    pathlib.Path
+        ``root``, else ``$PDLIB_DATA``, else the ``data`` folder of the repository.
+    """
+    if root is None:
+        root = os.environ.get("PDLIB_DATA") or Path(__file__).resolve().parents[1] / "data"
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a path, got {type(root).__name__}")
+    return Path(root).expanduser()
+
+
+def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | None = None,
+                 download: bool = True) -> LabelledImages:
+    """Load one split of a dataset as normalised tensors.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`DATASETS`: ``"fashion_mnist"``, ``"cifar10"``, ``"cifar100"``, ``"svhn"`` or
+        ``"digits"`` (scikit-learn's bundled 8x8 digits, always available offline).
+    split : {"train", "test"}
+        The dataset's official split; for digits a fixed stratified 80:20 split of its 1797 images.
+    root : path-like, optional
+        Data root; defaults to ``$PDLIB_DATA`` or ``<repository>/data`` (see :func:`data_root`).
+    download : bool
+        Download missing files through torchvision into the data root.
+
+    Returns
+    -------
+    LabelledImages
+        Fresh tensors on every call: the files are read once per process and cached as uint8 pixels,
+        and each call normalises a new copy, so callers may modify the result in place.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        If the files are missing and ``download`` is False or the download fails (e.g. offline).
+    """
+    info = _dataset_info(name)
+    if split not in _SPLITS:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    folder = data_root(root)
+    # digits ignores the data root; one cache entry serves every root.
+    key = "" if name == "digits" else str(folder.resolve())
+    try:
+        pixels, labels = _read(name, split, key)
+    except _Missing as missing:
+        if not download:
+            raise _not_found(name, split, missing, "") from None
+        _download(name, split, folder, missing)
+        pixels, labels = _read(name, split, key)
+    inputs = torch.from_numpy(pixels.astype(np.float32)).div_(_PIXEL_MAX.get(name, 255.0))
+    inputs.sub_(torch.tensor(info.mean).view(-1, 1, 1)).div_(torch.tensor(info.std).view(-1, 1, 1))
+    return LabelledImages(inputs, torch.from_numpy(labels.copy()), info.class_names, name)
+
+
+def select_classes(data: LabelledImages, classes: Sequence[int]) -> LabelledImages:
+    """Keep the examples of some classes and relabel them ``0 .. m-1`` in the order given.
+
+    Parameters
+    ----------
+    data : LabelledImages
+        As returned by :func:`load_dataset`.
+    classes : sequence of int, length m
+        Distinct class indices of ``data``; ``classes[j]`` becomes label ``j``.
+
+    Returns
+    -------
+    LabelledImages
+        The kept examples in their original order, with ``class_names`` of the chosen classes.
+    """
+    if not isinstance(data, LabelledImages):
+        raise TypeError(f"data must be a LabelledImages, got {type(data).__name__}")
+    n_classes = len(data.class_names)
+    classes = as_labels(classes, "classes", n_classes=n_classes)
+    if len(np.unique(classes)) != len(classes):
+        raise ValueError(f"classes must be distinct, got {classes.tolist()}")
+    new_label = np.full(n_classes, -1, dtype=np.int64)
+    new_label[classes] = np.arange(len(classes))
+    relabelled = torch.from_numpy(new_label)[data.labels]
+    keep = relabelled >= 0
+    return LabelledImages(data.inputs[keep], relabelled[keep],
+                          tuple(data.class_names[c] for c in classes), data.name)
+
+
+def stratified_subset(labels, n: int, seed: int) -> np.ndarray:
+    """Indices of ``n`` examples drawn without replacement, with class proportions preserved.
+
+    Each class gets ``n * count / len(labels)`` examples rounded down, and the examples left over go
+    to the classes with the largest remainders (ties to the smaller class index).
+
+    Parameters
+    ----------
+    labels : array-like or torch.Tensor, shape (N,), integer
+        Non-negative class indices.
+    n : int
+        Subset size, ``1 <= n <= N``.
+    seed : int
+        Seed of :func:`numpy.random.default_rng`; the same seed gives the same subset.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,), int64
+        Sorted indices into ``labels``.
+    """
+    labels = as_labels(labels, "labels")
+    n = check_positive_int(n, "n")
+    if n > len(labels):
+        raise ValueError(f"n={n} is larger than the number of labels ({len(labels)})")
+    classes, counts = np.unique(labels, return_counts=True)
+    # Integer arithmetic keeps the largest-remainder rounding exact.
+    quota, remainder = np.divmod(n * counts, len(labels))
+    quota[np.argsort(-remainder, kind="stable")[: n - quota.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c, k in zip(classes, quota)]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def corrupt_labels(labels, rate: float, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Replace a fraction of labels by a different class drawn uniformly at random.
+
+    Parameters
+    ----------
+    labels : array-like or torch.Tensor, shape (n,), integer
+        Class indices in ``[0, n_classes)``; not modified.
+    rate : float
+        Fraction in ``[0, 1]``; exactly ``round(rate * n)`` labels are changed.
+    n_classes : int
+        Number of classes, at least 2 (a corrupted label must differ from the true one).
+    seed : int
+        Seed of :func:`numpy.random.default_rng`.
+
+    Returns
+    -------
+    new_labels : numpy.ndarray, shape (n,), int64
+        The labels with the corrupted ones replaced by one of the other ``n_classes - 1`` classes.
+    corrupted : numpy.ndarray, shape (n,), bool
+        True where the label was changed.
+    """
+    if isinstance(n_classes, numbers.Integral) and not isinstance(n_classes, bool) and n_classes < 2:
+        raise ValueError(f"n_classes must be >= 2 to draw a different class, got {n_classes}")
+    labels = as_labels(labels, "labels", n_classes=n_classes)
+    rate = _check_fraction(rate, "rate", closed=True)
+    rng = np.random.default_rng(seed)
+    which = rng.choice(len(labels), size=round(rate * len(labels)), replace=False)
+    # A shift of 1 .. n_classes-1 modulo n_classes is uniform over the other classes.
+    shift = rng.integers(1, n_classes, size=len(which))
+    new_labels = labels.copy()  # as_labels may return a view of the caller's array
+    new_labels[which] = (labels[which] + shift) % n_classes
+    corrupted = np.zeros(len(labels), dtype=bool)
+    corrupted[which] = True
+    return new_labels, corrupted
+
+
+def train_val_split(n: int, seed: int, train_fraction: float = 0.9) -> np.ndarray:
+    """Random split of ``n`` examples into training and held-out parts (the paper's 90:10 protocol).
+
+    Parameters
+    ----------
+    n : int
+        Number of examples, at least 1.
+    seed : int
+        Seed of :func:`numpy.random.default_rng`.
+    train_fraction : float
+        Fraction in ``(0, 1)``; exactly ``round(train_fraction * n)`` examples go to training.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,), bool
+        True for the examples in the training split.
+    """
+    n = check_positive_int(n, "n")
+    train_fraction = _check_fraction(train_fraction, "train_fraction", closed=False)
+    in_train = np.zeros(n, dtype=bool)
+    in_train[np.random.default_rng(seed).permutation(n)[: round(train_fraction * n)]] = True
+    return in_train
+
+
+def _dataset_info(name) -> DatasetInfo:
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"name must be one of {', '.join(DATASETS)}; got {name!r}")
+    return DATASETS[name]
+
+
+def _check_fraction(value, name: str, *, closed: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    inside = 0 <= value <= 1 if closed else 0 < value < 1
+    if not inside:
+        raise ValueError(f"{name} must be in {'[0, 1]' if closed else '(0, 1)'}, got {value}")
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading files. Each reader returns uint8 pixels (n, C, H, W) and int64 labels (n,), or raises
+# _Missing. The files are parsed here rather than through torchvision's dataset classes because
+# those check md5 sums, which Debian's re-compressed files (and the tests' small files) fail.
+
+
+@functools.lru_cache(maxsize=8)
+def _read(name: str, split: str, root: str) -> tuple[np.ndarray, np.ndarray]:
+    pixels, labels = _READERS[name](split, Path(root))
+    pixels, labels = np.ascontiguousarray(pixels), labels.astype(np.int64)
+    for array in (pixels, labels):
+        array.setflags(write=False)  # cached: a stray in-place write would corrupt later loads
+    return pixels, labels
+
+
+def _read_fashion_mnist(split: str, root: Path):
+    prefix = "train" if split == "train" else "t10k"
+    names = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+    raw = root / "FashionMNIST" / "raw"  # where torchvision keeps them, so either can use the other's
+    found = [_find(name, (raw, root, DEBIAN_FASHION_MNIST)) for name in names]
+    if None in found:
+        raise _Missing(raw, names, f"(plain or .gz; `apt-get install dataset-fashion-mnist` puts them in "
+                                   f"{DEBIAN_FASHION_MNIST}, which is also searched)")
+    images, labels = (_read_idx(_decompressed(path, raw / name)) for path, name in zip(found, names))
+    return images[:, None], labels
+
+
+def _find(name: str, folders) -> Path | None:
+    for folder in folders:
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _decompressed(path: Path, target: Path) -> Path:
+    """``target``, written from ``path`` if needed; ``path`` itself if ``target`` cannot be written."""
+    if path == target:
+        return path
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename, so a concurrent reader never sees half a file.
+        with _open(path) as source, tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as out:
+            shutil.copyfileobj(source, out)
+        os.replace(out.name, target)
+        return target
+    except OSError:
+        return path  # e.g. a read-only data root: read the found file in place
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file of unsigned bytes (the MNIST format): big-endian header, then the array."""
+    with _open(path) as file:
+        data = file.read()
+    zeros, dtype, ndim = data[0:2], data[2], data[3]
+    if zeros != b"\0\0" or dtype != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _read_cifar(folder_name: str, files: dict, label_key: str):
+    def read(split: str, root: Path):
+        folder = root / folder_name
+        names = files[split]
+        if not all((folder / name).is_file() for name in names):
+            raise _Missing(folder, names)
+        batches = [_unpickle(folder / name) for name in names]
+        pixels = np.concatenate([batch["data"] for batch in batches]).reshape(-1, 3, 32, 32)
+        return pixels, np.concatenate([np.asarray(batch[label_key]) for batch in batches])
+    return read
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as file:
+        # latin1 reads the Python 2 pickles CIFAR ships; their keys come back as str, newer ones as bytes.
+        batch = pickle.load(file, encoding="latin1")
+    return {key.decode() if isinstance(key, bytes) else key: value for key, value in batch.items()}
+
+
+def _read_svhn(split: str, root: Path):
+    from scipy.io import loadmat  # scipy comes with scikit-learn; only SVHN needs it
+
+    name = f"{split}_32x32.mat"
+    if not (root / name).is_file():
+        raise _Missing(root, (name,))
+    mat = loadmat(root / name)
+    # X is (H, W, C, n); label 10 stands for the digit 0.
+    return mat["X"].transpose(3, 2, 0, 1), mat["y"].astype(np.int64).ravel() % 10
+
+
+def _read_digits(split: str, root: Path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    labels = digits.target.astype(np.int64)
+    test = np.zeros(len(labels), dtype=bool)
+    test[stratified_subset(labels, round(_DIGITS_TEST_FRACTION * len(labels)), _DIGITS_SEED)] = True
+    keep = test if split == "test" else ~test
+    return digits.images[keep, None].astype(np.uint8), labels[keep]
+
+
+_READERS = {
+    "fashion_mnist": _read_fashion_mnist,
+    "cifar10": _read_cifar("cifar-10-batches-py",
+                           {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
+                           "labels"),
+    "cifar100": _read_cifar("cifar-100-python", {"train": ["train"], "test": ["test"]}, "fine_labels"),
+    "svhn": _read_svhn,
+    "digits": _read_digits,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Downloading, through torchvision's dataset classes (they know the URLs and check the md5 sums).
+
+
+def _download(name: str, split: str, root: Path, missing: _Missing) -> None:
+    import torchvision.datasets as tvd  # imported here: it is slow to import and only needed to download
+
+    train = split == "train"
+    makers = {
+        "fashion_mnist": lambda: tvd.FashionMNIST(root, train=train, download=True),
+        "cifar10": lambda: tvd.CIFAR10(root, train=train, download=True),
+        "cifar100": lambda: tvd.CIFAR100(root, train=train, download=True),
+        "svhn": lambda: tvd.SVHN(root, split=split, download=True),
+    }
+    try:
+        makers[name]()
+    # URLError is an OSError; torchvision reports failed mirrors and bad checksums as RuntimeError.
+    except (OSError, RuntimeError) as error:
+        raise _not_found(name, split, missing, f"Downloading failed: {error}\n") from error
+
+
+def _not_found(name: str, split: str, missing: _Missing, reason: str) -> DatasetNotFoundError:
+    hint = f" {missing.hint}" if missing.hint else ""
+    return DatasetNotFoundError(
+        f"{name} ({split} split) not found. {reason}Expected the files {', '.join(missing.files)}{hint} "
+        f"in the folder {missing.folder}. Put them there, or run once with internet access "
+        f"(download=True) to fetch them; set PDLIB_DATA or pass root= to use another data folder."
+    )

@@ -1,0 +1,164 @@
+"""The experiments behind each chapter, as cached runs at a profile's scale.
+
+Notebooks call these in a line or two; every network goes through
+:func:`pdlib.runs.run_model`, so nothing is retrained once it is cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pdlib.cache import Artifact
+from pdlib.data import DATASETS, DatasetNotFoundError, load_dataset
+from pdlib.metrics import depth_correlation_matrix, probe_accuracy, rescale_depth, softmax_disagreement
+from pdlib.profiles import Profile
+from pdlib.runs import RunConfig, run_model
+
+__all__ = ["TASKS", "Task", "available_tasks", "run_config", "run_model_for", "train_seeds", "seed_agreement",
+           "probe_accuracy_curves", "runs_table", "gallery_arrays"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A classification task: a dataset, or a class subset of one."""
+
+    dataset: str  # name accepted by pdlib.load_dataset
+    classes: tuple[int, ...] = ()  # class subset in the dataset's indices; () = all
+    offline: bool = False  # always available without a download
+
+
+TASKS = {
+    "digits": Task("digits", offline=True),
+    "fashion_mnist": Task("fashion_mnist", offline=True),
+    # Shirt / T-shirt / pullover / coat: the four Fashion-MNIST classes most often confused.
+    "fashion_mnist_hard": Task("fashion_mnist", classes=(0, 2, 4, 6), offline=True),
+    "svhn": Task("svhn"),
+    "cifar10": Task("cifar10"),
+    "cifar100": Task("cifar100"),
+}
+
+
+def available_tasks(names, *, download: bool = False) -> list[str]:
+    """The tasks of ``names`` whose data is on disk (or downloadable when ``download``)."""
+    available = []
+    for name in names:
+        task = TASKS[name]
+        if task.offline or download:
+            available.append(name)
+            continue
+        try:
+            load_dataset(task.dataset, "train", download=False)
+            available.append(name)
+        except DatasetNotFoundError:
+            continue
+    return available
+
+
+def run_config(profile: Profile, task: str, arch: str, seed: int, **changes) -> RunConfig:
+    """The :class:`RunConfig` of one network at ``profile``'s scale."""
+    spec = TASKS[task]
+    return RunConfig(dataset=spec.dataset, classes=spec.classes, arch=arch, width=profile.width(arch),
+                     train=profile.train_config(arch), n_pool=profile.n_pool, n_test=profile.n_test,
+                     seed=seed, **changes)
+
+
+def train_seeds(profile: Profile, task: str, arch: str, n_seeds: int, seed: int = 0,
+                progress: bool | None = None) -> list[Artifact]:
+    """``n_seeds`` networks trained on the same pool with seeds ``seed, seed + 1, ...``."""
+    return [run_model(run_config(profile, task, arch, seed + i), progress=progress) for i in range(n_seeds)]
+
+
+def seed_agreement(runs_by_arch: dict) -> dict:
+    """PD agreement between seeds and architectures, on the training and validation splits.
+
+    Parameters
+    ----------
+    runs_by_arch : dict of str to list of Artifact
+        Runs on the same points (same pool and test subset).
+
+    Returns
+    -------
+    dict with
+        ``names`` (list of str), ``train`` and ``validation`` correlation matrices
+        (see :func:`pdlib.metrics.depth_correlation_matrix`), and ``mean_rescaled``:
+        per architecture, the seed-mean PD of every point rescaled to [0, 1], shape (n,).
+    """
+    out = {}
+    for split, mask_name in (("train", "in_train"), ("validation", None)):
+        depths = {}
+        for arch, runs in runs_by_arch.items():
+            mask = runs[0][mask_name] if mask_name else ~runs[0]["in_train"]
+            depths[arch] = [run["depth"][mask] for run in runs]
+        out["names"], out[split] = depth_correlation_matrix(depths)
+    out["mean_rescaled"] = {
+        arch: rescale_depth(np.mean([run["depth"] for run in runs], axis=0), len(runs[0].meta["probe_names"]))
+        for arch, runs in runs_by_arch.items()
+    }
+    return out
+
+
+def probe_accuracy_curves(runs: list[Artifact]) -> dict:
+    """Mean k-NN probe accuracy per probe over ``runs``, for training and validation points.
+
+    Returns
+    -------
+    dict of str to ndarray of float, shape (n_probes,)
+        Keys "train (leave-one-out)" and "validation".
+    """
+    curves = {"train (leave-one-out)": [], "validation": []}
+    for run in runs:
+        for split, mask in (("train (leave-one-out)", run["in_train"]), ("validation", ~run["in_train"])):
+            curves[split].append(probe_accuracy(run["probe_predictions"][:, mask], run["labels"][mask]))
+    return {split: np.mean(values, axis=0) for split, values in curves.items()}
+
+
+def run_model_for(profile: Profile, task: str, arch: str, seed: int = 0, progress: bool | None = None) -> Artifact:
+    """One network on ``task`` at ``profile``'s scale (cached)."""
+    return run_model(run_config(profile, task, arch, seed), progress=progress)
+
+
+def runs_table(runs_by_arch: dict):
+    """One row per network: fit, accuracy, mean PD, softmax disagreement and wall time.
+
+    Returns
+    -------
+    pandas.DataFrame indexed by (architecture, seed)
+    """
+    import pandas as pd
+
+    rows = []
+    for arch, runs in runs_by_arch.items():
+        for run in runs:
+            train, held_out = run["in_train"], ~run["in_train"]
+            rows.append({
+                "architecture": arch,
+                "seed": run.meta["config"]["seed"],
+                "train accuracy": run.meta["train_accuracy"],
+                "test accuracy": run.meta["test_accuracy"],
+                "mean PD train": float(run["depth"][train].mean()),
+                "mean PD validation": float(run["depth"][held_out].mean()),
+                "max PD": len(run.meta["probe_names"]) - 1,
+                "softmax probe disagrees (%)": 100 * softmax_disagreement(run["probe_predictions"],
+                                                                          run["network_predictions"]),
+                "train s": run.meta["seconds"]["train"],
+                "probe s": run.meta["seconds"]["probe"],
+            })
+    return pd.DataFrame(rows).set_index(["architecture", "seed"])
+
+
+def gallery_arrays(runs: list[Artifact]) -> dict:
+    """Training-pool points of ``runs`` with their seed-mean PD, for the Fig. 1 gallery.
+
+    Returns
+    -------
+    dict of ndarray, each of shape (n_pool,)
+        ``labels``, ``predictions`` (the first network's) and ``mean_depth``.
+    """
+    pool = ~runs[0]["is_test"]
+    return {
+        "labels": runs[0]["labels"][pool],
+        "predictions": runs[0]["network_predictions"][pool].astype(np.int64),
+        "mean_depth": np.mean([run["depth"][pool] for run in runs], axis=0),
+    }

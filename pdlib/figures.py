@@ -1,0 +1,194 @@
+"""One function per paper figure. They plot arrays; they never train.
+
+Every figure carries a footer naming the profile, dataset, architecture and number of
+models behind it. Set ``PDLIB_FIGURES=<folder>`` to also save each figure there as PNG
+(the single switch for saving).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+__all__ = [
+    "display_images",
+    "fig1_depth_gallery",
+    "fig1_depth_distributions",
+    "fig1_probe_accuracy",
+    "fig2_depth_correlations",
+    "fig2_mean_depth_histogram",
+]
+
+sns.set_theme(context="notebook", style="whitegrid")
+
+
+def _finish(fig, footer: str, name: str):
+    """Add the provenance footer and save when ``PDLIB_FIGURES`` is set."""
+    fig.text(0.5, -0.01, footer, ha="center", va="top", fontsize=8, color="0.35")
+    folder = os.environ.get("PDLIB_FIGURES")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        fig.savefig(Path(folder) / f"{name}.png", dpi=150, bbox_inches="tight")
+    return fig
+
+
+def display_images(inputs, mean, std) -> np.ndarray:
+    """Undo the normalisation for display.
+
+    Parameters
+    ----------
+    inputs : Tensor or ndarray, shape (n, C, H, W)
+    mean, std : sequence of float, length C
+
+    Returns
+    -------
+    ndarray of float, shape (n, H, W) for C == 1 or (n, H, W, 3), values in [0, 1]
+    """
+    x = np.asarray(inputs, dtype=np.float64)
+    x = x * np.asarray(std)[None, :, None, None] + np.asarray(mean)[None, :, None, None]
+    x = np.clip(x, 0, 1)
+    return x[:, 0] if x.shape[1] == 1 else x.transpose(0, 2, 3, 1)
+
+
+def fig1_depth_gallery(images, labels, predictions, depth, class_names, *, footer: str,
+                       n_per_side: int = 4, classes=None, seed: int = 0):
+    """Per class, the examples with the lowest and with the highest prediction depth.
+
+    Parameters
+    ----------
+    images : ndarray, shape (n, H, W) or (n, H, W, 3), values in [0, 1]
+    labels, predictions, depth : ndarray of int, shape (n,)
+        Ground truth, network prediction and prediction depth (or mean depth).
+    class_names : sequence of str
+    footer : str
+        Profile, dataset, architecture and number of models.
+    n_per_side : int
+        Images in each of the two groups per class.
+    classes : sequence of int, optional
+        Classes to show (rows); all by default.
+    seed : int
+        Breaks ties in depth at random but reproducibly.
+    """
+    classes = range(len(class_names)) if classes is None else classes
+    rng = np.random.default_rng(seed)
+    classes = list(classes)
+    fig, axes = plt.subplots(len(classes), 2 * n_per_side + 1, figsize=(1.25 * (2 * n_per_side + 1), 1.45 * len(classes)),
+                             squeeze=False, gridspec_kw={"width_ratios": [1] * n_per_side + [0.25] + [1] * n_per_side})
+    for row, c in enumerate(classes):
+        members = np.flatnonzero(labels == c)
+        # Random tie-break so that equal depths do not simply show dataset order.
+        order = members[np.lexsort((rng.random(len(members)), depth[members]))]
+        chosen = list(order[:n_per_side]) + [None] + list(order[::-1][:n_per_side][::-1])
+        for col, index in enumerate(chosen):
+            ax = axes[row, col]
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.grid(False)
+            if index is None:
+                ax.axis("off")
+                continue
+            ax.imshow(images[index], cmap="gray_r" if images.ndim == 3 else None, vmin=0, vmax=1)
+            wrong = predictions[index] != labels[index]
+            ax.set_title(f"PD {depth[index]:.3g}\npred {class_names[predictions[index]]}", fontsize=6.5,
+                         color="crimson" if wrong else "black")
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+        axes[row, 0].set_ylabel(class_names[c], fontsize=8, rotation=0, ha="right", va="center")
+    axes[0, 0].annotate("lowest prediction depth", (0, 1.9), xycoords="axes fraction", fontsize=9, weight="bold")
+    axes[0, n_per_side + 1].annotate("highest prediction depth", (0, 1.9), xycoords="axes fraction", fontsize=9, weight="bold")
+    fig.subplots_adjust(hspace=0.9, wspace=0.08)
+    return _finish(fig, footer + "   (red title: the network's prediction differs from the label)", "fig1_gallery")
+
+
+def fig1_depth_distributions(depths: dict, n_probes: int, *, footer: str):
+    """Distribution of prediction depth per dataset, in order of mean depth.
+
+    Parameters
+    ----------
+    depths : dict of str to ndarray of int, shape (n,)
+        Prediction depth of each point, per dataset (same architecture).
+    n_probes : int
+        Probes of the architecture; PD takes values 0 .. n_probes - 1.
+    footer : str
+    """
+    order = sorted(depths, key=lambda name: np.mean(depths[name]))
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    bins = np.arange(n_probes)
+    palette = sns.color_palette("viridis", len(order))
+    for colour, name in zip(palette, order):
+        frequency = np.bincount(np.asarray(depths[name], dtype=np.int64), minlength=n_probes) / len(depths[name])
+        ax.plot(bins, frequency, marker="o", color=colour, label=f"{name} (mean {np.mean(depths[name]):.2f})")
+    ax.set_xlabel("prediction depth")
+    ax.set_ylabel("fraction of points")
+    ax.set_xticks(bins)
+    ax.legend(title="dataset, ordered by mean PD", fontsize=8)
+    return _finish(fig, footer, "fig1_distributions")
+
+
+def fig1_probe_accuracy(curves: dict, probe_labels, *, footer: str):
+    """k-NN probe accuracy layer by layer.
+
+    Parameters
+    ----------
+    curves : dict of str to dict of str to ndarray, shape (n_probes,)
+        ``curves[model][split]`` accuracy per probe, e.g. splits "train (leave-one-out)"
+        and "validation".
+    probe_labels : dict of str to sequence of str
+        Probe names per model, for the x axis (models may have different depths).
+    footer : str
+    """
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), squeeze=False, sharey=True)
+    for ax, (model, splits) in zip(axes[0], curves.items()):
+        for split, accuracy in splits.items():
+            ax.plot(np.arange(len(accuracy)), accuracy, marker="o", label=split)
+        ax.set_xticks(np.arange(len(probe_labels[model])))
+        ax.set_xticklabels(probe_labels[model], rotation=70, fontsize=7)
+        ax.set_title(model)
+        ax.set_xlabel("probe")
+    axes[0, 0].set_ylabel("k-NN probe accuracy")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return _finish(fig, footer, "fig1_probe_accuracy")
+
+
+def fig2_depth_correlations(names, matrices: dict, *, footer: str):
+    """Pearson correlation of per-example PD between architectures and seeds.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Group (architecture) names, the matrix rows and columns.
+    matrices : dict of str to ndarray, shape (n_groups, n_groups)
+        One matrix per split (e.g. "train", "validation"); diagonal = across seeds.
+    footer : str
+    """
+    fig, axes = plt.subplots(1, len(matrices), figsize=(3.9 * len(matrices), 3.4), squeeze=False)
+    for ax, (split, matrix) in zip(axes[0], matrices.items()):
+        sns.heatmap(matrix, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="mako", xticklabels=names,
+                    yticklabels=names, cbar=ax is axes[0, -1], ax=ax, square=True)
+        ax.set_title(f"{split} split")
+    fig.tight_layout()
+    return _finish(fig, footer + "   (diagonal: between random seeds of one architecture)", "fig2_correlations")
+
+
+def fig2_mean_depth_histogram(mean_rescaled: dict, *, footer: str):
+    """Histogram of ensemble-mean prediction depth, rescaled to [0, 1] per architecture.
+
+    Parameters
+    ----------
+    mean_rescaled : dict of str to ndarray of float, shape (n,)
+        Per architecture, each point's mean PD over its runs divided by the maximum PD.
+    footer : str
+    """
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    bins = np.linspace(0, 1, 21)
+    for name, values in mean_rescaled.items():
+        ax.hist(values, bins=bins, histtype="step", linewidth=2, label=f"{name} (mean {np.mean(values):.2f})")
+    ax.set_yscale("log")
+    ax.set_xlabel("mean prediction depth / maximum depth")
+    ax.set_ylabel("number of points")
+    ax.legend(fontsize=8)
+    return _finish(fig, footer, "fig2_mean_depth_histogram")

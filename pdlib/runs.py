@@ -1,0 +1,165 @@
+"""One cached experiment unit: train a network on a data pool, then probe every point.
+
+A run takes a stratified pool of a dataset's training split (optionally a class
+subset), holds out a random fraction of it (the paper's 90:10 protocol) or nothing,
+trains one network on the rest, and scores every pool point and a stratified test
+subset with every probe. Results are cached by config hash (:mod:`pdlib.cache`), so
+re-running a notebook after editing prose retrains nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from pdlib.cache import Artifact, load_or_compute
+from pdlib.data import DATASETS, load_dataset, select_classes, stratified_subset, train_val_split
+from pdlib.models import make_model
+from pdlib.probing import probe_model
+from pdlib.training import TrainConfig, predict, train_model
+
+__all__ = ["RunConfig", "run_model", "RunData", "run_data"]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one trained-and-probed network."""
+
+    dataset: str  # name accepted by pdlib.load_dataset
+    arch: str  # "mlp", "vgg16" or "resnet18"
+    width: int  # hidden units (mlp) or first-stage channels (conv nets)
+    train: TrainConfig = field(default_factory=TrainConfig)  # optimiser settings and epochs
+    n_pool: int = 0  # images drawn (stratified) from the training split; 0 = all of them
+    n_test: int = 0  # images drawn (stratified) from the test split and scored; 0 = all
+    classes: tuple[int, ...] = ()  # class subset, relabelled 0..m-1 in this order; () = all classes
+    holdout_fraction: float = 0.0  # fraction of the pool held out as validation split (0.1 = 90:10)
+    seed: int = 0  # seeds initialisation, batch order and the holdout split
+    data_seed: int = 0  # seeds the choice of the pool and test subsets
+    k: int = 30  # neighbours per k-NN probe
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The images a run uses: pool (training-split images) then test images."""
+
+    pool_inputs: torch.Tensor  # (n_pool, C, H, W)
+    pool_labels: np.ndarray  # (n_pool,) int64 ground truth
+    pool_index: np.ndarray  # (n_pool,) index into the dataset's training split
+    test_inputs: torch.Tensor  # (n_test, C, H, W)
+    test_labels: np.ndarray  # (n_test,)
+    test_index: np.ndarray  # (n_test,) index into the test split
+    class_names: tuple[str, ...]
+
+
+def _subset(data, n: int, seed: int):
+    labels = data.labels.numpy()
+    index = np.arange(len(labels)) if n == 0 or n >= len(labels) else stratified_subset(labels, n, seed)
+    return data.inputs[torch.as_tensor(index)], labels[index], index
+
+
+def run_data(config: RunConfig) -> RunData:
+    """Load and subset the images of ``config`` (deterministic by ``data_seed``)."""
+    train, test = load_dataset(config.dataset, "train"), load_dataset(config.dataset, "test")
+    if config.classes:
+        train, test = select_classes(train, config.classes), select_classes(test, config.classes)
+    pool_inputs, pool_labels, pool_index = _subset(train, config.n_pool, config.data_seed)
+    test_inputs, test_labels, test_index = _subset(test, config.n_test, config.data_seed + 1)
+    return RunData(pool_inputs, pool_labels, pool_index, test_inputs, test_labels, test_index, train.class_names)
+
+
+def _compute(config: RunConfig, device, progress) -> tuple[dict, dict]:
+    data = run_data(config)
+    n_pool = len(data.pool_labels)
+    in_train = (train_val_split(n_pool, config.seed, 1 - config.holdout_fraction)
+                if config.holdout_fraction > 0 else np.ones(n_pool, dtype=bool))
+    info = DATASETS[config.dataset]
+    n_classes = len(config.classes) or info.n_classes
+    model = make_model(config.arch, n_classes, info.in_channels, info.image_size, width=config.width, seed=config.seed)
+    train_inputs, train_labels = data.pool_inputs[torch.as_tensor(in_train)], data.pool_labels[in_train]
+    all_inputs = torch.cat([data.pool_inputs, data.test_inputs])
+    tracked = all_inputs if config.train.n_checkpoints else None
+    fit = train_model(model, train_inputs, train_labels, config.train, seed=config.seed, device=device,
+                      track_inputs=tracked, progress=progress)
+    held_out = np.concatenate([~in_train, np.ones(len(data.test_labels), dtype=bool)])
+    start = time.perf_counter()
+    probed = probe_model(model, train_inputs, train_labels, all_inputs[torch.as_tensor(held_out)],
+                         k=config.k, device=device, progress=progress)
+    probe_seconds = time.perf_counter() - start
+
+    # Scatter train (leave-one-out) and held-out results back into pool-then-test order.
+    n_all = len(held_out)
+    def merge(train_part, query_part, axis):
+        shape = list(train_part.shape)
+        shape[axis] = n_all
+        out = np.empty(shape, dtype=train_part.dtype)
+        index = [slice(None)] * len(shape)
+        index[axis] = ~held_out
+        out[tuple(index)] = train_part
+        index[axis] = held_out
+        out[tuple(index)] = query_part
+        return out
+
+    labels = np.concatenate([data.pool_labels, data.test_labels])
+    network = merge(probed.train_network_predictions, probed.query_network_predictions, 0)
+    is_test = np.arange(n_all) >= n_pool
+    arrays = {
+        "labels": labels.astype(np.int64),
+        "is_test": is_test,
+        "in_train": ~held_out,
+        "dataset_index": np.concatenate([data.pool_index, data.test_index]).astype(np.int64),
+        "probe_predictions": merge(probed.train_probe_predictions, probed.query_probe_predictions, 1).astype(np.int16),
+        "votes": merge(probed.train_votes, probed.query_votes, 1),
+        "network_predictions": network.astype(np.int16),
+        "logits": merge(probed.train_logits, probed.query_logits, 0),
+        "depth": merge(probed.train_depth, probed.query_depth, 0).astype(np.int8),
+        "loss_history": fit.loss_history,
+        "checkpoint_steps": fit.checkpoint_steps,
+        "checkpoint_predictions": fit.checkpoint_predictions,
+    }
+    meta = {
+        "probe_names": list(probed.probe_names),
+        "class_names": list(data.class_names),
+        "train_accuracy": fit.train_accuracy,
+        "test_accuracy": float((network[is_test] == labels[is_test]).mean()) if is_test.any() else None,
+        "seconds": {"train": fit.seconds, "probe": probe_seconds, **probed.seconds},
+        "device": str(device or ("cuda" if torch.cuda.is_available() else "cpu")),
+    }
+    return arrays, meta
+
+
+def run_model(config: RunConfig, *, device=None, progress: bool | None = None, use_cache: bool = True) -> Artifact:
+    """Train and probe one network, or load it from the cache.
+
+    Parameters
+    ----------
+    config : RunConfig
+    device : str or torch.device, optional
+        Defaults to CUDA when available; not part of the cache key.
+    progress : bool, optional
+        Progress bars for training and probing.
+    use_cache : bool
+        ``False`` recomputes and overwrites the cached artifact.
+
+    Returns
+    -------
+    Artifact
+        Arrays over ``n = n_pool + n_test`` points, pool first, then test:
+
+        - ``labels`` (n,) int64 ground truth; ``is_test`` (n,) bool;
+          ``in_train`` (n,) bool, True for the points the network trained on;
+          ``dataset_index`` (n,) index in the dataset's own split;
+        - ``probe_predictions`` (n_probes, n) int16 and ``votes`` (n_probes, n,
+          n_classes) uint8: training points leave-one-out, the others against the
+          training split;
+        - ``network_predictions`` (n,) int16, ``logits`` (n, n_classes) float32,
+          ``depth`` (n,) int8 prediction depth;
+        - ``loss_history`` (epochs,), ``checkpoint_steps`` (T+1,) and
+          ``checkpoint_predictions`` (T+1, n) int16 when ``train.n_checkpoints > 0``.
+
+        ``meta`` holds probe names, class names, train and test accuracy, timings
+        and provenance.
+    """
+    return load_or_compute("runs", config, lambda: _compute(config, device, progress), use_cache=use_cache)
