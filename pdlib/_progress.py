@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from tqdm.auto import tqdm
+# Plain tqdm: tqdm.auto wants ipywidgets inside notebooks and warns without them.
+from tqdm import tqdm
 
 
 def progress_enabled(enabled: bool | None = None) -> bool:

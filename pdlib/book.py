@@ -151,18 +151,35 @@ def _write_atomic(nb, path: Path) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             nbformat.write(nb, handle)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _title_index(nb) -> int:
-    """Index of the cell holding the page's ``# Title`` (-1 when there is none)."""
+def _after_title(nb) -> int:
+    """Index just after the page's ``# Title`` line, splitting its cell if prose follows the title.
+
+    Returns 0 when no markdown cell has a level-1 heading.
+    """
+    import nbformat
+
     for index, cell in enumerate(nb.cells):
-        if cell.cell_type == "markdown" and re.search(r"^#\s+\S", cell.source, flags=re.MULTILINE):
-            return index
-    return -1
+        if cell.cell_type != "markdown":
+            continue
+        lines = cell.source.splitlines()
+        heading = next((i for i, line in enumerate(lines) if re.match(r"#\s+\S", line)), None)
+        if heading is None:
+            continue
+        rest = "\n".join(lines[heading + 1:]).strip("\n")
+        if rest.strip():
+            cell.source = "\n".join(lines[:heading + 1])
+            nb.cells.insert(index + 1, nbformat.v4.new_markdown_cell(rest))
+        return index + 1
+    return 0
 
 
 def _cell(value: str) -> str:
@@ -197,8 +214,8 @@ def parameters_markdown(stem: str, profile: str, parameters: dict, seconds: floa
     rows = "\n".join(f"| {_cell(name)} | {_cell(value)} | {_cell(default)} |"
                      for name, (value, default) in parameters.items())
     return f"""\
-````{{admonition}} Parameters of this run
-:class: note
+````{{admonition}} Parameters of this run: profile {profile}
+:class: note dropdown
 
 This page was executed by papermill with profile **{profile}**, in {_format_seconds(seconds)}
 on {_hardware()} ({date}).
@@ -286,14 +303,20 @@ def execute_chapter(source: Path, destination: Path, profile: str, root: Path, *
 
     injected = result.metadata.get("papermill", {}).get("parameters", {})
     if kind == "book":
-        parameters = {name: (repr(injected[name]) if name in injected else str(info["default"]), str(info["default"]))
+        from papermill.translators import PythonTranslator
+
+        parameters = {name: (PythonTranslator.translate(injected[name]) if name in injected else str(info["default"]),
+                             str(info["default"]))
                       for name, info in defaults.items()}
         date = datetime.date.today().isoformat()
         admonition = nbformat.v4.new_markdown_cell(
             parameters_markdown(stem, profile, parameters, seconds, date),
             metadata={"tags": ["pdlib-parameters"]},
         )
-        result.cells.insert(_title_index(result) + 1, admonition)
+        result.cells.insert(_after_title(result), admonition)
+        for cell in result.cells:  # the admonition shows the injected values; hide papermill's cell
+            if "injected-parameters" in cell.metadata.get("tags", []):
+                cell.metadata["tags"] = [*cell.metadata["tags"], "remove-cell"]
     else:
         _strip_volatile_metadata(result)
     result.metadata.setdefault("pdlib", {})["profile"] = profile

@@ -407,12 +407,12 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def _read_cifar(folder_name: str, files: dict, label_key: str):
+def _read_cifar(archive: str, folder_name: str, files: dict, label_key: str):
     def read(split: str, root: Path):
         folder = root / folder_name
         names = files[split]
         if not all((folder / name).is_file() for name in names):
-            raise _Missing(folder, names)
+            raise _Missing(folder, names, f"(as extracted from {archive} into {root})")
         batches = [_unpickle(folder / name) for name in names]
         pixels = np.concatenate([batch["data"] for batch in batches]).reshape(-1, 3, 32, 32)
         return pixels, np.concatenate([np.asarray(batch[label_key]) for batch in batches])
@@ -450,10 +450,11 @@ def _read_digits(split: str, root: Path):
 
 _READERS = {
     "fashion_mnist": _read_fashion_mnist,
-    "cifar10": _read_cifar("cifar-10-batches-py",
+    "cifar10": _read_cifar("cifar-10-python.tar.gz", "cifar-10-batches-py",
                            {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
                            "labels"),
-    "cifar100": _read_cifar("cifar-100-python", {"train": ["train"], "test": ["test"]}, "fine_labels"),
+    "cifar100": _read_cifar("cifar-100-python.tar.gz", "cifar-100-python",
+                            {"train": ["train"], "test": ["test"]}, "fine_labels"),
     "svhn": _read_svhn,
     "digits": _read_digits,
 }
@@ -483,7 +484,7 @@ def _download(name: str, split: str, root: Path, missing: _Missing) -> None:
 def _not_found(name: str, split: str, missing: _Missing, reason: str) -> DatasetNotFoundError:
     hint = f" {missing.hint}" if missing.hint else ""
     return DatasetNotFoundError(
-        f"{name} ({split} split) not found. {reason}Expected the files {', '.join(missing.files)}{hint} "
+        f"{name} ({split} split) not found. {reason}Expected {', '.join(missing.files)}{hint} "
         f"in the folder {missing.folder}. Put them there, or run once with internet access "
         f"(download=True) to fetch them; set PDLIB_DATA or pass root= to use another data folder."
     )

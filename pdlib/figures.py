@@ -28,7 +28,7 @@ sns.set_theme(context="notebook", style="whitegrid")
 
 def _finish(fig, footer: str, name: str):
     """Add the provenance footer and save when ``PDLIB_FIGURES`` is set."""
-    fig.text(0.5, -0.01, footer, ha="center", va="top", fontsize=8, color="0.35")
+    fig.text(0.5, 0.0, footer, ha="center", va="top", fontsize=8, color="0.35")
     folder = os.environ.get("PDLIB_FIGURES")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
@@ -99,7 +99,7 @@ def fig1_depth_gallery(images, labels, predictions, depth, class_names, *, foote
         axes[row, 0].set_ylabel(class_names[c], fontsize=8, rotation=0, ha="right", va="center")
     axes[0, 0].annotate("lowest prediction depth", (0, 1.9), xycoords="axes fraction", fontsize=9, weight="bold")
     axes[0, n_per_side + 1].annotate("highest prediction depth", (0, 1.9), xycoords="axes fraction", fontsize=9, weight="bold")
-    fig.subplots_adjust(hspace=0.9, wspace=0.08)
+    fig.subplots_adjust(hspace=0.9, wspace=0.08, bottom=0.02, top=0.94)
     return _finish(fig, footer + "   (red title: the network's prediction differs from the label)", "fig1_gallery")
 
 
@@ -124,7 +124,8 @@ def fig1_depth_distributions(depths: dict, n_probes: int, *, footer: str):
     ax.set_xlabel("prediction depth")
     ax.set_ylabel("fraction of points")
     ax.set_xticks(bins)
-    ax.legend(title="dataset, ordered by mean PD", fontsize=8)
+    ax.legend(title="dataset, ordered by mean PD", fontsize=8, title_fontsize=9)
+    fig.tight_layout()
     return _finish(fig, footer, "fig1_distributions")
 
 
@@ -191,4 +192,5 @@ def fig2_mean_depth_histogram(mean_rescaled: dict, *, footer: str):
     ax.set_xlabel("mean prediction depth / maximum depth")
     ax.set_ylabel("number of points")
     ax.legend(fontsize=8)
+    fig.tight_layout()
     return _finish(fig, footer, "fig2_mean_depth_histogram")

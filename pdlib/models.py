@@ -68,24 +68,27 @@ class VGG16(nn.Module):
 
     def __init__(self, n_classes: int, in_channels: int, width: int = 64):
         super().__init__()
-        self.layers = nn.Sequential()
-        channels, n_conv, n_pool = in_channels, 0, 0
+        channels, n_conv, n_pool, self._order = in_channels, 0, 0, []
         for step in _VGG16_PLAN:
             if step == "M":
                 n_pool += 1
-                self.layers.add_module(f"pool{n_pool}", nn.MaxPool2d(2, ceil_mode=True))
+                name, layer = f"pool{n_pool}", nn.MaxPool2d(2, ceil_mode=True)
             else:
                 n_conv += 1
                 out = step * width
-                conv = nn.Conv2d(channels, out, 3, padding=1, bias=False)
-                self.layers.add_module(f"conv{n_conv}", _hidden_block(conv, nn.BatchNorm2d(out)))
+                name = f"conv{n_conv}"
+                layer = _hidden_block(nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out))
                 channels = out
+            self.add_module(name, layer)
+            self._order.append(name)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(channels, n_classes)
-        self.probe_points = (INPUT, *(f"layers.conv{i + 1}" for i in range(n_conv)), SOFTMAX)
+        self.probe_points = (INPUT, *(f"conv{i + 1}" for i in range(n_conv)), SOFTMAX)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.flatten(self.pool(self.layers(x)), 1))
+        for name in self._order:
+            x = getattr(self, name)(x)
+        return self.head(torch.flatten(self.pool(x), 1))
 
 
 class BasicBlock(nn.Module):

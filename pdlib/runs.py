@@ -16,12 +16,15 @@ import numpy as np
 import torch
 
 from pdlib.cache import Artifact, load_or_compute
-from pdlib.data import DATASETS, load_dataset, select_classes, stratified_subset, train_val_split
+from pdlib.data import DATASETS, corrupt_labels, load_dataset, select_classes, stratified_subset, train_val_split
 from pdlib.models import make_model
 from pdlib.probing import probe_model
 from pdlib.training import TrainConfig, predict, train_model
 
-__all__ = ["RunConfig", "run_model", "RunData", "run_data"]
+__all__ = ["RunConfig", "run_model", "compute_run", "RunData", "run_data", "FORMAT_VERSION"]
+
+#: Bump when a change to training or probing changes results: old cached runs are then ignored.
+FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class RunConfig:
     n_test: int = 0  # images drawn (stratified) from the test split and scored; 0 = all
     classes: tuple[int, ...] = ()  # class subset, relabelled 0..m-1 in this order; () = all classes
     holdout_fraction: float = 0.0  # fraction of the pool held out as validation split (0.1 = 90:10)
+    label_noise: float = 0.0  # fraction of pool labels replaced by another class (fixed by data_seed)
     seed: int = 0  # seeds initialisation, batch order and the holdout split
     data_seed: int = 0  # seeds the choice of the pool and test subsets
     k: int = 30  # neighbours per k-NN probe
@@ -70,15 +74,24 @@ def run_data(config: RunConfig) -> RunData:
     return RunData(pool_inputs, pool_labels, pool_index, test_inputs, test_labels, test_index, train.class_names)
 
 
-def _compute(config: RunConfig, device, progress) -> tuple[dict, dict]:
+def compute_run(config: RunConfig, device=None, progress: bool | None = None) -> tuple[dict, dict]:
+    """Train and probe the network of ``config``; no caching (see :func:`run_model`).
+
+    Returns
+    -------
+    arrays : dict of ndarray
+    meta : dict
+    """
     data = run_data(config)
     n_pool = len(data.pool_labels)
-    in_train = (train_val_split(n_pool, config.seed, 1 - config.holdout_fraction)
-                if config.holdout_fraction > 0 else np.ones(n_pool, dtype=bool))
     info = DATASETS[config.dataset]
     n_classes = len(config.classes) or info.n_classes
+    fit_labels, corrupted = (corrupt_labels(data.pool_labels, config.label_noise, n_classes, config.data_seed)
+                             if config.label_noise > 0 else (data.pool_labels, np.zeros(n_pool, dtype=bool)))
+    in_train = (train_val_split(n_pool, config.seed, 1 - config.holdout_fraction)
+                if config.holdout_fraction > 0 else np.ones(n_pool, dtype=bool))
     model = make_model(config.arch, n_classes, info.in_channels, info.image_size, width=config.width, seed=config.seed)
-    train_inputs, train_labels = data.pool_inputs[torch.as_tensor(in_train)], data.pool_labels[in_train]
+    train_inputs, train_labels = data.pool_inputs[torch.as_tensor(in_train)], fit_labels[in_train]
     all_inputs = torch.cat([data.pool_inputs, data.test_inputs])
     tracked = all_inputs if config.train.n_checkpoints else None
     fit = train_model(model, train_inputs, train_labels, config.train, seed=config.seed, device=device,
@@ -107,6 +120,8 @@ def _compute(config: RunConfig, device, progress) -> tuple[dict, dict]:
     is_test = np.arange(n_all) >= n_pool
     arrays = {
         "labels": labels.astype(np.int64),
+        "fit_labels": np.concatenate([fit_labels, data.test_labels]).astype(np.int64),
+        "corrupted": np.concatenate([corrupted, np.zeros(len(data.test_labels), dtype=bool)]),
         "is_test": is_test,
         "in_train": ~held_out,
         "dataset_index": np.concatenate([data.pool_index, data.test_index]).astype(np.int64),
@@ -148,7 +163,9 @@ def run_model(config: RunConfig, *, device=None, progress: bool | None = None, u
     Artifact
         Arrays over ``n = n_pool + n_test`` points, pool first, then test:
 
-        - ``labels`` (n,) int64 ground truth; ``is_test`` (n,) bool;
+        - ``labels`` (n,) int64 ground truth; ``fit_labels`` (n,) the labels the
+          network was trained on (differs where ``corrupted`` (n,) is True);
+          ``is_test`` (n,) bool;
           ``in_train`` (n,) bool, True for the points the network trained on;
           ``dataset_index`` (n,) index in the dataset's own split;
         - ``probe_predictions`` (n_probes, n) int16 and ``votes`` (n_probes, n,
@@ -162,4 +179,5 @@ def run_model(config: RunConfig, *, device=None, progress: bool | None = None, u
         ``meta`` holds probe names, class names, train and test accuracy, timings
         and provenance.
     """
-    return load_or_compute("runs", config, lambda: _compute(config, device, progress), use_cache=use_cache)
+    return load_or_compute(f"runs-v{FORMAT_VERSION}", config, lambda: compute_run(config, device, progress),
+                           use_cache=use_cache)

@@ -1,10 +1,14 @@
 import os
+import tempfile
 
 import numpy as np
 import pytest
 import torch
 
 os.environ.setdefault("PDLIB_QUIET", "1")
+# One fresh run cache per test session, inherited by notebook kernels and book builds:
+# nbval recomputes every smoke run instead of reading results cached by an earlier build.
+os.environ.setdefault("PDLIB_CACHE", tempfile.mkdtemp(prefix="pdlib-test-cache-"))
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 

@@ -1,5 +1,8 @@
 """The smoke book builds without a warning and renders offline in a headless browser.
 
+Two fast checks keep the prose honest: the profile table of ``book/reproduce.md`` matches
+``pdlib.profiles``, and every chapter in ``_toc.yml`` has a notebook source.
+
 The book is built once per session, with ``python -m pdlib.book --profile smoke``, into a
 temporary copy of the book's sources (so a ``laptop`` build in ``book/chapters`` and
 ``_build`` is left alone). Set ``PDLIB_BOOK_ROOT`` to a book root whose ``_build/html`` is
@@ -34,7 +37,6 @@ import pytest
 
 from pdlib.book import CHAPTER_DIR, toc_files
 
-pytestmark = [pytest.mark.book, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD_TIMEOUT_S = 1500  # the smoke book: ~90 s per notebook on 2 cores, plus the Sphinx build
@@ -48,6 +50,53 @@ def _chromium() -> str | None:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
+
+
+# --------------------------------------------------------------------------- fast checks
+
+
+def _profile_table(text: str) -> dict[str, list[str]]:
+    """Rows of the profile table in book/reproduce.md: field name -> [smoke, laptop, paper] cells."""
+    rows = {}
+    for line in text.splitlines():
+        match = re.match(r"\|\s*`(\w+)`[^|]*\|(.*)\|\s*$", line)
+        if match:
+            rows[match.group(1)] = [cell.strip() for cell in match.group(2).split("|")]
+    return rows
+
+
+def test_reproduce_page_lists_the_profiles_as_defined():
+    import dataclasses
+
+    from pdlib.profiles import PROFILES
+
+    table = _profile_table((REPO / "book" / "reproduce.md").read_text())
+    order = ["smoke", "laptop", "paper"]
+    assert set(PROFILES) == set(order), f"reproduce.md describes smoke, laptop and paper; pdlib has {sorted(PROFILES)}"
+    for field in dataclasses.fields(PROFILES["smoke"]):
+        if field.name == "name":
+            continue
+        assert field.name in table, f"book/reproduce.md: the profile table has no row for `{field.name}`"
+        for profile, cell in zip(order, table[field.name]):
+            value = getattr(PROFILES[profile], field.name)
+            if dataclasses.is_dataclass(value):  # a TrainConfig: "epochs / batch size / peak learning rate"
+                expected = [value.epochs, value.batch_size, value.lr]
+            else:
+                expected = [value]
+            written = [float(x) for x in re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", cell)]
+            assert written == [float(x) for x in expected], (
+                f"book/reproduce.md: `{field.name}` for {profile} reads {cell!r}, pdlib.profiles has {expected}")
+            if dataclasses.is_dataclass(value):  # the page's prose states the rest of the optimiser
+                stated = {"momentum": 0.9, "weight_decay": 5e-4, "warmup_fraction": 0.1}
+                actual = {key: getattr(value, key) for key in stated}
+                assert actual == stated, f"book/reproduce.md states {stated} for every profile; {profile} has {actual}"
+
+
+def test_toc_chapters_have_sources():
+    from pdlib.book import notebook_sources, toc_chapters
+
+    missing = [stem for stem in toc_chapters(REPO) if stem not in notebook_sources(REPO)]
+    assert not missing, f"_toc.yml lists chapters without notebooks/<name>.md: {missing}"
 
 
 # --------------------------------------------------------------------------- building
@@ -94,6 +143,8 @@ def toc_pages(book_root) -> list[str]:
     return pages
 
 
+@pytest.mark.book
+@pytest.mark.slow
 def test_every_toc_page_is_built(book_root, toc_pages):
     html_dir = book_root / "_build" / "html"
     missing = [page for page in toc_pages if not (html_dir / f"{page}.html").is_file()]
@@ -104,6 +155,8 @@ def test_every_toc_page_is_built(book_root, toc_pages):
     assert set(chapters) <= timed, f"chapters without a smoke timing: {set(chapters) - timed}"
 
 
+@pytest.mark.book
+@pytest.mark.slow
 def test_chapters_show_their_parameters(book_root, toc_pages):
     for page in toc_pages:
         if not page.startswith(CHAPTER_DIR + "/"):
@@ -112,7 +165,7 @@ def test_chapters_show_their_parameters(book_root, toc_pages):
         text = re.sub(r"<[^>]+>", "", (book_root / "_build" / "html" / f"{page}.html").read_text())
         text = re.sub(r"\s+", " ", text)
         assert "Parameters of this run" in text, f"{page}: no Parameters admonition"
-        assert "with profile smoke" in text, f"{page}: the admonition does not name the profile"
+        assert "with profile smoke" in text and "Parameters of this run: profile smoke" in text, f"{page}: the admonition does not name the profile"
         rerun = f"papermill notebooks/{stem}.ipynb out.ipynb -p profile smoke"
         assert rerun in text, f"{page}: the admonition lacks the re-run command {rerun!r}"
 
@@ -149,6 +202,8 @@ def _is_local(url: str) -> bool:
     return parsed.scheme in ("http", "https", "ws", "wss") and parsed.hostname in LOCAL_HOSTS
 
 
+@pytest.mark.book
+@pytest.mark.slow
 def test_html_loads_only_local_resources(book_root):
     html_dir = book_root / "_build" / "html"
     remote = []
@@ -371,6 +426,8 @@ def _console_errors(events: list[dict]) -> list[str]:
     return errors
 
 
+@pytest.mark.book
+@pytest.mark.slow
 def test_pages_render_offline_in_chromium(browser, server, toc_pages):
     problems: dict[str, list[str]] = {}
     pages_with_math = images_on_chapters = 0

@@ -50,12 +50,13 @@ def manual_embeddings(model, x):
             for name in model.probe_points[1:-1]:
                 out = getattr(model, name)(out)
                 hidden.append(out)
-        elif hasattr(model, "layers"):  # VGG16
+        elif hasattr(model, "conv13"):  # VGG16
             out, hidden = x, []
-            for name, layer in model.layers.named_children():
-                out = layer(out)
-                if name.startswith("conv"):
-                    hidden.append(out)
+            for name, layer in model.named_children():
+                if name.startswith(("conv", "pool")) and name != "pool":
+                    out = layer(out)
+                    if name.startswith("conv"):
+                        hidden.append(out)
         else:  # ResNet18
             out, hidden = x, []
             for name in model.probe_points[1:-1]:

@@ -1,0 +1,176 @@
+"""Ensembles on the paper's 90:10 protocol, run locally or on a Ray cluster.
+
+Model ``i`` of an ensemble is the template :class:`~pdlib.runs.RunConfig` with seed
+``template.seed + i``: its own initialisation, batch order and random 90:10 split of the
+pool. Each model is one cached artifact (see :func:`pdlib.runs.run_model`), written
+atomically by the driver process, so killing a run at any moment loses no finished
+model and re-running it only computes what is missing.
+
+Results are bit-identical whichever executor runs them: every model is computed with
+the same fixed number of torch threads (``threads``), since a GEMM split over a
+different number of threads may round differently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from pdlib._progress import progress_bar
+from pdlib.cache import Artifact, load_artifact, save_artifact
+from pdlib.runs import FORMAT_VERSION, RunConfig, compute_run
+
+__all__ = ["Ensemble", "ensemble_configs", "run_ensemble", "EXECUTORS"]
+
+EXECUTORS = ("local", "process", "ray")
+_KIND = f"runs-v{FORMAT_VERSION}"
+
+
+def ensemble_configs(template: RunConfig, n_models: int) -> list[RunConfig]:
+    """The configs of an ensemble's models: seeds ``template.seed .. template.seed + n_models - 1``."""
+    if isinstance(n_models, bool) or not isinstance(n_models, int) or n_models < 1:
+        raise ValueError(f"n_models must be a positive integer, got {n_models!r}")
+    if not 0 < template.holdout_fraction < 1:
+        raise ValueError(
+            f"template.holdout_fraction must be in (0, 1) for an ensemble (0.1 is the paper's 90:10); "
+            f"got {template.holdout_fraction}")
+    return [dataclasses.replace(template, seed=template.seed + i) for i in range(n_models)]
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _compute_with_threads(config: RunConfig, threads: int, device: str | None) -> tuple[dict, dict]:
+    """One model, in whatever process the executor chose; the driver writes the artifact."""
+    with _torch_threads(threads):
+        arrays, meta = compute_run(config, device=device, progress=False)
+    return arrays, {**meta, "torch_threads": threads}
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """The cached models of one ensemble; artifacts are loaded one at a time."""
+
+    configs: tuple[RunConfig, ...]
+
+    def __len__(self) -> int:
+        return len(self.configs)
+
+    def artifacts(self) -> Iterator[Artifact]:
+        """Yield each model's artifact in seed order, never holding two at once."""
+        for config in self.configs:
+            artifact = load_artifact(_KIND, config)
+            if artifact is None:
+                raise FileNotFoundError(f"model with seed {config.seed} is not computed; run run_ensemble first")
+            yield artifact
+
+    def missing(self) -> list[RunConfig]:
+        """Configs whose artifact is not (completely) written yet."""
+        return [config for config in self.configs if load_artifact(_KIND, config) is None]
+
+
+def run_ensemble(
+    template: RunConfig,
+    n_models: int,
+    *,
+    executor: str = "local",
+    workers: int = 1,
+    threads: int | None = None,
+    device: str | None = None,
+    ray_address: str | None = None,
+    progress: bool | None = None,
+) -> Ensemble:
+    """Train and probe ``n_models`` networks on random 90:10 splits (cached, resumable).
+
+    Parameters
+    ----------
+    template : RunConfig
+        Model 0's config; ``holdout_fraction`` must be in (0, 1) (0.1 in the paper).
+    n_models : int
+        Ensemble size r.
+    executor : {"local", "process", "ray"}
+        ``local`` runs the models one after another in this process; ``process`` uses a
+        pool of ``workers`` processes; ``ray`` schedules one task per model on a Ray
+        cluster (``pip install pdlib[ray]``), requesting a GPU per task when the
+        cluster has GPUs.
+    workers : int
+        Processes for the ``process`` executor.
+    threads : int, optional
+        Torch threads per model. Fixed across executors so that artifacts are
+        bit-identical; defaults to ``max(1, cpu_count // workers)`` for ``local`` and
+        ``process``, and 1 for ``ray``. Pass the same value to compare executors.
+    device : str, optional
+        Torch device inside each task; defaults to CUDA when available there.
+    ray_address : str, optional
+        Address for ``ray.init`` (an existing cluster); ``None`` starts or reuses a
+        local instance.
+    progress : bool, optional
+        Progress bar with ETA over models.
+
+    Returns
+    -------
+    Ensemble
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    ensemble = Ensemble(tuple(ensemble_configs(template, n_models)))
+    pending = ensemble.missing()
+    if threads is None:
+        threads = 1 if executor == "ray" else max(1, (multiprocessing.cpu_count() or 1) // workers)
+    bar = progress_bar(total=len(ensemble), initial=len(ensemble) - len(pending), desc="models",
+                       enabled=progress, unit="model")
+    try:
+        for config, (arrays, meta) in _execute(pending, executor, workers, threads, device, ray_address):
+            save_artifact(_KIND, config, arrays, {**meta, "executor": executor})
+            bar.update(1)
+    finally:
+        bar.close()
+    return ensemble
+
+
+def _execute(pending, executor, workers, threads, device, ray_address):
+    """Yield ``(config, (arrays, meta))`` as models finish."""
+    if not pending:
+        return
+    if executor == "local":
+        for config in pending:
+            yield config, _compute_with_threads(config, threads, device)
+    elif executor == "process":
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(_compute_with_threads, config, threads, device): config for config in pending}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+    else:
+        yield from _execute_ray(pending, threads, device, ray_address)
+
+
+def _execute_ray(pending, threads, device, ray_address):
+    try:
+        import ray
+    except ImportError as error:
+        raise ImportError("executor='ray' needs Ray: pip install 'pdlib[ray]'") from error
+    if not ray.is_initialized():
+        ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    task = ray.remote(num_cpus=threads, num_gpus=gpus)(_compute_with_threads)
+    refs = {task.remote(config, threads, device): config for config in pending}
+    while refs:
+        done, _ = ray.wait(list(refs), num_returns=1)
+        config = refs.pop(done[0])
+        yield config, ray.get(done[0])
