@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -241,6 +242,23 @@ The whole book: `make book PROFILE={profile}`.
 ````"""
 
 
+def parameter_defaults(source: str) -> dict[str, str]:
+    """``{name: default source text}`` of the assignments in a parameters cell, in order.
+
+    >>> parameter_defaults('profile = "smoke"  # smoke | laptop; the preset\\nseed = 0')
+    {'profile': '"smoke"', 'seed': '0'}
+    """
+    import ast
+
+    defaults = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            defaults[node.targets[0].id] = ast.get_source_segment(source, node.value)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            defaults[node.target.id] = ast.get_source_segment(source, node.value)
+    return defaults
+
+
 def _strip_volatile_metadata(nb) -> None:
     """Drop per-run timestamps so re-generated nbval references diff cleanly."""
     for cell in nb.cells:
@@ -281,10 +299,14 @@ def execute_chapter(source: Path, destination: Path, profile: str, root: Path, *
         notebook = Path(tmp) / f"{stem}.ipynb"
         executed = Path(tmp) / f"{stem}.executed.ipynb"
         nb = jupytext.read(source)
-        if not any("parameters" in cell.metadata.get("tags", []) for cell in nb.cells if cell.cell_type == "code"):
+        cells = [cell for cell in nb.cells if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", [])]
+        if not cells:
             raise BookError(f"{source}: no code cell is tagged 'parameters' (see notebooks/README.md)")
+        try:
+            defaults = parameter_defaults(cells[0].source)
+        except SyntaxError as error:
+            raise BookError(f"{source}: the parameters cell is not plain Python: {error}") from None
         jupytext.write(nb, notebook)
-        defaults = papermill.inspect_notebook(str(notebook))
         if "profile" not in defaults:
             raise BookError(f"{source}: the parameters cell must define `profile`")
         start = time.perf_counter()
@@ -296,7 +318,7 @@ def execute_chapter(source: Path, destination: Path, profile: str, root: Path, *
         except BaseException:
             if failed_dir is not None and executed.exists():
                 failed_dir.mkdir(parents=True, exist_ok=True)
-                os.replace(executed, failed_dir / f"{stem}.ipynb")
+                shutil.move(str(executed), failed_dir / f"{stem}.ipynb")  # /tmp may be another filesystem
             raise
         seconds = time.perf_counter() - start
         result = nbformat.read(executed, as_version=4)
@@ -305,9 +327,8 @@ def execute_chapter(source: Path, destination: Path, profile: str, root: Path, *
     if kind == "book":
         from papermill.translators import PythonTranslator
 
-        parameters = {name: (PythonTranslator.translate(injected[name]) if name in injected else str(info["default"]),
-                             str(info["default"]))
-                      for name, info in defaults.items()}
+        parameters = {name: (PythonTranslator.translate(injected[name]) if name in injected else default, default)
+                      for name, default in defaults.items()}
         date = datetime.date.today().isoformat()
         admonition = nbformat.v4.new_markdown_cell(
             parameters_markdown(stem, profile, parameters, seconds, date),
@@ -478,8 +499,11 @@ def main(argv=None) -> int:
             except BookError:
                 raise
             except Exception as error:  # keep going: report every failing chapter at once
-                first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-                failures[stem] = f"{type(error).__name__}: {first_line}"[:200]
+                if hasattr(error, "ename"):  # papermill's PapermillExecutionError: a cell raised
+                    failures[stem] = f"{error.ename}: {error.evalue} (cell [{error.exec_count}])"[:200]
+                else:
+                    first_line = (str(error).strip().splitlines() or [""])[0]
+                    failures[stem] = f"{type(error).__name__}: {first_line}"[:200]
                 print(f"[book] {stem} FAILED; partial notebook in _build/failed/{stem}.ipynb\n{error}",
                       file=sys.stderr, flush=True)
                 continue

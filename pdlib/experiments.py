@@ -6,18 +6,21 @@ Notebooks call these in a line or two; every network goes through
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from pdlib.cache import Artifact
-from pdlib.data import DATASETS, DatasetNotFoundError, load_dataset
+from pdlib.data import DatasetNotFoundError, load_dataset
+from pdlib.ensembles import Ensemble, run_ensemble
 from pdlib.metrics import depth_correlation_matrix, probe_accuracy, rescale_depth, softmax_disagreement
 from pdlib.profiles import Profile
 from pdlib.runs import RunConfig, run_model
 
 __all__ = ["TASKS", "Task", "available_tasks", "run_config", "run_model_for", "train_seeds", "seed_agreement",
-           "probe_accuracy_curves", "runs_table", "gallery_arrays"]
+           "probe_accuracy_curves", "runs_table", "gallery_arrays", "ensemble_template", "train_ensemble",
+           "full_pool_models", "cross_model_consensus", "ensemble_statistics", "ensemble_table"]
 
 
 @dataclass(frozen=True)
@@ -162,3 +165,68 @@ def gallery_arrays(runs: list[Artifact]) -> dict:
         "predictions": runs[0]["network_predictions"][pool].astype(np.int64),
         "mean_depth": np.mean([run["depth"][pool] for run in runs], axis=0),
     }
+
+
+def ensemble_template(profile: Profile, task: str, arch: str, seed: int = 0) -> RunConfig:
+    """Model 0 of a 90:10 ensemble at ``profile``'s scale, recording prediction checkpoints."""
+    train = dataclasses.replace(profile.train_config(arch), n_checkpoints=profile.n_checkpoints)
+    return run_config(profile, task, arch, seed, holdout_fraction=0.1, train=train)
+
+
+def train_ensemble(profile: Profile, task: str, arch: str, n_models: int, seed: int = 0, *,
+                   executor: str = "local", workers: int = 1, progress: bool | None = None) -> Ensemble:
+    """Train (or load) an ensemble of ``n_models`` networks on random 90:10 splits of the pool."""
+    return run_ensemble(ensemble_template(profile, task, arch, seed), n_models, executor=executor,
+                        workers=workers, progress=progress)
+
+
+#: Seeds of full-pool networks start here, far from any ensemble's seeds.
+FULL_POOL_SEED_OFFSET = 10_000
+
+
+def full_pool_models(profile: Profile, task: str, arch: str, n_models: int, seed: int = 0,
+                     progress: bool | None = None) -> list[Artifact]:
+    """``n_models`` networks trained on the whole pool (no holdout), for Fig. 4 middle and Fig. 6."""
+    train = dataclasses.replace(profile.train_config(arch), n_checkpoints=profile.n_checkpoints)
+    return [run_model(run_config(profile, task, arch, FULL_POOL_SEED_OFFSET + seed + i, train=train),
+                      progress=progress) for i in range(n_models)]
+
+
+def cross_model_consensus(runs: list[Artifact]) -> dict:
+    """PD of the test points from the first network; consensus and C* from all the others.
+
+    Returns
+    -------
+    dict of ndarray, each of shape (n_test,)
+        ``depth`` (first network), ``consensus`` and ``consensus_consistency`` (the rest).
+    """
+    from pdlib.consistency import consensus_class, consensus_consistency
+
+    if len(runs) < 2:
+        raise ValueError(f"runs must hold at least 2 networks, got {len(runs)}")
+    test = runs[0]["is_test"]
+    labels = runs[0]["labels"][test]
+    others = np.stack([run["network_predictions"][test] for run in runs[1:]]).astype(np.int64)
+    held_out = np.ones_like(others, dtype=bool)
+    n_classes = runs[0]["logits"].shape[1]
+    consensus = consensus_class(others, held_out, labels, n_classes)
+    return {"depth": runs[0]["depth"][test].astype(np.int64), "consensus": consensus,
+            "consensus_consistency": consensus_consistency(others, held_out, consensus)}
+
+
+def ensemble_table(stats: dict):
+    """Headline numbers of an ensemble as a one-column table."""
+    import pandas as pd
+
+    seen = stats["n_held_out"] > 0
+    rows = {
+        "networks": stats["n_models"],
+        "points (pool)": int(len(seen)),
+        "mean training accuracy": float(np.mean(stats["train_accuracy"])),
+        "mean held-out accuracy": float(stats["val_correct_pairs"].mean()),
+        "mean times held out": float(stats["n_held_out"][seen].mean()),
+        "mean PD (validation)": float(np.nanmean(stats["depth_val"])),
+        "mean PD (train)": float(np.nanmean(stats["depth_train"])),
+        "consensus ≠ ground truth (%)": 100 * float(np.mean(stats["consensus"][seen] != stats["labels"][seen])),
+    }
+    return pd.DataFrame({"value": rows}).round(3)

@@ -21,6 +21,9 @@ __all__ = [
     "fig1_probe_accuracy",
     "fig2_depth_correlations",
     "fig2_mean_depth_histogram",
+    "fig3_consistency_vs_depth",
+    "fig4_consensus_consistency",
+    "fig4_accuracy_vs_depth",
 ]
 
 sns.set_theme(context="notebook", style="whitegrid")
@@ -194,3 +197,94 @@ def fig2_mean_depth_histogram(mean_rescaled: dict, *, footer: str):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _finish(fig, footer, "fig2_mean_depth_histogram")
+
+
+def _hist2d(ax, x, y, *, x_label, y_label, title, x_bins, y_bins=None):
+    """2-D histogram with a logarithmic colour scale; returns the image for a colour bar."""
+    from matplotlib.colors import LogNorm
+
+    keep = np.isfinite(x) & np.isfinite(y)
+    y_bins = np.linspace(-0.025, 1.025, 22) if y_bins is None else y_bins
+    counts, xe, ye = np.histogram2d(x[keep], y[keep], bins=[x_bins, y_bins])
+    image = ax.pcolormesh(xe, ye, counts.T, norm=LogNorm(vmin=1, vmax=max(2, counts.max())), cmap="viridis")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(f"{title} (n = {int(keep.sum())})", fontsize=10)
+    return image
+
+
+def fig3_consistency_vs_depth(mean_depth_val, consistency, consensus_matches, *, max_depth: int, footer: str):
+    """Consistency score against mean validation PD: all points, consensus = label, consensus != label.
+
+    Parameters
+    ----------
+    mean_depth_val : ndarray of float, shape (n,)
+        Each point's mean PD over the models that held it out (PD_val).
+    consistency : ndarray of float, shape (n,)
+        Consistency score (Eq. 1).
+    consensus_matches : ndarray of bool, shape (n,)
+        Whether the consensus class equals the ground truth.
+    max_depth : int
+        Largest possible PD (number of probes - 1).
+    footer : str
+    """
+    x_bins = np.linspace(-0.5, max_depth + 0.5, 2 * max_depth + 2)
+    panels = [("all points", np.ones_like(consensus_matches, dtype=bool)),
+              ("consensus = ground truth", consensus_matches), ("consensus ≠ ground truth", ~consensus_matches)]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
+    for ax, (title, mask) in zip(axes, panels):
+        image = _hist2d(ax, mean_depth_val[mask], consistency[mask], x_label="mean prediction depth (validation)",
+                        y_label="consistency score" if ax is axes[0] else "", title=title, x_bins=x_bins)
+    fig.colorbar(image, ax=axes, label="points (log scale)", fraction=0.02)
+    return _finish(fig, footer, "fig3_consistency_vs_depth")
+
+
+def fig4_consensus_consistency(panels: dict, *, max_depth: int, footer: str, bound: dict | None = None):
+    """Consensus-consistency against prediction depth, one 2-D histogram per panel.
+
+    Parameters
+    ----------
+    panels : dict of str to (ndarray, ndarray)
+        Title to (prediction depth, consensus-consistency), each of shape (n,).
+    max_depth : int
+    footer : str
+    bound : dict, optional
+        :func:`pdlib.metrics.lower_envelope` of the first panel, drawn as a line.
+    """
+    x_bins = np.linspace(-0.5, max_depth + 0.5, 2 * max_depth + 2)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    for ax, (title, (depth, consistency)) in zip(axes[0], panels.items()):
+        image = _hist2d(ax, np.asarray(depth, float), np.asarray(consistency, float), x_bins=x_bins,
+                        x_label="prediction depth", y_label="consensus-consistency", title=title)
+        fig.colorbar(image, ax=ax, fraction=0.05)
+    if bound is not None and np.isfinite(bound["slope"]):
+        ax = axes[0, 0]
+        xs = np.array([0, max_depth])
+        ax.plot(xs, bound["intercept"] + bound["slope"] * xs, color="crimson", lw=1.5,
+                label=f"lower bound {bound['intercept']:.2f} {bound['slope']:+.3f}·PD")
+        ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return _finish(fig, footer, "fig4_consensus_consistency")
+
+
+def fig4_accuracy_vs_depth(accuracy: dict, counts: dict, *, footer: str):
+    """Accuracy of held-out predictions at each prediction depth.
+
+    Parameters
+    ----------
+    accuracy, counts : dict of str to ndarray, shape (n_probes,)
+        Per curve (e.g. architecture): accuracy and number of predictions at each PD.
+    footer : str
+    """
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    for name, values in accuracy.items():
+        depth = np.arange(len(values))
+        sizes = 10 + 200 * counts[name] / counts[name].sum()
+        ax.plot(depth, values, lw=1, alpha=0.6)
+        ax.scatter(depth, values, s=sizes, label=name)
+    ax.set_xlabel("prediction depth")
+    ax.set_ylabel("accuracy (held-out predictions)")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8, title="marker area ∝ fraction of predictions", title_fontsize=8)
+    fig.tight_layout()
+    return _finish(fig, footer, "fig4_accuracy_vs_depth")

@@ -8,7 +8,8 @@ import numpy as np
 
 from pdlib._checks import as_array
 
-__all__ = ["rescale_depth", "depth_correlation_matrix", "probe_accuracy", "softmax_disagreement"]
+__all__ = ["rescale_depth", "depth_correlation_matrix", "probe_accuracy", "softmax_disagreement", "lower_envelope",
+           "accuracy_by_depth"]
 
 
 def rescale_depth(depth, n_probes: int) -> np.ndarray:
@@ -101,3 +102,68 @@ def softmax_disagreement(probe_predictions, network_predictions) -> float:
     probes = as_array(probe_predictions, "probe_predictions")
     network = as_array(network_predictions, "network_predictions")
     return float((probes[-1] != network).mean())
+
+
+def lower_envelope(x, y, *, n_bins: int = 10, quantile: float = 0.02) -> dict:
+    """A straight line fitted to the lower edge of a point cloud.
+
+    The cloud is cut into ``n_bins`` equal-width bins of ``x``; in each bin with at least
+    20 points, the ``quantile`` of ``y`` marks the edge, and a least-squares line
+    through those edge points gives the bound ``y >= intercept + slope * x``.
+
+    Parameters
+    ----------
+    x, y : array-like of float, shape (n,)
+        E.g. mean prediction depth (rescaled to [0, 1]) and consensus-consistency.
+    n_bins : int
+    quantile : float
+        Lower quantile taken as the edge in each bin (robust to a few outliers).
+
+    Returns
+    -------
+    dict with ``slope``, ``intercept`` (floats), ``centres`` and ``edges`` (the fitted
+    points), and ``violations`` (fraction of points below the line).
+    """
+    x = as_array(x, "x").astype(np.float64)
+    y = as_array(y, "y").astype(np.float64)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    bins = np.linspace(x.min(), x.max(), n_bins + 1)
+    which = np.clip(np.digitize(x, bins) - 1, 0, n_bins - 1)
+    centres, edges = [], []
+    for b in range(n_bins):
+        members = y[which == b]
+        if len(members) >= 20:
+            centres.append(0.5 * (bins[b] + bins[b + 1]))
+            edges.append(np.quantile(members, quantile))
+    if len(centres) < 2:
+        return {"slope": float("nan"), "intercept": float("nan"), "centres": np.array(centres),
+                "edges": np.array(edges), "violations": float("nan")}
+    slope, intercept = np.polyfit(centres, edges, 1)
+    return {"slope": float(slope), "intercept": float(intercept), "centres": np.array(centres),
+            "edges": np.array(edges), "violations": float(np.mean(y < intercept + slope * x - 1e-9))}
+
+
+def accuracy_by_depth(depth, correct, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy of the predictions made at each prediction depth.
+
+    Parameters
+    ----------
+    depth : array-like of int, shape (m,)
+        Prediction depth of each (model, point) prediction.
+    correct : array-like of bool, shape (m,)
+        Whether that prediction equals the ground truth.
+    n_probes : int
+
+    Returns
+    -------
+    accuracy : ndarray of float64, shape (n_probes,)
+        NaN where no prediction has that depth.
+    count : ndarray of int64, shape (n_probes,)
+    """
+    depth = as_array(depth, "depth").astype(np.int64)
+    correct = as_array(correct, "correct").astype(np.float64)
+    count = np.bincount(depth, minlength=n_probes)
+    hits = np.bincount(depth, weights=correct, minlength=n_probes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, hits / np.maximum(count, 1), np.nan), count

@@ -31,6 +31,10 @@ class Profile:
     mlp_train: TrainConfig  # optimiser and epochs for the MLP
     vgg16_train: TrainConfig  # optimiser and epochs for VGG16
     resnet18_train: TrainConfig  # optimiser and epochs for ResNet18
+    ensemble_arch: str  # architecture of the 90:10 ensembles (Sections 3 and 4)
+    ensemble_size: int  # models r per 90:10 ensemble; each point is held out by about r / 10
+    n_full_models: int  # models trained on the whole pool (Fig. 4 middle, Fig. 6)
+    n_checkpoints: int  # prediction snapshots over training, for iteration learned
 
     def width(self, arch: str) -> int:
         """Width argument of :func:`pdlib.make_model` for ``arch``."""
@@ -48,6 +52,7 @@ PROFILES = {
         mlp_train=TrainConfig(epochs=30, batch_size=64, lr=0.05),
         vgg16_train=TrainConfig(epochs=12, batch_size=64, lr=0.05),
         resnet18_train=TrainConfig(epochs=10, batch_size=64, lr=0.05),
+        ensemble_arch="mlp", ensemble_size=10, n_full_models=3, n_checkpoints=10,
     ),
     # The default of `make book`: sized from measured CPU throughput (MLP 7x256 ~12k img/s,
     # VGG16 width 8 ~1.3k img/s, ResNet18 width 8 ~0.5-1k img/s on 2 cores).
@@ -56,6 +61,7 @@ PROFILES = {
         mlp_train=TrainConfig(epochs=30, batch_size=128, lr=0.1),
         vgg16_train=TrainConfig(epochs=15, batch_size=128, lr=0.05),
         resnet18_train=TrainConfig(epochs=12, batch_size=128, lr=0.1),
+        ensemble_arch="mlp", ensemble_size=40, n_full_models=5, n_checkpoints=20,
     ),
     # Full-width networks on full datasets: for a GPU.
     "paper": Profile(
@@ -63,6 +69,7 @@ PROFILES = {
         mlp_train=TrainConfig(epochs=40, batch_size=128, lr=0.05),
         vgg16_train=TrainConfig(epochs=40, batch_size=128, lr=0.05),
         resnet18_train=TrainConfig(epochs=40, batch_size=128, lr=0.1),
+        ensemble_arch="resnet18", ensemble_size=250, n_full_models=25, n_checkpoints=40,
     ),
 }
 

@@ -15,7 +15,7 @@ def normalise(requirement: str) -> tuple[str, str]:
 def test_environment_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    wanted = project["dependencies"] + extras["test"] + extras["book"] + extras["bench"]
+    wanted = project["dependencies"] + extras["test"] + extras["book"] + extras["bench"] + extras["ray"]
     pip_section = re.search(r"- pip:\n((?:\s+- .+\n)+)", (ROOT / "environment.yml").read_text()).group(1)
     listed = [line.strip()[2:] for line in pip_section.splitlines() if line.strip()]
     listed = [entry for entry in listed if not entry.startswith("-e")]
