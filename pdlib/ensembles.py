@@ -20,13 +20,14 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from pdlib._progress import progress_bar
 from pdlib.cache import Artifact, load_artifact, save_artifact
 from pdlib.runs import FORMAT_VERSION, RunConfig, compute_run
 
-__all__ = ["Ensemble", "ensemble_configs", "run_ensemble", "EXECUTORS"]
+__all__ = ["Ensemble", "ensemble_configs", "run_ensemble", "ensemble_statistics", "EXECUTORS"]
 
 EXECUTORS = ("local", "process", "ray")
 _KIND = f"runs-v{FORMAT_VERSION}"
@@ -174,3 +175,82 @@ def _execute_ray(pending, threads, device, ray_address):
         done, _ = ray.wait(list(refs), num_returns=1)
         config = refs.pop(done[0])
         yield config, ray.get(done[0])
+
+
+def ensemble_statistics(ensemble: Ensemble) -> dict:
+    """Per-point statistics of an ensemble, streaming over its artifacts (memory O(n * n_classes)).
+
+    Parameters
+    ----------
+    ensemble : Ensemble
+        Models on 90:10 splits of the same pool (and test subset).
+
+    Returns
+    -------
+    dict
+        Over the ``n`` pool points (the test points are never in a training split):
+
+        - ``labels`` (n,) ground truth; ``n_held_out`` and ``n_trained`` (n,) int: models that
+          held the point out / trained on it;
+        - ``consistency`` (n,) float: Eq. 1, the fraction of held-out models predicting the
+          label (NaN if never held out);
+        - ``consensus`` (n,) int: their majority class, ties to the label, then to the smallest
+          index (-1 if never held out); ``consensus_consistency`` (n,) float: Eq. 2;
+        - ``depth_val`` and ``depth_train`` (n,) float: mean PD over held-out / training
+          appearances (NaN where there are none);
+        - ``val_depth_pairs`` (m,) int8 and ``val_correct_pairs`` (m,) bool: PD and
+          correctness of every held-out prediction, for accuracy against depth;
+        - ``iteration_val`` and ``iteration_train`` (n,) float: mean rescaled iteration
+          learned (95th percentile of each model = 1) over the two kinds of appearance;
+        - ``n_models``, ``n_probes``, ``n_classes`` and ``train_accuracy`` (r,).
+    """
+    from pdlib.consistency import iteration_learned, rescale_iteration
+
+    votes = n_held_out = n_trained = depth_val = depth_train = iter_val = iter_train = labels = None
+    depth_pairs, correct_pairs, train_accuracy = [], [], []
+    n_probes = 0
+    for artifact in ensemble.artifacts():
+        pool = ~artifact["is_test"]
+        held_out = ~artifact["in_train"][pool]
+        predictions = artifact["network_predictions"][pool].astype(np.int64)
+        depth = artifact["depth"][pool].astype(np.float64)
+        if votes is None:
+            labels = artifact["labels"][pool]
+            n, n_classes = len(labels), artifact["logits"].shape[1]
+            votes = np.zeros((n, n_classes), dtype=np.int32)
+            n_held_out, n_trained = np.zeros(n, np.int32), np.zeros(n, np.int32)
+            depth_val, depth_train, iter_val, iter_train = (np.zeros(n) for _ in range(4))
+            n_probes = len(artifact.meta["probe_names"])
+        np.add.at(votes, (np.flatnonzero(held_out), predictions[held_out]), 1)
+        n_held_out += held_out
+        n_trained += ~held_out
+        depth_val += np.where(held_out, depth, 0.0)
+        depth_train += np.where(held_out, 0.0, depth)
+        history = artifact["checkpoint_predictions"]
+        if history.size:
+            iteration = rescale_iteration(iteration_learned(history[:, pool]))
+            iter_val += np.where(held_out, iteration, 0.0)
+            iter_train += np.where(held_out, 0.0, iteration)
+        depth_pairs.append(depth[held_out].astype(np.int8))
+        correct_pairs.append(predictions[held_out] == labels[held_out])
+        train_accuracy.append(artifact.meta["train_accuracy"])
+    if votes is None:
+        raise ValueError("the ensemble has no models")
+    seen = n_held_out > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_held_out = lambda total: np.where(seen, total / n_held_out, np.nan)  # noqa: E731
+        per_trained = lambda total: np.where(n_trained > 0, total / n_trained, np.nan)  # noqa: E731
+        tied = votes == votes.max(axis=1, keepdims=True)
+        label_tied = tied[np.arange(len(labels)), labels]
+        consensus = np.where(seen, np.where(label_tied, labels, tied.argmax(axis=1)), -1)
+        return {
+            "labels": labels, "n_held_out": n_held_out, "n_trained": n_trained,
+            "consistency": per_held_out(votes[np.arange(len(labels)), labels]),
+            "consensus": consensus,
+            "consensus_consistency": per_held_out(votes[np.arange(len(labels)), np.maximum(consensus, 0)]),
+            "depth_val": per_held_out(depth_val), "depth_train": per_trained(depth_train),
+            "iteration_val": per_held_out(iter_val), "iteration_train": per_trained(iter_train),
+            "val_depth_pairs": np.concatenate(depth_pairs), "val_correct_pairs": np.concatenate(correct_pairs),
+            "n_models": len(ensemble), "n_probes": n_probes, "n_classes": votes.shape[1],
+            "train_accuracy": np.asarray(train_accuracy),
+        }

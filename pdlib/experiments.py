@@ -13,7 +13,7 @@ import numpy as np
 
 from pdlib.cache import Artifact
 from pdlib.data import DatasetNotFoundError, load_dataset
-from pdlib.ensembles import Ensemble, run_ensemble
+from pdlib.ensembles import Ensemble, ensemble_statistics, run_ensemble
 from pdlib.metrics import depth_correlation_matrix, probe_accuracy, rescale_depth, softmax_disagreement
 from pdlib.profiles import Profile
 from pdlib.runs import RunConfig, run_model
@@ -62,9 +62,9 @@ def available_tasks(names, *, download: bool = False) -> list[str]:
 def run_config(profile: Profile, task: str, arch: str, seed: int, **changes) -> RunConfig:
     """The :class:`RunConfig` of one network at ``profile``'s scale."""
     spec = TASKS[task]
-    return RunConfig(dataset=spec.dataset, classes=spec.classes, arch=arch, width=profile.width(arch),
-                     train=profile.train_config(arch), n_pool=profile.n_pool, n_test=profile.n_test,
-                     seed=seed, **changes)
+    fields = dict(dataset=spec.dataset, classes=spec.classes, arch=arch, width=profile.width(arch),
+                  train=profile.train_config(arch), n_pool=profile.n_pool, n_test=profile.n_test, seed=seed)
+    return RunConfig(**{**fields, **changes})
 
 
 def train_seeds(profile: Profile, task: str, arch: str, n_seeds: int, seed: int = 0,
