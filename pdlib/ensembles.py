@@ -25,12 +25,12 @@ import torch
 
 from pdlib._progress import progress_bar
 from pdlib.cache import Artifact, load_artifact, save_artifact
-from pdlib.runs import FORMAT_VERSION, RunConfig, compute_run
+from pdlib.runs import RUNS_KIND as _KIND
+from pdlib.runs import RunConfig, compute_run
 
 __all__ = ["Ensemble", "ensemble_configs", "run_ensemble", "ensemble_statistics", "EXECUTORS"]
 
 EXECUTORS = ("local", "process", "ray")
-_KIND = f"runs-v{FORMAT_VERSION}"
 
 
 def ensemble_configs(template: RunConfig, n_models: int) -> list[RunConfig]:
@@ -204,7 +204,7 @@ def ensemble_statistics(ensemble: Ensemble) -> dict:
           learned (95th percentile of each model = 1) over the two kinds of appearance;
         - ``n_models``, ``n_probes``, ``n_classes`` and ``train_accuracy`` (r,).
     """
-    from pdlib.consistency import iteration_learned, rescale_iteration
+    from pdlib.consistency import consensus_from_votes, iteration_learned, rescale_iteration
 
     votes = n_held_out = n_trained = depth_val = depth_train = iter_val = iter_train = labels = None
     depth_pairs, correct_pairs, train_accuracy = [], [], []
@@ -240,9 +240,7 @@ def ensemble_statistics(ensemble: Ensemble) -> dict:
     with np.errstate(invalid="ignore", divide="ignore"):
         per_held_out = lambda total: np.where(seen, total / n_held_out, np.nan)  # noqa: E731
         per_trained = lambda total: np.where(n_trained > 0, total / n_trained, np.nan)  # noqa: E731
-        tied = votes == votes.max(axis=1, keepdims=True)
-        label_tied = tied[np.arange(len(labels)), labels]
-        consensus = np.where(seen, np.where(label_tied, labels, tied.argmax(axis=1)), -1)
+        consensus = consensus_from_votes(votes, labels)
         return {
             "labels": labels, "n_held_out": n_held_out, "n_trained": n_trained,
             "consistency": per_held_out(votes[np.arange(len(labels)), labels]),

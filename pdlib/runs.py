@@ -21,10 +21,12 @@ from pdlib.models import make_model
 from pdlib.probing import probe_model
 from pdlib.training import TrainConfig, predict, train_model
 
-__all__ = ["RunConfig", "run_model", "compute_run", "RunData", "run_data", "FORMAT_VERSION"]
+__all__ = ["RunConfig", "run_model", "compute_run", "RunData", "run_data", "FORMAT_VERSION", "RUNS_KIND"]
 
 #: Bump when a change to training or probing changes results: old cached runs are then ignored.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Cache folder of run artifacts.
+RUNS_KIND = f"runs-v{FORMAT_VERSION}"
 
 
 @dataclass(frozen=True)
@@ -179,5 +181,5 @@ def run_model(config: RunConfig, *, device=None, progress: bool | None = None, u
         ``meta`` holds probe names, class names, train and test accuracy, timings
         and provenance.
     """
-    return load_or_compute(f"runs-v{FORMAT_VERSION}", config, lambda: compute_run(config, device, progress),
+    return load_or_compute(RUNS_KIND, config, lambda: compute_run(config, device, progress),
                            use_cache=use_cache)

@@ -133,6 +133,7 @@ def train_model(
     model.to(device)
     x_device, y_device = inputs.to(device), y.to(device)
     n = inputs.shape[0]
+    # Equal-size batches: a ragged last batch of a few images makes deep nets unstable.
     steps_per_epoch = -(-n // config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     warmup = max(1, int(config.warmup_fraction * total_steps))
@@ -155,8 +156,7 @@ def train_model(
     for _ in progress_bar(range(config.epochs), desc="train", enabled=progress):
         order = torch.randperm(n, generator=generator).to(device)
         epoch_loss = torch.zeros((), device=device)
-        for begin in range(0, n, config.batch_size):
-            batch = order[begin:begin + config.batch_size]
+        for batch in order.tensor_split(steps_per_epoch):
             out = model(x_device[batch])
             batch_loss = F.cross_entropy(out, y_device[batch])
             optimizer.zero_grad(set_to_none=True)

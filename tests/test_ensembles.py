@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pdlib.ensembles import ensemble_configs, run_ensemble
-from pdlib.runs import RunConfig
+from pdlib.runs import RUNS_KIND, RunConfig
 from pdlib.training import TrainConfig
 
 TEMPLATE = RunConfig(dataset="digits", arch="mlp", width=16, n_pool=400, n_test=100, holdout_fraction=0.1,
@@ -88,7 +88,7 @@ def test_kill_minus_nine_then_resume(tmp_path, monkeypatch):
     """)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     process = subprocess.Popen([sys.executable, "-c", script, root], env=env, cwd=root)
-    folder = cache / "runs-v1"
+    folder = cache / RUNS_KIND
     deadline = time.time() + 240
     while time.time() < deadline and len(list(folder.glob("*.json"))) < 2:
         time.sleep(0.02)
@@ -107,3 +107,29 @@ def test_kill_minus_nine_then_resume(tmp_path, monkeypatch):
     fresh = arrays_of(run_ensemble(TEMPLATE, 6, threads=1, progress=False))
     monkeypatch.setenv("PDLIB_CACHE", str(cache))
     assert_identical(arrays_of(resumed), fresh)
+
+
+def test_streaming_statistics_match_batch_metrics(tmp_path, monkeypatch):
+    from pdlib.consistency import (consensus_class, consensus_consistency, consistency_score, iteration_learned,
+                                   rescale_iteration, split_means)
+    from pdlib.ensembles import ensemble_statistics
+
+    monkeypatch.setenv("PDLIB_CACHE", str(tmp_path))
+    ensemble = run_ensemble(TEMPLATE, 4, threads=1, progress=False)
+    stats = ensemble_statistics(ensemble)
+    runs = arrays_of(ensemble)
+    pool = ~runs[0]["is_test"]
+    predictions = np.stack([r["network_predictions"][pool] for r in runs]).astype(np.int64)
+    held_out = np.stack([~r["in_train"][pool] for r in runs])
+    labels = runs[0]["labels"][pool]
+    consensus = consensus_class(predictions, held_out, labels, 10)
+    np.testing.assert_array_equal(stats["consensus"], consensus)
+    np.testing.assert_allclose(stats["consistency"], consistency_score(predictions, held_out, labels))
+    np.testing.assert_allclose(stats["consensus_consistency"], consensus_consistency(predictions, held_out, consensus))
+    depth = np.stack([r["depth"][pool] for r in runs])
+    for got, want in zip((stats["depth_val"], stats["depth_train"]), split_means(depth, held_out)):
+        np.testing.assert_allclose(got, want)
+    iterations = np.stack([rescale_iteration(iteration_learned(r["checkpoint_predictions"][:, pool])) for r in runs])
+    np.testing.assert_allclose(stats["iteration_val"], split_means(iterations, held_out)[0])
+    assert stats["val_depth_pairs"].shape == (held_out.sum(),)
+    np.testing.assert_array_equal(stats["n_held_out"], held_out.sum(axis=0))
