@@ -12,7 +12,12 @@ Probes
     :func:`capture_embeddings` (one forward pass per batch for every probe),
     :func:`knn_predict` and :class:`KNNProbe` (exact k-NN), :func:`probe_model`
 Metrics
-    :func:`prediction_depth`
+    :func:`prediction_depth`; over an ensemble :func:`consistency_score` (Eq. 1),
+    :func:`consensus_class`, :func:`consensus_consistency` (Eq. 2), :func:`iteration_learned`,
+    :func:`rescale_iteration`, :func:`split_means` (PD_val and PD_train)
+Ensembles
+    :func:`run_ensemble` (local, process pool or Ray; cached and resumable),
+    :func:`ensemble_statistics` (streaming per-point statistics)
 """
 
 from pdlib.capture import Captured, capture_embeddings
@@ -26,7 +31,16 @@ from pdlib.data import (
     stratified_subset,
     train_val_split,
 )
+from pdlib.consistency import (
+    consensus_class,
+    consensus_consistency,
+    consistency_score,
+    iteration_learned,
+    rescale_iteration,
+    split_means,
+)
 from pdlib.depth import prediction_depth
+from pdlib.ensembles import Ensemble, ensemble_statistics, run_ensemble
 from pdlib.knn import KNNProbe, knn_neighbours, knn_predict
 from pdlib.models import ARCHITECTURES, make_model, probe_points
 from pdlib.probing import ProbeResult, probe_model
@@ -37,6 +51,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ARCHITECTURES",
     "Captured",
+    "Ensemble",
     "DATASETS",
     "DatasetNotFoundError",
     "KNNProbe",
@@ -45,7 +60,12 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "capture_embeddings",
+    "consensus_class",
+    "consensus_consistency",
+    "consistency_score",
     "corrupt_labels",
+    "ensemble_statistics",
+    "iteration_learned",
     "knn_neighbours",
     "knn_predict",
     "load_dataset",
@@ -54,7 +74,10 @@ __all__ = [
     "prediction_depth",
     "probe_model",
     "probe_points",
+    "rescale_iteration",
+    "run_ensemble",
     "select_classes",
+    "split_means",
     "stratified_subset",
     "train_model",
     "train_val_split",

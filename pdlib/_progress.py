@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 # Plain tqdm: tqdm.auto wants ipywidgets inside notebooks and warns without them.
@@ -15,5 +16,17 @@ def progress_enabled(enabled: bool | None = None) -> bool:
     return os.environ.get("PDLIB_QUIET", "") in ("", "0")
 
 
+@functools.lru_cache(maxsize=None)
+def _progress_file(path: str):
+    return open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - kept open for the process
+
+
 def progress_bar(iterable=None, *, desc: str, enabled: bool | None = None, **kwargs):
+    """A tqdm bar. With ``PDLIB_PROGRESS=<file>`` (set by ``make book`` for the notebook
+    kernels) it writes to that file, which the build streams to its terminal: training and
+    probing progress is visible without ending up in the book.
+    """
+    target = os.environ.get("PDLIB_PROGRESS")
+    if target:
+        kwargs.setdefault("file", _progress_file(target))
     return tqdm(iterable, desc=desc, disable=not progress_enabled(enabled), leave=False, **kwargs)

@@ -25,6 +25,7 @@ This module imports nothing from the rest of pdlib, so it also runs as a script:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -34,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -472,12 +474,50 @@ def main(argv=None) -> int:
     if args.refs_only and args.profile != "smoke":
         print("error: --refs-only always uses the smoke profile (the nbval references)", file=sys.stderr)
         return 2
-    # Progress bars from pdlib inside the notebooks would end up in the book; papermill's own
-    # bar shows progress instead, unless the caller asked for quiet (CI sets PDLIB_QUIET=1).
+    # pdlib's training and probing bars go to the terminal that runs the build, not into the
+    # book (PDLIB_PROGRESS names the file relayed to it), unless the caller asked for quiet (CI sets PDLIB_QUIET=1).
     quiet = os.environ.get("PDLIB_QUIET", "") not in ("", "0") or bool(os.environ.get("CI"))
-    os.environ["PDLIB_QUIET"] = "1"
+    if quiet or not sys.stderr.isatty():
+        os.environ["PDLIB_QUIET"] = "1"
+        relay = contextlib.nullcontext()
+    else:
+        relay = _relay_progress(root / "_build" / "progress.log")
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # silences a debugger warning at kernel start
     progress = not quiet and sys.stderr.isatty()
+    with relay:
+        return _run(args, root, progress)
+
+
+@contextlib.contextmanager
+def _relay_progress(path: Path):
+    """Stream what the kernels' progress bars write to ``path`` onto this terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    os.environ["PDLIB_PROGRESS"] = str(path)
+    stop = threading.Event()
+
+    def relay() -> None:
+        with open(path, encoding="utf-8", errors="replace") as source:
+            while not stop.is_set():
+                chunk = source.read()
+                if chunk:
+                    sys.stderr.write(chunk)
+                    sys.stderr.flush()
+                else:
+                    time.sleep(0.2)
+
+    thread = threading.Thread(target=relay, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        del os.environ["PDLIB_PROGRESS"]
+
+
+def _run(args, root: Path, progress: bool) -> int:
+    """Execute the planned chapters, then build the book; returns the exit status."""
     try:
         planned = _plan(args, root)
         argv0 = ensure_kernel()

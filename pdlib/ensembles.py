@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Iterator
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from pdlib._progress import progress_bar
-from pdlib.cache import Artifact, load_artifact, save_artifact
+from pdlib.cache import Artifact, load_artifact, provenance, save_artifact
 from pdlib.runs import RUNS_KIND as _KIND
 from pdlib.runs import RunConfig, compute_run
 
@@ -56,9 +57,12 @@ def _torch_threads(threads: int):
 
 def _compute_with_threads(config: RunConfig, threads: int, device: str | None) -> tuple[dict, dict]:
     """One model, in whatever process the executor chose; the driver writes the artifact."""
+    start = time.perf_counter()
     with _torch_threads(threads):
         arrays, meta = compute_run(config, device=device, progress=False)
-    return arrays, {**meta, "torch_threads": threads}
+        # Provenance of the process (and machine) that computed the model, not of the driver.
+        where = provenance(meta.get("device"))
+    return arrays, {**meta, "seconds_total": time.perf_counter() - start, "provenance": where}
 
 
 @dataclass(frozen=True)

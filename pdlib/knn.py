@@ -97,13 +97,13 @@ def _mask_self(scores: torch.Tensor, q0: int, q1: int, c0: int, c1: int) -> None
         scores[diagonal - q0, diagonal - c0] = math.inf
 
 
-def _scores(qry, ref, ref_sq_norm, q0, q1, c0, c1, leave_one_out) -> torch.Tensor:
+def _scores(query_block, reference_tile, tile_sq_norm, q0, q1, c0, c1, leave_one_out) -> torch.Tensor:
     """``||r||^2 - 2 q.r`` for a block: ranks like ``||q - r||^2`` within a row.
 
     ``||q||^2`` is constant along a row, so it is left out; addmm fuses the norm term
     into the GEMM.
     """
-    scores = torch.addmm(ref_sq_norm[c0:c1], qry[q0:q1], ref[c0:c1].T, alpha=-2.0)
+    scores = torch.addmm(tile_sq_norm, query_block, reference_tile.T, alpha=-2.0)
     if leave_one_out:
         _mask_self(scores, q0, q1, c0, c1)
     return scores
@@ -161,20 +161,28 @@ def knn_neighbours(
 
 def _neighbours(ref, qry, k, leave_one_out, device, block_bytes) -> np.ndarray:
     dtype = torch.float64 if ref.dtype == np.float64 and qry.dtype == np.float64 else torch.float32
-    # Centring changes no distance but shrinks the norms, which keeps the
-    # ||r||^2 - 2 q.r expansion accurate in float32.
-    centre = ref.mean(axis=0, dtype=np.float64)
-    ref_t = torch.as_tensor(ref, device=device).to(dtype) - torch.as_tensor(centre, device=device).to(dtype)
-    qry_t = ref_t if leave_one_out else (torch.as_tensor(qry, device=device).to(dtype) - ref_t.new_tensor(centre))
-    ref_sq_norm = (ref_t * ref_t).sum(dim=1)
+    ref_t = torch.as_tensor(ref, device=device)
+    qry_t = ref_t if leave_one_out else torch.as_tensor(qry, device=device)
+    # Centring changes no distance but shrinks the norms, which keeps the ||r||^2 - 2 q.r
+    # expansion accurate in float32. Slices are centred as they are used, so no copy of
+    # the inputs is made: extra memory is set by block_bytes, not by N.
+    centre = ref_t.mean(dim=0, dtype=torch.float64).to(dtype)
+
+    def centred(x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        return x[lo:hi].to(dtype) - centre
+
     n_queries, n_reference = qry_t.shape[0], ref_t.shape[0]
+    ref_sq_norm = torch.cat([centred(ref_t, c0, c0 + TILE).square().sum(dim=1)
+                             for c0 in range(0, n_reference, TILE)])
     out = torch.empty((n_queries, k), dtype=torch.int64)
     if n_reference <= TILE or k * 2 > (TILE // SLABS):
         # Small reference sets (or very large k): one plain top-k per block of rows.
         rows = max(1, min(n_queries, block_bytes // (4 * n_reference)))
+        reference = centred(ref_t, 0, n_reference) if n_reference <= TILE else None
         for q0 in range(0, n_queries, rows):
             q1 = min(q0 + rows, n_queries)
-            scores = _scores(qry_t, ref_t, ref_sq_norm, q0, q1, 0, n_reference, leave_one_out)
+            tile = reference if reference is not None else centred(ref_t, 0, n_reference)
+            scores = _scores(centred(qry_t, q0, q1), tile, ref_sq_norm, q0, q1, 0, n_reference, leave_one_out)
             values, index = torch.topk(scores, k, dim=1, largest=False, sorted=False)
             out[q0:q1] = _sorted(values, index).cpu()
         return out.numpy()
@@ -185,18 +193,21 @@ def _neighbours(ref, qry, k, leave_one_out, device, block_bytes) -> np.ndarray:
     for q0 in range(0, n_queries, rows):
         q1 = min(q0 + rows, n_queries)
         n_rows = q1 - q0
+        query_block = centred(qry_t, q0, q1)
         best_values = best_index = None
         for r0 in range(0, n_reference, span):
             n_tiles = min(max_tiles, -(-(n_reference - r0) // TILE))
             for tile in range(n_tiles):
                 c0 = r0 + tile * TILE
                 c1 = min(c0 + TILE, n_reference)
+                reference_tile = centred(ref_t, c0, c1)
                 if c1 - c0 == TILE:
-                    torch.addmm(ref_sq_norm[c0:c1], qry_t[q0:q1], ref_t[c0:c1].T, alpha=-2.0, out=buffer[tile, :n_rows])
+                    torch.addmm(ref_sq_norm[c0:c1], query_block, reference_tile.T, alpha=-2.0, out=buffer[tile, :n_rows])
                     if leave_one_out:
                         _mask_self(buffer[tile, :n_rows], q0, q1, c0, c1)
                 else:
-                    buffer[tile, :n_rows, : c1 - c0] = _scores(qry_t, ref_t, ref_sq_norm, q0, q1, c0, c1, leave_one_out)
+                    buffer[tile, :n_rows, : c1 - c0] = _scores(query_block, reference_tile, ref_sq_norm[c0:c1],
+                                                               q0, q1, c0, c1, leave_one_out)
                     buffer[tile, :n_rows, c1 - c0:] = math.inf
                 _slab_minima(buffer[tile, :n_rows], minima[tile, :n_rows])
             values, index = _select(buffer, minima, n_rows, n_tiles, k)
