@@ -53,6 +53,7 @@ nbval-refs: venv data
 bench: venv data
 	$(PY) benchmarks/knn_probe.py
 	$(PY) benchmarks/prediction_depth.py
+	$(PY) benchmarks/ensemble.py --profile smoke --sizes 4,16,64
 
 clean:
 	rm -rf _build book/chapters/*.ipynb

@@ -1,28 +1,49 @@
-"""Exact k-NN (k = 30): pdlib against scikit-learn brute force and FAISS IndexFlatL2.
+"""Exact k-NN probes (k = 30): pdlib against scikit-learn brute force and FAISS IndexFlatL2.
 
-What is measured, for each case and method, each method in a fresh subprocess:
-wall time, achieved GFLOP/s of the distance GEMM (2 * n_queries * n_reference * D flops),
-that rate as a fraction of this machine's fp32 matmul rate (a 4096^3 torch matmul, best of
-3, measured in the same run), peak extra memory (RSS high-water mark minus the RSS once the
-data is loaded), and agreement of the predicted labels with scikit-learn's. Disagreements
-are checked in float64: one is "explained" when the 30th and 31st neighbour distances are
-tied to 1e-5 relative.
+What is measured, for every case and method, each method in a fresh subprocess:
 
-Cases: reference 54,000 x queries 10,000 at D = 256 and 2048 (Gaussian data, 10 classes)
-and D = 784 (Fashion-MNIST pixels and labels), plus leave-one-out on 10,000 x 2048.
+- wall time of classifying the queries: index build / fit, the neighbour search and the vote
+  (imports and data loading excluded);
+- achieved GFLOP/s, counting only the distance GEMM, 2 * n_queries * n_reference * D flops
+  (leave-one-out: n_queries = n_reference), and that rate as a fraction of this machine's fp32
+  matmul rate, a 4096 x 4096 @ 4096 x 4096 torch matmul, best of 3, measured in the same run
+  (before and after the cases; the higher of the two is used);
+- peak extra memory: RSS high-water mark minus the RSS once the data is loaded and the method's
+  library imported; the high-water mark is reset after loading (``/proc/self/clear_refs``) so
+  that a loading peak cannot hide the method's own, and read as VmHWM, not ru_maxrss, which in
+  a subprocess is floored at the parent's peak (see ``_common.peak_rss_bytes``);
+- label agreement with scikit-learn (fraction of identical predictions), and the number of
+  disagreements NOT explained by a float near-tie: for each disagreeing row the k-th and
+  (k+1)-th squared distances are recomputed in float64, and a gap below 1e-5 of
+  ``||q - c||^2 + ||r_(k+1) - c||^2`` (c = reference mean; the scale of float32 rounding in
+  the distance expansion) counts as a near-tie.
 
-Targets: pdlib >= 80 % of the matmul rate at every D >= 256; at least as fast as FAISS and
->= 1.5x faster than scikit-learn; identical labels except at near-ties; extra memory <= 1 GB.
+Cases: reference 54,000 x queries 10,000 at D = 256 and 2048 (Gaussian float32 data, random
+labels in 10 classes) and D = 784 (Fashion-MNIST normalised pixels: the first 54,000 training
+images against the first 10,000 test images), plus leave-one-out on 10,000 x 2048 (Gaussian).
+``--scale`` multiplies every N. Then a sweep of pdlib's ``block_bytes`` on one case (d256 by
+default), since the block shape sets the GEMM's shape and the per-block overheads.
 
-Usage: python benchmarks/knn_probe.py [--scale 0.2] [--cases d256,d784,d2048,loo2048] [--json out.json]
+Baselines: ``KNeighborsClassifier(30, algorithm="brute", n_jobs=-1)`` (``predict``; leave-one-out
+``kneighbors()`` and a vote with ties to the smallest class) and ``faiss.IndexFlatL2`` (exact;
+leave-one-out: search k + 1 and drop the point itself), each followed by the same vote.
+
+Targets (printed as PASS/FAIL): pdlib >= 80 % of the matmul rate at every D >= 256; pdlib at
+least as fast as FAISS and >= 1.5x faster than scikit-learn; labels identical to scikit-learn's
+except at near-ties; extra memory <= 1 GB.
+
+Usage:
+    python benchmarks/knn_probe.py                      # everything, full size (several minutes)
+    python benchmarks/knn_probe.py --scale 0.1 --cases d256,loo2048 --sweep-case none   # quick check
+    python benchmarks/knn_probe.py --json results.json --profile d2048
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,7 +52,24 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    TIE_TOLERANCE,
+    boundary_gaps,
+    current_rss_bytes,
+    fashion_mnist,
+    load_average,
+    machine_summary,
+    markdown_table,
+    matmul_gflops,
+    peak_rss_bytes,
+    reset_peak_rss,
+    verdict,
+    vote,
+)
+
 K = 30
+N_CLASSES = 10
 CASES = {
     # name: (n_reference, n_queries or None for leave-one-out, dimension, data)
     "d256": (54_000, 10_000, 256, "gaussian"),
@@ -40,162 +78,244 @@ CASES = {
     "loo2048": (10_000, None, 2048, "gaussian"),
 }
 METHODS = ("pdlib", "faiss", "sklearn")
+TARGET_FRACTION, TARGET_VS_SKLEARN, TARGET_MEMORY_MB = 0.80, 1.5, 1024
+
+
+def case_shape(case: str, scale: float) -> tuple[int, int | None, int, str]:
+    n_reference, n_queries, dim, source = CASES[case]
+    n_reference = max(K + 2, round(n_reference * scale))
+    n_queries = None if n_queries is None else max(1, round(n_queries * scale))
+    return n_reference, n_queries, dim, source
+
+
+def case_label(case: str, scale: float) -> str:
+    n_reference, n_queries, dim, source = case_shape(case, scale)
+    what = "leave-one-out" if n_queries is None else f"x {n_queries:,}"
+    return f"{case}: {n_reference:,} {what}, D={dim}, {source.replace('_', '-')}"
+
+
+def gemm_flops(case: str, scale: float) -> float:
+    n_reference, n_queries, dim, _ = case_shape(case, scale)
+    return 2.0 * (n_reference if n_queries is None else n_queries) * n_reference * dim
 
 
 def make_data(case: str, scale: float):
-    n_reference, n_queries, dim, source = CASES[case]
-    n_reference = max(K + 2, int(n_reference * scale))
-    n_queries = None if n_queries is None else max(1, int(n_queries * scale))
+    """(reference float32 (n, D), labels int64 (n,), queries float32 (m, D) or None); deterministic."""
+    n_reference, n_queries, dim, source = case_shape(case, scale)
     if source == "fashion_mnist":
-        import pdlib
-
-        train, test = pdlib.load_dataset("fashion_mnist", "train"), pdlib.load_dataset("fashion_mnist", "test")
-        reference = train.inputs[:n_reference].flatten(1).numpy()
-        labels = train.labels[:n_reference].numpy()
-        queries = test.inputs[:n_queries].flatten(1).numpy()
-        return np.ascontiguousarray(reference), labels, np.ascontiguousarray(queries)
+        train_x, train_y = fashion_mnist("train")
+        reference = np.ascontiguousarray(train_x[:n_reference].flatten(1).numpy())
+        queries = np.ascontiguousarray(fashion_mnist("test")[0][:n_queries].flatten(1).numpy())
+        return reference, train_y[:n_reference].copy(), queries
     rng = np.random.default_rng(0)
     reference = rng.standard_normal((n_reference, dim), dtype=np.float32)
-    labels = rng.integers(0, 10, n_reference)
+    labels = rng.integers(0, N_CLASSES, n_reference)
     queries = None if n_queries is None else rng.standard_normal((n_queries, dim), dtype=np.float32)
     return reference, labels, queries
 
 
-def rss_peak_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# --------------------------------------------------------------------------- the methods
 
 
-def rss_now_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def run_pdlib(reference, labels, queries, block_bytes=None):
+    import pdlib
+
+    extra = {} if block_bytes is None else {"block_bytes": block_bytes}
+    predictions, _ = pdlib.knn_predict(reference, labels, queries, k=K, n_classes=N_CLASSES, device="cpu", **extra)
+    return predictions
 
 
-def vote(neighbour_labels: np.ndarray, n_classes: int) -> np.ndarray:
-    counts = np.apply_along_axis(np.bincount, 1, neighbour_labels, minlength=n_classes)
-    return counts.argmax(axis=1)
+def run_faiss(reference, labels, queries):
+    import faiss
 
-
-def run_method(method: str, case: str, scale: float, out: str) -> None:
-    """Subprocess body: load data, note RSS, run one method, save predictions and stats."""
-    reference, labels, queries = make_data(case, scale)
-    n_classes = int(labels.max()) + 1
-    baseline = rss_now_bytes()
-    start = time.perf_counter()
-    if method == "pdlib":
-        import pdlib
-
-        predictions, _ = pdlib.knn_predict(reference, labels, queries, k=K, n_classes=n_classes, device="cpu")
-    elif method == "faiss":
-        import faiss
-
-        index = faiss.IndexFlatL2(reference.shape[1])
-        index.add(reference)
-        if queries is None:  # leave-one-out: one more neighbour, then drop the point itself
-            _, neighbours = index.search(reference, K + 1)
-            keep = neighbours != np.arange(len(reference))[:, None]
-            neighbours = np.stack([row[mask][:K] for row, mask in zip(neighbours, keep)])
-        else:
-            _, neighbours = index.search(queries, K)
-        predictions = vote(labels[neighbours], n_classes)
+    index = faiss.IndexFlatL2(reference.shape[1])
+    index.add(reference)
+    if queries is None:  # leave-one-out: one neighbour more, then move the point itself to the end and drop it
+        _, neighbours = index.search(reference, K + 1)
+        is_self = neighbours == np.arange(len(reference))[:, None]
+        neighbours = np.take_along_axis(neighbours, np.argsort(is_self, axis=1, kind="stable"), axis=1)[:, :K]
     else:
-        from sklearn.neighbors import KNeighborsClassifier
-
-        clf = KNeighborsClassifier(K, algorithm="brute", n_jobs=-1).fit(reference, labels)
-        if queries is None:
-            predictions = vote(labels[clf.kneighbors(return_distance=False)], n_classes)
-        else:
-            predictions = clf.predict(queries)
-    seconds = time.perf_counter() - start
-    np.save(out + ".npy", predictions)
-    Path(out + ".json").write_text(json.dumps({"seconds": seconds, "extra_bytes": rss_peak_bytes() - baseline}))
+        _, neighbours = index.search(queries, K)
+    return vote(labels[neighbours], N_CLASSES)
 
 
-def matmul_rate() -> float:
-    import torch
+def run_sklearn(reference, labels, queries):
+    from sklearn.neighbors import KNeighborsClassifier
 
-    a = torch.randn(4096, 4096)
-    a @ a
-    best = min(_timed(lambda: a @ a) for _ in range(3))
-    return 2 * 4096**3 / best / 1e9
-
-
-def _timed(f) -> float:
-    start = time.perf_counter()
-    f()
-    return time.perf_counter() - start
+    classifier = KNeighborsClassifier(K, algorithm="brute", n_jobs=-1).fit(reference, labels)
+    if queries is None:
+        return vote(labels[classifier.kneighbors(return_distance=False)], N_CLASSES)
+    return classifier.predict(queries)
 
 
-def unexplained(case: str, scale: float, predictions, reference_predictions) -> int:
-    """Disagreements not explained by a float near-tie of the 30th/31st distance."""
-    reference, _, queries = make_data(case, scale)
-    loo = queries is None
-    points = reference if loo else queries
-    count = 0
-    for i in np.flatnonzero(predictions != reference_predictions):
-        d = np.sort(np.linalg.norm(reference.astype(np.float64) - points[i].astype(np.float64), axis=1))
-        d = d[1:] if loo else d
-        count += not abs(d[K - 1] - d[K]) <= 1e-5 * d[K]
-    return count
+RUNNERS = {"pdlib": run_pdlib, "faiss": run_faiss, "sklearn": run_sklearn}
+IMPORTS = {"pdlib": "pdlib", "faiss": "faiss", "sklearn": "sklearn.neighbors"}
+
+
+def worker(spec: dict) -> None:
+    """Subprocess body: import, load the data, reset the RSS peak, run one method, save predictions and stats."""
+    import importlib
+
+    importlib.import_module(IMPORTS[spec["method"]])
+    reference, labels, queries = make_data(spec["case"], spec["scale"])
+    gc.collect()
+    # With the reset, the peak restarts from the current RSS; without it, a loading peak would hide
+    # the method's own (the current RSS is then the best baseline there is).
+    baseline = peak_rss_bytes() if reset_peak_rss() else current_rss_bytes()
+    kwargs = {"block_bytes": spec["block_bytes"]} if spec.get("block_bytes") else {}
+    load = os.getloadavg()[0]
+    if spec.get("profile"):
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        start = time.perf_counter()
+        profiler.enable()
+        predictions = RUNNERS[spec["method"]](reference, labels, queries, **kwargs)
+        profiler.disable()
+        seconds = time.perf_counter() - start
+        print(f"\ncProfile of pdlib on {case_label(spec['case'], spec['scale'])}: {seconds:.2f} s")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
+    else:
+        start = time.perf_counter()
+        predictions = RUNNERS[spec["method"]](reference, labels, queries, **kwargs)
+        seconds = time.perf_counter() - start
+    np.save(spec["out"] + ".npy", np.asarray(predictions, dtype=np.int64))
+    Path(spec["out"] + ".json").write_text(json.dumps(
+        {"seconds": seconds, "extra_bytes": peak_rss_bytes() - baseline, "load": load}))
+
+
+def measure(method: str, case: str, scale: float, folder: str, block_bytes: int | None = None,
+            profile: bool = False) -> dict:
+    out = os.path.join(folder, f"{case}-{method}-{block_bytes or 'default'}")
+    spec = {"method": method, "case": case, "scale": scale, "out": out, "block_bytes": block_bytes,
+            "profile": profile}
+    subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], check=True)
+    return {**json.loads(Path(out + ".json").read_text()), "predictions": np.load(out + ".npy")}
+
+
+# --------------------------------------------------------------------------- main
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=1.0, help="fraction of every N to run")
-    parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--worker", nargs=3, metavar=("METHOD", "CASE", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of every N to run (default 1.0)")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}")
+    parser.add_argument("--sweep-case", default="d256", help="case for the block_bytes sweep, or 'none'")
+    parser.add_argument("--sweep-mib", default="16,64,256,1024", help="block_bytes values for the sweep, in MiB")
+    parser.add_argument("--profile", metavar="CASE", help="also print a cProfile of pdlib on this case")
+    parser.add_argument("--json", metavar="PATH", help="write the results here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        run_method(args.worker[0], args.worker[1], args.scale, args.worker[2])
+        worker(json.loads(args.worker))
         return
-    rate = matmul_rate()
-    print(f"fp32 matmul rate of this machine (4096^3 torch matmul, best of 3): {rate:.0f} GFLOP/s, "
-          f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f}")
-    rows, folder = [], tempfile.mkdtemp(prefix="knn-bench-")
-    for case in args.cases.split(","):
-        n_reference, n_queries, dim, source = CASES[case]
-        n_reference = max(K + 2, int(n_reference * args.scale))
-        n_q = n_reference if n_queries is None else max(1, int(n_queries * args.scale))
-        flops = 2 * n_q * n_reference * dim
-        results = {}
-        for method in METHODS:
-            out = os.path.join(folder, f"{case}-{method}")
-            subprocess.run([sys.executable, __file__, "--scale", str(args.scale), "--worker", method, case, out],
-                           check=True)
-            results[method] = {**json.loads(Path(out + ".json").read_text()), "predictions": np.load(out + ".npy")}
+    cases = [c for c in args.cases.split(",") if c]
+    unknown = [c for c in cases + [args.sweep_case, args.profile] if c and c != "none" and c not in CASES]
+    if unknown:
+        parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
+
+    import pdlib.knn
+
+    print(machine_summary())
+    rates = [matmul_gflops()]
+    print(f"fp32 matmul rate (4096^3 torch matmul, best of 3): {rates[0]:.1f} GFLOP/s", flush=True)
+    folder = tempfile.mkdtemp(prefix="knn-bench-")
+    rows = []
+    for case in cases:
+        results = {method: measure(method, case, args.scale, folder) for method in METHODS}
         truth = results["sklearn"]["predictions"]
+        reference, _, queries = make_data(case, args.scale)
         for method, result in results.items():
-            agree = float((result["predictions"] == truth).mean())
+            differ = np.flatnonzero(result["predictions"] != truth)
+            gaps = boundary_gaps(reference, queries, differ, K)
             rows.append({
-                "case": f"{case} ({n_reference}x{'LOO' if n_queries is None else n_q}, D={dim}, {source})",
-                "method": method, "seconds": result["seconds"], "gflops": flops / result["seconds"] / 1e9,
-                "fraction_of_matmul": flops / result["seconds"] / 1e9 / rate,
-                "extra_mb": result["extra_bytes"] / 2**20, "label_agreement": agree,
-                "unexplained": 0 if method == "sklearn" else unexplained(case, args.scale, result["predictions"], truth),
+                "case": case, "label": case_label(case, args.scale), "method": method,
+                "seconds": result["seconds"], "gflops": gemm_flops(case, args.scale) / result["seconds"] / 1e9,
+                "extra_mb": result["extra_bytes"] / 2**20, "load": result["load"],
+                "agreement": 1.0 - differ.size / truth.size, "disagreements": int(differ.size),
+                "unexplained": int((gaps > TIE_TOLERANCE).sum()),
+                "max_gap_of_disagreement": float(gaps.max()) if gaps.size else None,
             })
-            print(f"{rows[-1]['case']:<45} {method:<8} {result['seconds']:8.2f} s "
-                  f"{rows[-1]['gflops']:6.0f} GFLOP/s ({rows[-1]['fraction_of_matmul']:.0%})", flush=True)
-    print("\n| case | method | time (s) | GFLOP/s | of matmul | extra memory (MB) | label agreement | unexplained |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for row in rows:
-        print(f"| {row['case']} | {row['method']} | {row['seconds']:.2f} | {row['gflops']:.0f} | "
-              f"{row['fraction_of_matmul']:.0%} | {row['extra_mb']:.0f} | {row['label_agreement']:.5f} | "
-              f"{row['unexplained']} |")
+            print(f"{rows[-1]['label']:<50} {method:<8} {result['seconds']:8.2f} s {rows[-1]['gflops']:6.1f} GFLOP/s "
+                  f"{rows[-1]['extra_mb']:7.0f} MB  {differ.size} disagreements ({rows[-1]['unexplained']} not near-ties)"
+                  f"  [load {result['load']:.2f}]", flush=True)
+        del reference, queries
+
+    sweep = []
+    if args.sweep_case != "none":
+        flops = gemm_flops(args.sweep_case, args.scale)
+        n_reference, n_queries, _, _ = case_shape(args.sweep_case, args.scale)
+        for mib in (int(m) for m in args.sweep_mib.split(",")):
+            result = measure("pdlib", args.sweep_case, args.scale, folder, block_bytes=mib * 2**20)
+            try:  # the block shape pdlib picks (private helper; informative only)
+                block_rows, tiles = pdlib.knn._plan(n_queries or n_reference, n_reference, mib * 2**20)
+                shape = f"{block_rows} x {tiles * pdlib.knn.TILE}"
+            except (AttributeError, TypeError, ValueError):
+                shape = "?"
+            sweep.append({"block_mib": mib, "block_shape": shape, "seconds": result["seconds"],
+                          "gflops": flops / result["seconds"] / 1e9, "extra_mb": result["extra_bytes"] / 2**20,
+                          "load": result["load"],
+                          "default": mib * 2**20 == pdlib.knn.DEFAULT_BLOCK_BYTES})
+            print(f"block_bytes sweep on {args.sweep_case}: {mib:5d} MiB ({shape}) {result['seconds']:7.2f} s "
+                  f"{sweep[-1]['gflops']:6.1f} GFLOP/s {sweep[-1]['extra_mb']:6.0f} MB  [load {result['load']:.2f}]",
+                  flush=True)
+
+    if args.profile:
+        measure("pdlib", args.profile, args.scale, folder, profile=True)
+
+    rates.append(matmul_gflops())
+    rate = max(rates)
+    print(f"\nfp32 matmul rate: {rates[0]:.1f} GFLOP/s before, {rates[1]:.1f} after; using {rate:.1f}. "
+          f"Load average now {load_average()}.\n")
+    for row in rows + sweep:
+        row["fraction_of_matmul"] = row["gflops"] / rate
+
+    print(markdown_table(
+        ["case", "method", "time (s)", "GFLOP/s", "of matmul", "extra memory (MB)", "agreement with sklearn",
+         "disagreements (not near-ties)"],
+        [[row["label"], row["method"], f"{row['seconds']:.2f}", f"{row['gflops']:.1f}",
+          f"{row['fraction_of_matmul']:.0%}", f"{row['extra_mb']:.0f}", f"{row['agreement']:.5f}",
+          f"{row['disagreements']} ({row['unexplained']})"] for row in rows],
+        align="llrrrrrr"))
+    if sweep:
+        print(f"\npdlib block_bytes on {case_label(args.sweep_case, args.scale)}:\n")
+        print(markdown_table(
+            ["block_bytes (MiB)", "block (query rows x reference columns)", "time (s)", "GFLOP/s", "of matmul",
+             "extra memory (MB)"],
+            [[f"{s['block_mib']}{' (default)' if s['default'] else ''}", s["block_shape"], f"{s['seconds']:.2f}",
+              f"{s['gflops']:.1f}", f"{s['fraction_of_matmul']:.0%}", f"{s['extra_mb']:.0f}"] for s in sweep]))
+        best = min(sweep, key=lambda s: s["seconds"])
+        print(f"\nfastest block_bytes: {best['block_mib']} MiB ({best['seconds']:.2f} s)")
+
     print()
     by = {(row["case"], row["method"]): row for row in rows}
-    for case in dict.fromkeys(row["case"] for row in rows):
-        ours, faiss, sk = by[(case, "pdlib")], by[(case, "faiss")], by[(case, "sklearn")]
-        checks = {
-            ">= 80% of matmul rate": ours["fraction_of_matmul"] >= 0.8,
-            f"vs FAISS {faiss['seconds'] / ours['seconds']:.2f}x (>= 1)": ours["seconds"] <= faiss["seconds"],
-            f"vs sklearn {sk['seconds'] / ours['seconds']:.2f}x (>= 1.5)": sk["seconds"] >= 1.5 * ours["seconds"],
-            "labels identical except near-ties": ours["unexplained"] == 0,
-            "extra memory <= 1 GB": ours["extra_mb"] <= 1024,
-        }
-        for name, ok in checks.items():
-            print(f"{'PASS' if ok else 'FAIL'}  {case}: {name}")
+    verdicts = []
+    for case in cases:
+        ours, faiss, sk = (by[(case, m)] for m in METHODS)
+        checks = [
+            (ours["fraction_of_matmul"] >= TARGET_FRACTION,
+             f"pdlib at {ours['fraction_of_matmul']:.0%} of the matmul rate (target >= {TARGET_FRACTION:.0%})"),
+            (ours["seconds"] <= faiss["seconds"],
+             f"pdlib {faiss['seconds'] / ours['seconds']:.2f}x the speed of FAISS (target >= 1)"),
+            (sk["seconds"] >= TARGET_VS_SKLEARN * ours["seconds"],
+             f"pdlib {sk['seconds'] / ours['seconds']:.2f}x the speed of sklearn brute (target >= {TARGET_VS_SKLEARN})"),
+            (ours["unexplained"] == 0,
+             f"labels identical to sklearn's except at near-ties ({ours['disagreements']} differ, "
+             f"{ours['unexplained']} not near-ties)"),
+            (ours["extra_mb"] <= TARGET_MEMORY_MB, f"pdlib extra memory {ours['extra_mb']:.0f} MB (target <= 1 GB)"),
+        ]
+        for ok, text in checks:
+            verdicts.append(verdict(ok, f"{case}: {text}"))
+            print(verdicts[-1])
     if args.json:
-        Path(args.json).write_text(json.dumps({"matmul_gflops": rate, "rows": rows}, indent=2))
+        for row in rows:
+            row.pop("predictions", None)
+        Path(args.json).write_text(json.dumps(
+            {"machine": machine_summary(), "matmul_gflops": rates, "scale": args.scale, "k": K,
+             "tie_tolerance": TIE_TOLERANCE, "rows": rows, "block_bytes_sweep": sweep, "verdicts": verdicts},
+            indent=2))
+        print(f"\nresults written to {args.json}")
 
 
 if __name__ == "__main__":

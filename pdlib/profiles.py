@@ -58,7 +58,8 @@ PROFILES = {
     # VGG16 width 8 ~1.3k img/s, ResNet18 width 8 ~0.5-1k img/s on 2 cores).
     "laptop": Profile(
         name="laptop", n_pool=4000, n_test=1000, n_seeds=2, mlp_width=256, conv_width=8,
-        mlp_train=TrainConfig(epochs=30, batch_size=128, lr=0.1),
+        # lr 0.1 diverged for 1 MLP of 40 (seed 31); 0.05 fits every seed to > 99.9 %.
+        mlp_train=TrainConfig(epochs=30, batch_size=128, lr=0.05),
         vgg16_train=TrainConfig(epochs=15, batch_size=128, lr=0.05),
         resnet18_train=TrainConfig(epochs=12, batch_size=128, lr=0.1),
         ensemble_arch="mlp", ensemble_size=40, n_full_models=5, n_checkpoints=20,

@@ -169,6 +169,10 @@ def train_model(
                 snapshot()
                 model.train()
         losses.append(float(epoch_loss) / n)
+        if not np.isfinite(losses[-1]):
+            raise FloatingPointError(
+                f"training diverged: the loss is {losses[-1]} after epoch {len(losses)}; lower TrainConfig.lr "
+                f"(now {config.lr})")
     seconds = time.perf_counter() - start
     accuracy = float((predict(model, inputs, device=device) == y.numpy()).mean())
     return TrainResult(

@@ -74,3 +74,11 @@ def test_probe_model_bad_inputs(trained):
         probe_model(model, inputs[:40], np.full(40, 7), inputs[40:50], k=3)
     with pytest.raises(ValueError, match="no module named"):
         probe_model(model, inputs[:40], labels[:40], inputs[40:50], k=3, probes=["input", "conv1"])
+
+
+def test_divergence_raises_a_clear_error():
+    inputs, labels = torch.randn(64, 1, 4, 4) * 100, torch.randint(0, 3, (64,))
+    model = make_model("mlp", 3, 1, 4, width=64, seed=0)
+    with pytest.raises(FloatingPointError, match="training diverged.*lower TrainConfig.lr"):
+        train_model(model, inputs, labels, TrainConfig(epochs=5, batch_size=16, lr=1e6, warmup_fraction=0.0),
+                    seed=0, device="cpu", progress=False)

@@ -1,0 +1,95 @@
+"""Cost of the 90:10 ensembles: seconds per model, and memory of the streaming aggregation.
+
+What is measured, for one profile (its ensemble architecture on Fashion-MNIST):
+
+- seconds per model, split into training, embedding capture and k-NN probing, for
+  ensembles of r = 4, 16, 64 models (each in a fresh cache, so every model is computed):
+  the per-model cost must stay flat as r grows;
+- peak memory of ``pdlib.ensemble_statistics`` over the r artifacts (RSS high-water mark
+  of a fresh subprocess, minus its RSS after imports), which streams over the artifacts
+  and must not grow with r beyond the O(r * n_validation_appearances) list of held-out
+  (depth, correct) pairs.
+
+Usage: python benchmarks/ensemble.py [--profile smoke] [--sizes 4,16,64] [--executor local]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def aggregate_worker(profile: str, n_models: int) -> None:
+    """Subprocess body: stream over the cached ensemble, report peak extra memory."""
+    from pdlib import experiments
+    from pdlib.profiles import get_profile
+
+    config = get_profile(profile)
+    template = experiments.ensemble_template(config, "fashion_mnist", config.ensemble_arch)
+    from pdlib.ensembles import Ensemble, ensemble_configs
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    experiments.ensemble_statistics(Ensemble(tuple(ensemble_configs(template, n_models))))
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    print(json.dumps({"aggregate_seconds": seconds, "aggregate_extra_mb": peak / 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="smoke")
+    parser.add_argument("--sizes", default="4,16,64")
+    parser.add_argument("--executor", default="local")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--aggregate-worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.aggregate_worker:
+        aggregate_worker(args.profile, args.aggregate_worker)
+        return
+    from pdlib import experiments
+    from pdlib.cache import load_artifact
+    from pdlib.ensembles import ensemble_configs
+    from pdlib.profiles import get_profile
+    from pdlib.runs import RUNS_KIND
+
+    config = get_profile(args.profile)
+    print(f"profile {args.profile}: {config.ensemble_arch} width {config.width(config.ensemble_arch)}, "
+          f"{config.n_pool} pool + {config.n_test} test Fashion-MNIST images, executor {args.executor}, "
+          f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f}")
+    rows = []
+    for n_models in (int(size) for size in args.sizes.split(",")):
+        os.environ["PDLIB_CACHE"] = tempfile.mkdtemp(prefix=f"ensemble-bench-{n_models}-")
+        start = time.perf_counter()
+        experiments.train_ensemble(config, "fashion_mnist", config.ensemble_arch, n_models,
+                                   executor=args.executor, workers=args.workers, progress=True)
+        wall = time.perf_counter() - start
+        template = experiments.ensemble_template(config, "fashion_mnist", config.ensemble_arch)
+        metas = [load_artifact(RUNS_KIND, c).meta for c in ensemble_configs(template, n_models)]
+        parts = {key: float(np.mean([m["seconds"][key] for m in metas])) for key in ("train", "capture", "knn")}
+        aggregate = json.loads(subprocess.run(
+            [sys.executable, __file__, "--profile", args.profile, "--aggregate-worker", str(n_models)],
+            check=True, capture_output=True, text=True, env=os.environ).stdout.strip().splitlines()[-1])
+        rows.append({"r": n_models, "wall_per_model": wall / n_models, **parts, **aggregate})
+        print(rows[-1], flush=True)
+    print("\n| r | wall s / model | train s | capture s | k-NN s | aggregate s | aggregate extra MB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['r']} | {row['wall_per_model']:.2f} | {row['train']:.2f} | {row['capture']:.2f} | "
+              f"{row['knn']:.2f} | {row['aggregate_seconds']:.2f} | {row['aggregate_extra_mb']:.0f} |")
+    first, last = rows[0], rows[-1]
+    ratio = last["wall_per_model"] / first["wall_per_model"]
+    print(f"\nper-model cost at r={last['r']} is {ratio:.2f}x that at r={first['r']} "
+          f"({'flat' if ratio < 1.25 else 'NOT flat'})")
+
+
+if __name__ == "__main__":
+    main()
