@@ -208,51 +208,40 @@ def ensemble_statistics(ensemble: Ensemble) -> dict:
           learned (95th percentile of each model = 1) over the two kinds of appearance;
         - ``n_models``, ``n_probes``, ``n_classes`` and ``train_accuracy`` (r,).
     """
-    from pdlib.consistency import consensus_from_votes, iteration_learned, rescale_iteration
+    from pdlib.consistency import EnsembleAccumulator, iteration_learned, rescale_iteration
 
-    votes = n_held_out = n_trained = depth_val = depth_train = iter_val = iter_train = labels = None
+    accumulator = iterations = labels = None
     depth_pairs, correct_pairs, train_accuracy = [], [], []
     n_probes = 0
     for artifact in ensemble.artifacts():
         pool = ~artifact["is_test"]
         held_out = ~artifact["in_train"][pool]
         predictions = artifact["network_predictions"][pool].astype(np.int64)
-        depth = artifact["depth"][pool].astype(np.float64)
-        if votes is None:
+        depth = artifact["depth"][pool].astype(np.int64)
+        if accumulator is None:
             labels = artifact["labels"][pool]
-            n, n_classes = len(labels), artifact["logits"].shape[1]
-            votes = np.zeros((n, n_classes), dtype=np.int32)
-            n_held_out, n_trained = np.zeros(n, np.int32), np.zeros(n, np.int32)
-            depth_val, depth_train, iter_val, iter_train = (np.zeros(n) for _ in range(4))
+            accumulator = EnsembleAccumulator(len(labels), artifact["logits"].shape[1])
+            iterations = EnsembleAccumulator(len(labels), artifact["logits"].shape[1])
             n_probes = len(artifact.meta["probe_names"])
-        np.add.at(votes, (np.flatnonzero(held_out), predictions[held_out]), 1)
-        n_held_out += held_out
-        n_trained += ~held_out
-        depth_val += np.where(held_out, depth, 0.0)
-        depth_train += np.where(held_out, 0.0, depth)
+        accumulator.add(predictions, held_out, depth)
         history = artifact["checkpoint_predictions"]
         if history.size:
-            iteration = rescale_iteration(iteration_learned(history[:, pool]))
-            iter_val += np.where(held_out, iteration, 0.0)
-            iter_train += np.where(held_out, 0.0, iteration)
+            # Rescaled iteration learned, averaged with the same held-out / trained split as PD.
+            iterations.add(predictions, held_out, rescale_iteration(iteration_learned(history[:, pool])))
         depth_pairs.append(depth[held_out].astype(np.int8))
         correct_pairs.append(predictions[held_out] == labels[held_out])
         train_accuracy.append(artifact.meta["train_accuracy"])
-    if votes is None:
+    if accumulator is None:
         raise ValueError("the ensemble has no models")
-    seen = n_held_out > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_held_out = lambda total: np.where(seen, total / n_held_out, np.nan)  # noqa: E731
-        per_trained = lambda total: np.where(n_trained > 0, total / n_trained, np.nan)  # noqa: E731
-        consensus = consensus_from_votes(votes, labels)
-        return {
-            "labels": labels, "n_held_out": n_held_out, "n_trained": n_trained,
-            "consistency": per_held_out(votes[np.arange(len(labels)), labels]),
-            "consensus": consensus,
-            "consensus_consistency": per_held_out(votes[np.arange(len(labels)), np.maximum(consensus, 0)]),
-            "depth_val": per_held_out(depth_val), "depth_train": per_trained(depth_train),
-            "iteration_val": per_held_out(iter_val), "iteration_train": per_trained(iter_train),
-            "val_depth_pairs": np.concatenate(depth_pairs), "val_correct_pairs": np.concatenate(correct_pairs),
-            "n_models": len(ensemble), "n_probes": n_probes, "n_classes": votes.shape[1],
-            "train_accuracy": np.asarray(train_accuracy),
-        }
+    stats = accumulator.result(labels)
+    has_history = iterations.n_models > 0
+    nan = np.full(len(labels), np.nan)
+    return {
+        **stats,
+        "labels": labels,
+        "iteration_val": iterations.depth_val if has_history else nan,
+        "iteration_train": iterations.depth_train if has_history else nan,
+        "val_depth_pairs": np.concatenate(depth_pairs), "val_correct_pairs": np.concatenate(correct_pairs),
+        "n_models": len(ensemble), "n_probes": n_probes, "n_classes": accumulator.n_classes,
+        "train_accuracy": np.asarray(train_accuracy),
+    }
