@@ -166,7 +166,9 @@ def _neighbours(ref, qry, k, leave_one_out, device, block_bytes) -> np.ndarray:
     # Centring changes no distance but shrinks the norms, which keeps the ||r||^2 - 2 q.r
     # expansion accurate in float32. Slices are centred as they are used, so no copy of
     # the inputs is made: extra memory is set by block_bytes, not by N.
-    centre = ref_t.mean(dim=0, dtype=torch.float64).to(dtype)
+    # Summed tile by tile: a float64 copy of the whole reference would double its memory.
+    centre = (sum(ref_t[c0:c0 + TILE].sum(dim=0, dtype=torch.float64) for c0 in range(0, ref_t.shape[0], TILE))
+              / ref_t.shape[0]).to(dtype)
 
     def centred(x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         return x[lo:hi].to(dtype) - centre
