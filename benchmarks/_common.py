@@ -71,6 +71,27 @@ def matmul_gflops(n: int = 4096, repeats: int = 3) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def limit_threads(n: int | None) -> None:
+    """Use ``n`` threads in torch, OpenMP (scikit-learn, FAISS) and BLAS; None leaves the libraries' defaults.
+
+    On a shared machine fewer threads than cores can be faster: an OpenMP parallel region waits
+    for its slowest thread, and a thread that is not scheduled stalls every small operation.
+    """
+    if n is None:
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(n)
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(n)
+    except ImportError:
+        pass
+
+
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"

@@ -36,6 +36,7 @@ Usage:
     python benchmarks/knn_probe.py                      # everything, full size (several minutes)
     python benchmarks/knn_probe.py --scale 0.1 --cases d256,loo2048 --sweep-case none   # quick check
     python benchmarks/knn_probe.py --json results.json --profile d2048
+    python benchmarks/knn_probe.py --threads 1    # on a busy machine: one thread per library
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from _common import (  # noqa: E402
     boundary_gaps,
     current_rss_bytes,
     fashion_mnist,
+    limit_threads,
     load_average,
     machine_summary,
     markdown_table,
@@ -157,6 +159,7 @@ def worker(spec: dict) -> None:
     import importlib
 
     importlib.import_module(IMPORTS[spec["method"]])
+    limit_threads(spec.get("threads"))
     reference, labels, queries = make_data(spec["case"], spec["scale"])
     gc.collect()
     # With the reset, the peak restarts from the current RSS; without it, a loading peak would hide
@@ -186,10 +189,10 @@ def worker(spec: dict) -> None:
 
 
 def measure(method: str, case: str, scale: float, folder: str, block_bytes: int | None = None,
-            profile: bool = False) -> dict:
+            profile: bool = False, threads: int | None = None) -> dict:
     out = os.path.join(folder, f"{case}-{method}-{block_bytes or 'default'}")
     spec = {"method": method, "case": case, "scale": scale, "out": out, "block_bytes": block_bytes,
-            "profile": profile}
+            "profile": profile, "threads": threads}
     subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], check=True)
     return {**json.loads(Path(out + ".json").read_text()), "predictions": np.load(out + ".npy")}
 
@@ -204,6 +207,7 @@ def main() -> None:
     parser.add_argument("--sweep-case", default="d256", help="case for the block_bytes sweep, or 'none'")
     parser.add_argument("--sweep-mib", default="16,64,256,1024", help="block_bytes values for the sweep, in MiB")
     parser.add_argument("--profile", metavar="CASE", help="also print a cProfile of pdlib on this case")
+    parser.add_argument("--threads", type=int, help="threads for torch, OpenMP and BLAS (default: the libraries' own)")
     parser.add_argument("--json", metavar="PATH", help="write the results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -217,13 +221,14 @@ def main() -> None:
 
     import pdlib.knn
 
+    limit_threads(args.threads)
     print(machine_summary())
     rates = [matmul_gflops()]
     print(f"fp32 matmul rate (4096^3 torch matmul, best of 3): {rates[0]:.1f} GFLOP/s", flush=True)
     folder = tempfile.mkdtemp(prefix="knn-bench-")
     rows = []
     for case in cases:
-        results = {method: measure(method, case, args.scale, folder) for method in METHODS}
+        results = {method: measure(method, case, args.scale, folder, threads=args.threads) for method in METHODS}
         truth = results["sklearn"]["predictions"]
         reference, _, queries = make_data(case, args.scale)
         for method, result in results.items():
@@ -247,7 +252,8 @@ def main() -> None:
         flops = gemm_flops(args.sweep_case, args.scale)
         n_reference, n_queries, _, _ = case_shape(args.sweep_case, args.scale)
         for mib in (int(m) for m in args.sweep_mib.split(",")):
-            result = measure("pdlib", args.sweep_case, args.scale, folder, block_bytes=mib * 2**20)
+            result = measure("pdlib", args.sweep_case, args.scale, folder, block_bytes=mib * 2**20,
+                             threads=args.threads)
             try:  # the block shape pdlib picks (private helper; informative only)
                 block_rows, tiles = pdlib.knn._plan(n_queries or n_reference, n_reference, mib * 2**20)
                 shape = f"{block_rows} x {tiles * pdlib.knn.TILE}"
@@ -262,7 +268,7 @@ def main() -> None:
                   flush=True)
 
     if args.profile:
-        measure("pdlib", args.profile, args.scale, folder, profile=True)
+        measure("pdlib", args.profile, args.scale, folder, profile=True, threads=args.threads)
 
     rates.append(matmul_gflops())
     rate = max(rates)
@@ -312,7 +318,7 @@ def main() -> None:
         for row in rows:
             row.pop("predictions", None)
         Path(args.json).write_text(json.dumps(
-            {"machine": machine_summary(), "matmul_gflops": rates, "scale": args.scale, "k": K,
+            {"machine": machine_summary(), "threads": args.threads, "matmul_gflops": rates, "scale": args.scale, "k": K,
              "tie_tolerance": TIE_TOLERANCE, "rows": rows, "block_bytes_sweep": sweep, "verdicts": verdicts},
             indent=2))
         print(f"\nresults written to {args.json}")

@@ -32,7 +32,8 @@ Usage:
     python benchmarks/prediction_depth.py                                   # MLP 7x256, 10,000 + 2,000
     python benchmarks/prediction_depth.py --n-train 2000 --n-val 500 --epochs 10   # quick check
     python benchmarks/prediction_depth.py --arch resnet18 --width 8 --n-train 2000 --n-val 500 \\
-        --state /tmp/resnet18-w8.pt
+        --lr 0.05 --state /tmp/resnet18-w8.pt
+    python benchmarks/prediction_depth.py --threads 1    # on a busy machine: one thread per library
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from _common import (  # noqa: E402
     TIE_TOLERANCE,
     boundary_gaps,
     fashion_mnist,
+    limit_threads,
     load_average,
     machine_summary,
     markdown_table,
@@ -178,9 +180,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--state", metavar="PATH", help="reuse this trained state_dict if it exists, else save it here")
+    parser.add_argument("--threads", type=int, help="threads for torch, OpenMP and BLAS (default: the libraries' own)")
     parser.add_argument("--json", metavar="PATH", help="write the results here")
     args = parser.parse_args()
 
+    limit_threads(args.threads)
     print(machine_summary())
     train_inputs, train_labels = fashion_mnist("train")
     if args.n_train + args.n_val > len(train_labels):
