@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 import time
 
 import numpy as np
@@ -36,12 +36,16 @@ def aggregate_worker(profile: str, n_models: int) -> None:
     template = experiments.ensemble_template(config, "fashion_mnist", config.ensemble_arch)
     from pdlib.ensembles import Ensemble, ensemble_configs
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM after a reset, not ru_maxrss: in a subprocess the latter is floored at the parent's peak.
+    from _common import current_rss_bytes, peak_rss_bytes, reset_peak_rss
+
+    reset_peak_rss()
+    before = current_rss_bytes()
     start = time.perf_counter()
     experiments.ensemble_statistics(Ensemble(tuple(ensemble_configs(template, n_models))))
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    print(json.dumps({"aggregate_seconds": seconds, "aggregate_extra_mb": peak / 1024}))
+    peak = peak_rss_bytes() - before
+    print(json.dumps({"aggregate_seconds": seconds, "aggregate_extra_mb": peak / 2**20}))
 
 
 def main() -> None:
@@ -52,6 +56,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--aggregate-worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     if args.aggregate_worker:
         aggregate_worker(args.profile, args.aggregate_worker)
         return
