@@ -17,7 +17,7 @@ from torch import nn
 from pdlib._progress import progress_bar
 from pdlib.models import INPUT, SOFTMAX, probe_points
 
-__all__ = ["capture_embeddings", "Captured", "model_device"]
+__all__ = ["capture_embeddings", "Captured", "model_device", "eval_mode"]
 
 
 class Captured(NamedTuple):
@@ -41,7 +41,8 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module):
+def eval_mode(model: nn.Module):
+    """Put ``model`` in eval mode for the block, then restore its previous mode."""
     was_training = model.training
     model.eval()
     try:
@@ -107,7 +108,7 @@ def capture_embeddings(
             # Default argument binds the name now, not at call time.
             handles.append(modules[name].register_forward_hook(lambda _m, _i, out, name=name: store(name, out)))
     try:
-        with _eval_mode(model), torch.inference_mode():
+        with eval_mode(model), torch.inference_mode():
             for start in progress_bar(range(0, n, batch_size), desc="capture", enabled=progress):
                 rows = slice(start, min(start + batch_size, n))
                 batch = inputs[rows].to(device, non_blocking=True)

@@ -13,6 +13,7 @@ from pdlib._checks import as_labels, check_k
 from pdlib.capture import capture_embeddings, model_device
 from pdlib.depth import prediction_depth
 from pdlib.knn import knn_predict
+from pdlib.metrics import probe_accuracy
 from pdlib.models import probe_points
 
 __all__ = ["probe_model", "ProbeResult", "DEFAULT_MEMORY_BYTES"]
@@ -57,8 +58,7 @@ class ProbeResult:
 
     def probe_accuracy(self, split: str, labels) -> np.ndarray:
         """Fraction of points each probe classifies as ``labels``, shape (n_probes,)."""
-        predictions = getattr(self, f"{split}_probe_predictions")
-        return (predictions == np.asarray(labels)[None, :]).mean(axis=1)
+        return probe_accuracy(getattr(self, f"{split}_probe_predictions"), labels)
 
 
 def _probe_groups(model, names, sample, n_points, memory_bytes) -> list[tuple[str, ...]]:

@@ -12,6 +12,7 @@ from torch import nn
 
 from pdlib._checks import as_labels
 from pdlib._progress import progress_bar
+from pdlib.capture import eval_mode, model_device
 
 __all__ = ["TrainConfig", "TrainResult", "train_model", "predict"]
 
@@ -70,14 +71,11 @@ class TrainResult:
 
 def predict(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 1000, device=None) -> np.ndarray:
     """Argmax predictions of ``model`` in eval mode, shape (n,) int64."""
-    device = next(model.parameters()).device if device is None else torch.device(device)
-    was_training = model.training
-    model.eval()
+    device = model_device(model) if device is None else torch.device(device)
     out = []
-    with torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         for start in range(0, inputs.shape[0], batch_size):
             out.append(model(inputs[start:start + batch_size].to(device)).argmax(dim=1).cpu())
-    model.train(was_training)
     return torch.cat(out).numpy().astype(np.int64)
 
 
