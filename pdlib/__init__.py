@@ -15,6 +15,9 @@ Metrics
     :func:`prediction_depth`; over an ensemble :func:`consistency_score` (Eq. 1),
     :func:`consensus_class`, :func:`consensus_consistency` (Eq. 2), :func:`iteration_learned`,
     :func:`rescale_iteration`, :func:`split_means` (PD_val and PD_train)
+Margins
+    :func:`output_margin`, :func:`input_margin` (linearised distance to the nearest
+    decision boundary), :func:`zero_hinge_loss` (the 0-Hinge intervention)
 Ensembles
     :func:`run_ensemble` (local, process pool or Ray; cached and resumable),
     :func:`ensemble_statistics` (streaming per-point statistics)
@@ -42,6 +45,7 @@ from pdlib.consistency import (
 from pdlib.depth import prediction_depth
 from pdlib.ensembles import Ensemble, ensemble_statistics, run_ensemble
 from pdlib.knn import KNNProbe, knn_neighbours, knn_predict
+from pdlib.margins import input_margin, output_margin, zero_hinge_loss
 from pdlib.models import ARCHITECTURES, make_model, probe_points
 from pdlib.probing import ProbeResult, probe_model
 from pdlib.training import TrainConfig, TrainResult, predict, train_model
@@ -65,11 +69,13 @@ __all__ = [
     "consistency_score",
     "corrupt_labels",
     "ensemble_statistics",
+    "input_margin",
     "iteration_learned",
     "knn_neighbours",
     "knn_predict",
     "load_dataset",
     "make_model",
+    "output_margin",
     "predict",
     "prediction_depth",
     "probe_model",
@@ -81,4 +87,5 @@ __all__ = [
     "stratified_subset",
     "train_model",
     "train_val_split",
+    "zero_hinge_loss",
 ]

@@ -16,7 +16,8 @@ Then ``jupyter-book build . --builder html -W -n --keep-going --all`` writes
 saved to ``_build/timings.json``.
 
 ``--refs-only`` executes every notebook in the smoke profile and writes the nbval
-references ``tests/notebooks/<stem>.ipynb`` instead (no book build).
+references ``tests/notebooks/<NN>_<stem>.ipynb`` instead (no book build), numbered in
+book order so that nbval runs them in that order.
 
 This module imports nothing from the rest of pdlib, so it also runs as a script:
 ``python pdlib/book.py --root DIR``.
@@ -447,6 +448,12 @@ def _plan(args, root: Path) -> list[str]:
     return planned
 
 
+def _ref_stem(path: Path) -> str:
+    """``01_section2_x.ipynb`` -> ``section2_x``: the chapter of an nbval reference."""
+    head, _, rest = path.stem.partition("_")
+    return rest if head.isdigit() and rest else path.stem
+
+
 def _check_executed_chapters(root: Path, profile: str) -> None:
     """Every toc chapter must have an executed notebook; warn when the book mixes profiles."""
     import nbformat
@@ -529,11 +536,19 @@ def _run(args, root: Path, progress: bool) -> int:
         now = lambda: datetime.datetime.now().isoformat(timespec="seconds")  # noqa: E731
         records: list[dict] = []
         failures: dict[str, str] = {}
+        if args.refs_only:
+            for stale in target.glob("*.ipynb"):
+                if _ref_stem(stale) in planned:
+                    stale.unlink()
+        # nbval runs the references in file-name order; numbering them in book order lets
+        # later chapters (the discussion) read what earlier ones recorded.
+        book_order = _plan(argparse.Namespace(**{**vars(args), "only": None}), root) if args.refs_only else planned
         for stem in planned:
             print(f"[book] {stem} ...", flush=True)
+            name = f"{book_order.index(stem) + 1:02d}_{stem}.ipynb" if args.refs_only else f"{stem}.ipynb"
             try:
                 seconds = execute_chapter(
-                    root / SOURCE_DIR / f"{stem}.md", target / f"{stem}.ipynb", args.profile, root, kind=kind,
+                    root / SOURCE_DIR / f"{stem}.md", target / name, args.profile, root, kind=kind,
                     progress=progress, failed_dir=root / "_build" / "failed",
                 )
             except BookError:

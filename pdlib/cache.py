@@ -34,8 +34,11 @@ def cache_root() -> Path:
 
 def _jsonable(value):
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # A field added after artifacts were cached carries metadata {"omit_default": True}:
+        # at its default it is left out, so the hashes of existing configs do not change.
         return {"__type__": type(value).__name__,
-                **{f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+                **{f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
+                   if not (f.metadata.get("omit_default") and getattr(value, f.name) == f.default)}}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):

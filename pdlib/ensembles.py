@@ -29,7 +29,7 @@ from pdlib.cache import Artifact, load_artifact, provenance, save_artifact
 from pdlib.runs import RUNS_KIND as _KIND
 from pdlib.runs import RunConfig, compute_run
 
-__all__ = ["Ensemble", "ensemble_configs", "run_ensemble", "ensemble_statistics", "EXECUTORS"]
+__all__ = ["Ensemble", "ensemble_configs", "run_ensemble", "ensemble_statistics", "held_out_probe_counts", "EXECUTORS"]
 
 EXECUTORS = ("local", "process", "ray")
 
@@ -204,6 +204,9 @@ def ensemble_statistics(ensemble: Ensemble) -> dict:
           appearances (NaN where there are none);
         - ``val_depth_pairs`` (m,) int8 and ``val_correct_pairs`` (m,) bool: PD and
           correctness of every held-out prediction, for accuracy against depth;
+          ``val_iteration_pairs`` (m,) float32: its rescaled iteration learned (NaN without
+          checkpoints); ``train_depth_pairs`` and ``train_iteration_pairs`` the same for every
+          training-split appearance;
         - ``iteration_val`` and ``iteration_train`` (n,) float: mean rescaled iteration
           learned (95th percentile of each model = 1) over the two kinds of appearance;
         - ``n_models``, ``n_probes``, ``n_classes`` and ``train_accuracy`` (r,).
@@ -211,7 +214,8 @@ def ensemble_statistics(ensemble: Ensemble) -> dict:
     from pdlib.consistency import EnsembleAccumulator, iteration_learned, rescale_iteration
 
     accumulator = iterations = labels = None
-    depth_pairs, correct_pairs, train_accuracy = [], [], []
+    depth_pairs, correct_pairs, iteration_pairs, train_accuracy = [], [], [], []
+    train_depth_pairs, train_iteration_pairs = [], []
     n_probes = 0
     for artifact in ensemble.artifacts():
         pool = ~artifact["is_test"]
@@ -227,7 +231,13 @@ def ensemble_statistics(ensemble: Ensemble) -> dict:
         history = artifact["checkpoint_predictions"]
         if history.size:
             # Rescaled iteration learned, averaged with the same held-out / trained split as PD.
-            iterations.add(predictions, held_out, rescale_iteration(iteration_learned(history[:, pool])))
+            iteration = rescale_iteration(iteration_learned(history[:, pool]))
+            iterations.add(predictions, held_out, iteration)
+        else:
+            iteration = np.full(len(depth), np.nan)
+        iteration_pairs.append(iteration[held_out].astype(np.float32))
+        train_iteration_pairs.append(iteration[~held_out].astype(np.float32))
+        train_depth_pairs.append(depth[~held_out].astype(np.int8))
         depth_pairs.append(depth[held_out].astype(np.int8))
         correct_pairs.append(predictions[held_out] == labels[held_out])
         train_accuracy.append(artifact.meta["train_accuracy"])
@@ -242,6 +252,78 @@ def ensemble_statistics(ensemble: Ensemble) -> dict:
         "iteration_val": iterations.depth_val if has_history else nan,
         "iteration_train": iterations.depth_train if has_history else nan,
         "val_depth_pairs": np.concatenate(depth_pairs), "val_correct_pairs": np.concatenate(correct_pairs),
+        "val_iteration_pairs": np.concatenate(iteration_pairs),
+        "train_depth_pairs": np.concatenate(train_depth_pairs),
+        "train_iteration_pairs": np.concatenate(train_iteration_pairs),
         "n_models": len(ensemble), "n_probes": n_probes, "n_classes": accumulator.n_classes,
         "train_accuracy": np.asarray(train_accuracy),
     }
+
+
+def held_out_probe_counts(ensemble: Ensemble, targets: dict) -> dict:
+    """Per-point, per-probe k-NN votes and hits over held-out appearances (streaming).
+
+    For Section 4: how confident and how accurate each probe is, layer by layer, about a
+    point when it was in a model's validation split, and what a "use probe ``p`` when the
+    network's PD is at least ``t``" rule would have scored. Memory is
+    O(n_probes^2 * n), independent of the number of models.
+
+    Parameters
+    ----------
+    ensemble : Ensemble
+    targets : dict of str to array-like of int, shape (n_pool,)
+        Classes to score against, e.g. ``{"ground truth": labels, "consensus": consensus}``;
+        entries of -1 are never counted as hits.
+
+    Returns
+    -------
+    dict
+        - ``n_held_out`` (n_pool,) int64: held-out appearances of each point;
+        - ``votes[name]`` (n_probes, n_pool) int64: total votes (out of ``k`` per appearance)
+          the probe gave the target class; ``hits[name]`` (n_probes, n_pool) int64:
+          appearances where the probe predicted it; ``network_hits[name]`` (n_pool,) int64;
+        - ``rule_hits`` (n_probes, n_probes + 1, n_pool) int64: appearances where
+          "probe ``p`` if PD >= ``t`` else the network" predicts the *first* target
+          (``t = n_probes`` never uses the probe);
+        - ``k`` and ``n_probes``.
+    """
+    n_held_out = votes = hits = network_hits = rule_hits = None
+    k = n_probes = 0
+    for artifact in ensemble.artifacts():
+        pool = ~artifact["is_test"]
+        held_out = ~artifact["in_train"][pool]
+        points = np.flatnonzero(held_out)
+        probe_predictions = artifact["probe_predictions"][:, pool][:, points].astype(np.int64)
+        probe_votes = artifact["votes"][:, pool][:, points]
+        network = artifact["network_predictions"][pool][points].astype(np.int64)
+        depth = artifact["depth"][pool][points].astype(np.int64)
+        if n_held_out is None:
+            n_pool, n_probes = int(pool.sum()), probe_predictions.shape[0]
+            k = int(artifact.meta["config"]["k"])
+            classes = {name: np.asarray(value, dtype=np.int64) for name, value in targets.items()}
+            for name, value in classes.items():
+                if value.shape != (n_pool,):
+                    raise ValueError(f"targets[{name!r}] has shape {value.shape}, expected ({n_pool},)")
+            n_held_out = np.zeros(n_pool, np.int64)
+            votes = {name: np.zeros((n_probes, n_pool), np.int64) for name in classes}
+            hits = {name: np.zeros((n_probes, n_pool), np.int64) for name in classes}
+            network_hits = {name: np.zeros(n_pool, np.int64) for name in classes}
+            rule_hits = np.zeros((n_probes, n_probes + 1, n_pool), np.int64)
+        n_held_out[points] += 1
+        for name, value in classes.items():
+            target = value[points]
+            valid = target >= 0
+            safe = np.maximum(target, 0)
+            votes[name][:, points] += np.where(valid, np.take_along_axis(probe_votes, safe[None, :, None], 2)[..., 0], 0)
+            hits[name][:, points] += (probe_predictions == target) & valid
+            network_hits[name][points] += (network == target) & valid
+        first = classes[next(iter(classes))][points]
+        probe_right = probe_predictions == first  # (n_probes, m)
+        network_right = network == first
+        for threshold in range(n_probes + 1):
+            use_probe = depth >= threshold
+            rule_hits[:, threshold, points] += np.where(use_probe, probe_right, network_right)
+    if n_held_out is None:
+        raise ValueError("the ensemble has no models")
+    return {"n_held_out": n_held_out, "votes": votes, "hits": hits, "network_hits": network_hits,
+            "rule_hits": rule_hits, "k": k, "n_probes": n_probes}

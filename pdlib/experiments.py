@@ -17,10 +17,13 @@ from pdlib.ensembles import Ensemble, ensemble_statistics, run_ensemble
 from pdlib.metrics import depth_correlation_matrix, probe_accuracy, rescale_depth, softmax_disagreement
 from pdlib.profiles import Profile
 from pdlib.runs import RunConfig, run_model
+from pdlib.training import TrainConfig
 
 __all__ = ["TASKS", "Task", "available_tasks", "run_config", "run_model_for", "train_seeds", "seed_agreement",
            "probe_accuracy_curves", "runs_table", "gallery_arrays", "ensemble_template", "train_ensemble",
-           "full_pool_models", "cross_model_consensus", "ensemble_statistics", "ensemble_table"]
+           "full_pool_configs", "full_pool_models", "cross_model_consensus", "ensemble_statistics", "ensemble_table", "NOISE_SETS",
+           "noisy_label_runs", "noise_learning_curves", "noise_inference_curves", "zero_hinge_configs",
+           "margin_statistics"]
 
 
 @dataclass(frozen=True)
@@ -184,12 +187,16 @@ def train_ensemble(profile: Profile, task: str, arch: str, n_models: int, seed: 
 FULL_POOL_SEED_OFFSET = 10_000
 
 
+def full_pool_configs(profile: Profile, task: str, arch: str, n_models: int, seed: int = 0) -> list[RunConfig]:
+    """Configs of ``n_models`` networks trained on the whole pool (no holdout)."""
+    train = dataclasses.replace(profile.train_config(arch), n_checkpoints=profile.n_checkpoints)
+    return [run_config(profile, task, arch, FULL_POOL_SEED_OFFSET + seed + i, train=train) for i in range(n_models)]
+
+
 def full_pool_models(profile: Profile, task: str, arch: str, n_models: int, seed: int = 0,
                      progress: bool | None = None) -> list[Artifact]:
     """``n_models`` networks trained on the whole pool (no holdout), for Fig. 4 middle and Fig. 6."""
-    train = dataclasses.replace(profile.train_config(arch), n_checkpoints=profile.n_checkpoints)
-    return [run_model(run_config(profile, task, arch, FULL_POOL_SEED_OFFSET + seed + i, train=train),
-                      progress=progress) for i in range(n_models)]
+    return [run_model(config, progress=progress) for config in full_pool_configs(profile, task, arch, n_models, seed)]
 
 
 def cross_model_consensus(runs: list[Artifact]) -> dict:
@@ -230,3 +237,130 @@ def ensemble_table(stats: dict):
         "consensus ≠ ground truth (%)": 100 * float(np.mean(stats["consensus"][seen] != stats["labels"][seen])),
     }
     return pd.DataFrame({"value": rows}).round(3)
+
+
+# --- Section 3.2: learning with corrupted labels ----------------------------------------------
+
+#: The four sets of Fig. 5 (middle and right), in plotting order.
+NOISE_SETS = ("clean training points", "corrupted, scored against the new label",
+              "corrupted, scored against the original label", "test points")
+
+
+def noisy_label_runs(profile: Profile, task: str, arch: str, n_seeds: int, *, noise: float = 0.4,
+                     epochs: int = 0, n_checkpoints: int = 0, seed: int = 0,
+                     progress: bool | None = None) -> list[Artifact]:
+    """Networks trained on the whole pool with a fraction ``noise`` of its labels randomised.
+
+    The corruption is drawn once (``data_seed``), so every seed sees the same corrupted
+    labels; seeds differ in initialisation and batch order. ``epochs`` and
+    ``n_checkpoints`` of 0 keep the profile's values.
+    """
+    base = profile.train_config(arch)
+    train = dataclasses.replace(base, epochs=epochs or base.epochs,
+                                n_checkpoints=n_checkpoints or profile.n_checkpoints)
+    return [run_model(run_config(profile, task, arch, seed + i, label_noise=noise, train=train), progress=progress)
+            for i in range(n_seeds)]
+
+
+def _noise_sets(run: Artifact) -> dict:
+    """Each Fig. 5 set as (mask over all points, the labels it is scored against)."""
+    corrupted, train = run["corrupted"], run["in_train"] & ~run["is_test"]
+    return {
+        NOISE_SETS[0]: (train & ~corrupted, run["labels"]),
+        NOISE_SETS[1]: (train & corrupted, run["fit_labels"]),
+        NOISE_SETS[2]: (train & corrupted, run["labels"]),
+        NOISE_SETS[3]: (run["is_test"], run["labels"]),
+    }
+
+
+def noise_learning_curves(run: Artifact) -> dict:
+    """Fig. 5 middle: accuracy of the network on each set at every checkpoint.
+
+    Returns
+    -------
+    dict
+        ``steps`` (T+1,) SGD steps, and per set name an ndarray (T+1,) of accuracy.
+    """
+    history = run["checkpoint_predictions"]
+    if not history.size:
+        raise ValueError("the run has no checkpoints: train it with TrainConfig(n_checkpoints > 0)")
+    curves = {"steps": run["checkpoint_steps"]}
+    for name, (mask, target) in _noise_sets(run).items():
+        curves[name] = (history[:, mask] == target[mask]).mean(axis=1)
+    return curves
+
+
+def noise_inference_curves(run: Artifact) -> dict:
+    """Fig. 5 right: k-NN probe accuracy on each set, probe by probe.
+
+    Training points are scored leave-one-out by probes fitted on the corrupted labels.
+
+    Returns
+    -------
+    dict of str to ndarray, shape (n_probes,)
+    """
+    return {name: probe_accuracy(run["probe_predictions"][:, mask], target[mask])
+            for name, (mask, target) in _noise_sets(run).items()}
+
+
+# --- Section 3.3: margins and the 0-Hinge intervention ----------------------------------------
+
+def zero_hinge_configs(profile: Profile, task: str, arch: str, *, n_train: int, steps: int, lr: float,
+                       momentum: float = 0.9, seed: int = 0) -> dict:
+    """The three networks of Fig. 6 right, on the same ``n_train`` training points.
+
+    - ``untrained``: the initialisation (0 steps);
+    - ``0-Hinge``: full-batch gradient descent with momentum on the 0-Hinge loss, constant
+      learning rate ``lr`` (small), no weight decay, at most ``steps`` steps: it stops as
+      soon as the loss is exactly 0, i.e. every training point is classified correctly;
+    - ``cross-entropy``: the profile's SGD + momentum schedule (large initial learning rate),
+      with twice its epochs when ``n_train`` is smaller than the pool, so that it fits.
+
+    Returns
+    -------
+    dict of str to RunConfig
+    """
+    base = profile.train_config(arch)
+    # Twice the epochs on a smaller training set, so the control fits it too (longer runs at the
+    # profile's large learning rate diverge now and then).
+    factor = 2 if n_train < (profile.n_pool or n_train) else 1
+    ce = dataclasses.replace(base, epochs=base.epochs * factor, n_checkpoints=profile.n_checkpoints)
+    hinge = TrainConfig(epochs=steps, batch_size=n_train, lr=lr, momentum=momentum, weight_decay=0.0,
+                        warmup_fraction=0.0, n_checkpoints=profile.n_checkpoints, loss="zero_hinge",
+                        schedule="constant", stop_at_zero_loss=True)
+    untrained = dataclasses.replace(hinge, epochs=0, n_checkpoints=0)
+    return {name: run_config(profile, task, arch, seed, n_pool=n_train, train=train)
+            for name, train in (("untrained", untrained), ("0-Hinge", hinge), ("cross-entropy", ce))}
+
+
+def margin_statistics(configs: list[RunConfig], *, progress: bool | None = None) -> dict:
+    """Output and input margins of the test points under each network, with their PD.
+
+    The input margin needs the weights: :func:`pdlib.runs.trained_model` retrains each
+    network once (deterministically) and caches them; the margins are cached too.
+
+    Returns
+    -------
+    dict of ndarray
+        ``depth``, ``output_margin`` and ``input_margin``, each (n_models, n_test);
+        ``labels`` (n_test,).
+    """
+    from pdlib.cache import load_or_compute
+    from pdlib.margins import input_margin, output_margin
+    from pdlib.runs import RUNS_KIND, run_data, trained_model
+
+    def compute(config):
+        model = trained_model(config, progress=progress)
+        inputs = run_data(config).test_inputs
+        return {"input_margin": input_margin(model, inputs)}, {}
+
+    out = {"depth": [], "output_margin": [], "input_margin": []}
+    for config in configs:
+        run = run_model(config, progress=progress)
+        test = run["is_test"]
+        cached = load_or_compute(f"margins-{RUNS_KIND}", config, lambda config=config: compute(config))
+        out["depth"].append(run["depth"][test].astype(np.int64))
+        out["output_margin"].append(output_margin(run["logits"][test]))
+        out["input_margin"].append(cached["input_margin"])
+        labels = run["labels"][test]
+    return {**{name: np.stack(values) for name, values in out.items()}, "labels": labels}

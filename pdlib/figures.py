@@ -24,6 +24,15 @@ __all__ = [
     "fig3_consistency_vs_depth",
     "fig4_consensus_consistency",
     "fig4_accuracy_vs_depth",
+    "fig5_iteration_vs_depth",
+    "fig5_noise_curves",
+    "fig6_margins",
+    "fig6_zero_hinge",
+    "training_curves",
+    "fig7_difficulty_plane",
+    "fig7_corner_gallery",
+    "fig8_group_curves",
+    "sensitivity_depth_shift",
 ]
 
 sns.set_theme(context="notebook", style="whitegrid")
@@ -288,3 +297,274 @@ def fig4_accuracy_vs_depth(accuracy: dict, counts: dict, *, footer: str):
     ax.legend(fontsize=8, title="marker area ∝ fraction of predictions", title_fontsize=8)
     fig.tight_layout()
     return _finish(fig, footer, "fig4_accuracy_vs_depth")
+
+
+# --- Section 3.2 -------------------------------------------------------------------------------
+
+def fig5_iteration_vs_depth(panels: dict, *, footer: str):
+    """Mean iteration learned (rescaled) at each prediction depth; marker area ∝ fraction of points.
+
+    Parameters
+    ----------
+    panels : dict of str to dict of str to (ndarray, ndarray, float)
+        ``panels[title][curve] = (mean iteration per PD value (n_probes,), fraction of
+        appearances per PD value (n_probes,), Pearson r)``, e.g. titles "validation
+        split" / "training split" and curves per architecture and dataset.
+    footer : str
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.7), squeeze=False, sharey=True)
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        for name, (mean_iteration, fraction, r) in curves.items():
+            depth = np.arange(len(mean_iteration))
+            keep = fraction > 0
+            line, = ax.plot(depth[keep], mean_iteration[keep], lw=1, alpha=0.6)
+            ax.scatter(depth[keep], mean_iteration[keep], s=10 + 300 * fraction[keep], color=line.get_color(),
+                       label=f"{name} (r = {r:.2f})")
+        ax.set_xlabel("prediction depth")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8, title="marker area ∝ fraction of appearances", title_fontsize=7)
+    axes[0, 0].set_ylabel("mean iteration learned (rescaled)")
+    fig.tight_layout()
+    return _finish(fig, footer, "fig5_iteration_vs_depth")
+
+
+def fig5_noise_curves(training: list, inference: list, probe_labels, *, footer: str):
+    """Fig. 5 middle and right: the training and the inference learning curves under label noise.
+
+    Parameters
+    ----------
+    training : list of dict
+        Per seed, :func:`pdlib.experiments.noise_learning_curves` (``steps`` and a curve per set).
+    inference : list of dict
+        Per seed, :func:`pdlib.experiments.noise_inference_curves` (a curve per set, per probe).
+    probe_labels : sequence of str
+    footer : str
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 4.0), sharey=True)
+    names = [name for name in training[0] if name != "steps"]
+    colours = dict(zip(names, sns.color_palette("deep", len(names))))
+    for seed, (curves, probes) in enumerate(zip(training, inference)):
+        for name in names:
+            label = name if seed == 0 else None
+            left.plot(curves["steps"], curves[name], color=colours[name], alpha=0.8, lw=1.3, label=label)
+            right.plot(np.arange(len(probes[name])), probes[name], color=colours[name], alpha=0.8, lw=1.3, marker=".")
+    left.set_xlabel("SGD step")
+    left.set_ylabel("accuracy")
+    left.set_title("training learning curve (the network over training)", fontsize=10)
+    right.set_xticks(np.arange(len(probe_labels)))
+    right.set_xticklabels(probe_labels, rotation=60, fontsize=8)
+    right.set_xlabel("probe")
+    right.set_title("inference learning curve (k-NN probes over depth)", fontsize=10)
+    left.set_ylim(-0.02, 1.02)
+    left.legend(fontsize=8, loc="center right")
+    fig.tight_layout()
+    return _finish(fig, footer + f"   ({len(training)} seeds, one line each)", "fig5_noise_curves")
+
+
+# --- Section 3.3 -------------------------------------------------------------------------------
+
+def fig6_margins(mean_depth, margins: dict, correlations: dict, *, max_depth: int, footer: str):
+    """Fig. 6 left and middle: margins (log scale) against mean prediction depth.
+
+    Parameters
+    ----------
+    mean_depth : ndarray of float, shape (n,)
+        Mean PD of each test point over the networks.
+    margins : dict of str to ndarray, shape (n,)
+        Per margin kind, the geometric mean over the networks.
+    correlations : dict of str to float
+        Pearson r of mean PD with log10 of each margin, for the titles.
+    max_depth : int
+    footer : str
+    """
+    from matplotlib.colors import LogNorm
+
+    fig, axes = plt.subplots(1, len(margins), figsize=(5.2 * len(margins), 3.8), squeeze=False)
+    for ax, (name, values) in zip(axes[0], margins.items()):
+        keep = np.isfinite(values) & (values > 0)
+        y = np.log10(values[keep])
+        x_bins = np.linspace(-0.5, max_depth + 0.5, 2 * max_depth + 2)
+        counts, xe, ye = np.histogram2d(mean_depth[keep], y, bins=[x_bins, 30])
+        image = ax.pcolormesh(xe, ye, counts.T, norm=LogNorm(vmin=1, vmax=max(2, counts.max())), cmap="viridis")
+        ax.set_xlabel("mean prediction depth")
+        ax.set_ylabel(f"log10 {name}")
+        ax.set_title(f"{name}: r = {correlations[name]:.2f}", fontsize=10)
+        fig.colorbar(image, ax=ax, fraction=0.05, label="points (log scale)")
+    fig.tight_layout()
+    return _finish(fig, footer, "fig6_margins")
+
+
+def fig6_zero_hinge(curves: dict, probe_labels, *, footer: str):
+    """Fig. 6 right: k-NN probe accuracy layer by layer for untrained, 0-Hinge and cross-entropy networks.
+
+    Parameters
+    ----------
+    curves : dict of str to dict of str to ndarray, shape (n_probes,)
+        ``curves[network][split]``, splits e.g. "train (leave-one-out)" and "test".
+    probe_labels : sequence of str
+    footer : str
+    """
+    splits = list(next(iter(curves.values())))
+    fig, axes = plt.subplots(1, len(splits), figsize=(5.4 * len(splits), 3.7), squeeze=False, sharey=True)
+    for ax, split in zip(axes[0], splits):
+        for network, by_split in curves.items():
+            ax.plot(np.arange(len(probe_labels)), by_split[split], marker="o", label=network)
+        ax.set_xticks(np.arange(len(probe_labels)))
+        ax.set_xticklabels(probe_labels, rotation=60, fontsize=8)
+        ax.set_title(split, fontsize=10)
+        ax.set_xlabel("probe")
+    axes[0, 0].set_ylabel("k-NN probe accuracy")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return _finish(fig, footer, "fig6_zero_hinge")
+
+
+def training_curves(curves: dict, *, footer: str, name: str = "training_curves"):
+    """Loss and training accuracy over optimisation steps, one line per network.
+
+    Parameters
+    ----------
+    curves : dict of str to dict
+        Per network: ``loss_steps`` and ``loss`` (mean loss per epoch, at the step ending
+        it), ``accuracy_steps`` and ``accuracy`` (training accuracy at checkpoints).
+    footer : str
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.4))
+    for network, curve in curves.items():
+        left.plot(curve["loss_steps"], curve["loss"], label=network)
+        right.plot(curve["accuracy_steps"], curve["accuracy"], marker=".", label=network)
+    left.set_yscale("log")
+    left.set_xscale("symlog", linthresh=10)
+    right.set_xscale("symlog", linthresh=10)
+    left.set_xlabel("optimisation step")
+    right.set_xlabel("optimisation step")
+    left.set_ylabel("training loss (own loss)")
+    right.set_ylabel("training accuracy")
+    right.set_ylim(-0.02, 1.02)
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    return _finish(fig, footer, name)
+
+
+# --- Section 4 ---------------------------------------------------------------------------------
+
+def fig7_difficulty_plane(depth_val, depth_train, consensus_matches, *, max_depth: int, footer: str,
+                          groups: dict | None = None):
+    """PD_val against PD_train (rescaled), log colour: all points, consensus ≠ and = ground truth.
+
+    Parameters
+    ----------
+    depth_val, depth_train : ndarray of float, shape (n,)
+    consensus_matches : ndarray of bool, shape (n,)
+    max_depth : int
+    footer : str
+    groups : dict of str to ndarray of int, optional
+        Corner groups (:func:`pdlib.difficulty.corner_groups`), outlined on the first panel.
+    """
+    x, y = depth_val / max_depth, depth_train / max_depth
+    edges = np.linspace(-0.5 / max_depth, 1 + 0.5 / max_depth, 2 * max_depth + 2)
+    panels = [("all points", np.ones_like(consensus_matches, dtype=bool)),
+              ("consensus ≠ ground truth", ~consensus_matches), ("consensus = ground truth", consensus_matches)]
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.0), sharey=True)
+    for ax, (title, mask) in zip(axes, panels):
+        image = _hist2d(ax, x[mask], y[mask], x_label="PD_val / max PD", y_label="PD_train / max PD" if ax is axes[0] else "",
+                        title=title, x_bins=edges, y_bins=edges)
+    if groups:
+        markers = dict(zip(groups, ("o", "s", "^", "D")))
+        for name, index in groups.items():
+            axes[0].scatter(x[index], y[index], s=6, marker=markers[name], facecolors="none", edgecolors="crimson",
+                            linewidths=0.5, label=name)
+        axes[0].legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
+    fig.colorbar(image, ax=axes, label="points (log scale)", fraction=0.02)
+    return _finish(fig, footer, "fig7_difficulty_plane")
+
+
+def fig7_corner_gallery(images, groups: dict, labels, consensus, class_names, *, footer: str, n_images: int = 8):
+    """For each corner group, its ``n_images`` closest points, captioned with label and consensus class.
+
+    Parameters
+    ----------
+    images : ndarray, shape (n, H, W) or (n, H, W, 3), values in [0, 1]
+    groups : dict of str to ndarray of int
+        Corner name to point indices, closest first (one class's points, typically).
+    labels, consensus : ndarray of int, shape (n,)
+    class_names : sequence of str
+    footer : str
+    n_images : int
+    """
+    fig, axes = plt.subplots(len(groups), n_images, figsize=(1.3 * n_images, 1.75 * len(groups)), squeeze=False)
+    for row, (name, index) in enumerate(groups.items()):
+        for col in range(n_images):
+            ax = axes[row, col]
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.grid(False)
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if col >= len(index):
+                ax.axis("off")
+                continue
+            point = index[col]
+            ax.imshow(images[point], cmap="gray_r" if images.ndim == 3 else None, vmin=0, vmax=1)
+            differs = consensus[point] != labels[point]
+            ax.set_title(f"label {class_names[labels[point]]}\nconsensus {class_names[consensus[point]]}",
+                         fontsize=6, color="crimson" if differs else "black")
+        axes[row, 0].set_ylabel(name.replace(" the label", "\nthe label"), fontsize=7, rotation=0, ha="right",
+                                va="center")
+    fig.subplots_adjust(hspace=0.75, wspace=0.08, left=0.2)
+    return _finish(fig, footer + "   (red: consensus differs from the label)", "fig7_corner_gallery")
+
+
+def fig8_group_curves(curves: dict, probe_labels, *, footer: str):
+    """Fig. 8: per corner group, k-NN probe confidence and accuracy layer by layer.
+
+    Parameters
+    ----------
+    curves : dict of str to dict of str to dict
+        ``curves[group][target]`` is :func:`pdlib.difficulty.group_probe_curves` output, for
+        targets "ground truth" and "consensus".
+    probe_labels : sequence of str
+    footer : str
+    """
+    groups = list(curves)
+    fig, axes = plt.subplots(2, len(groups), figsize=(3.6 * len(groups), 5.8), squeeze=False, sharex=True, sharey=True)
+    x = np.arange(len(probe_labels))
+    for col, group in enumerate(groups):
+        for target, style in (("ground truth", "-"), ("consensus", "--")):
+            values = curves[group][target]
+            axes[0, col].plot(x, values["confidence"], style, marker=".", label=f"{target} class")
+            axes[1, col].plot(x, values["accuracy"], style, marker=".", label=f"{target} class")
+        axes[0, col].set_title(group.replace(" the label", "\nthe label"), fontsize=9)
+        axes[1, col].set_xticks(x)
+        axes[1, col].set_xticklabels(probe_labels, rotation=70, fontsize=7)
+    axes[0, 0].set_ylabel("mean k-NN confidence")
+    axes[1, 0].set_ylabel("k-NN accuracy")
+    axes[0, 0].set_ylim(-0.02, 1.02)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return _finish(fig, footer + "   (validation-split appearances)", "fig8_group_curves")
+
+
+# --- Appendix ----------------------------------------------------------------------------------
+
+def sensitivity_depth_shift(mean_depth: dict, rank_correlation: dict, *, footer: str, name: str = "sensitivity"):
+    """Mean PD and rank correlation with the default, per variant (two bar charts).
+
+    Parameters
+    ----------
+    mean_depth, rank_correlation : dict of str to float
+        Per variant, in display order.
+    footer : str
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.45 * len(mean_depth) + 1.4), sharey=True)
+    names = list(mean_depth)
+    y = np.arange(len(names))
+    left.barh(y, [mean_depth[n] for n in names], color="0.5")
+    right.barh(y, [rank_correlation[n] for n in names], color="steelblue")
+    left.set_yticks(y)
+    left.set_yticklabels(names, fontsize=8)
+    left.invert_yaxis()
+    left.set_xlabel("mean PD")
+    right.set_xlabel("Spearman rank correlation of PD with the default")
+    right.set_xlim(0, 1.02)
+    fig.tight_layout()
+    return _finish(fig, footer, name)

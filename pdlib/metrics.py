@@ -9,7 +9,7 @@ import numpy as np
 from pdlib._checks import as_array
 
 __all__ = ["rescale_depth", "depth_correlation_matrix", "probe_accuracy", "softmax_disagreement", "lower_envelope",
-           "accuracy_by_depth"]
+           "accuracy_by_depth", "mean_by_depth", "pearson"]
 
 
 def rescale_depth(depth, n_probes: int) -> np.ndarray:
@@ -161,9 +161,41 @@ def accuracy_by_depth(depth, correct, n_probes: int) -> tuple[np.ndarray, np.nda
         NaN where no prediction has that depth.
     count : ndarray of int64, shape (n_probes,)
     """
+    return mean_by_depth(depth, as_array(correct, "correct").astype(np.float64), n_probes)
+
+
+def mean_by_depth(depth, values, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of ``values`` over the (model, point) pairs at each prediction depth.
+
+    Parameters
+    ----------
+    depth : array-like of int, shape (m,)
+        Prediction depth of each pair, in ``[0, n_probes)``.
+    values : array-like of float, shape (m,)
+        E.g. correctness, or the rescaled iteration learned; NaN pairs are skipped.
+    n_probes : int
+
+    Returns
+    -------
+    mean : ndarray of float64, shape (n_probes,)
+        NaN where no pair has that depth.
+    count : ndarray of int64, shape (n_probes,)
+        Pairs (with a finite value) at each depth.
+    """
     depth = as_array(depth, "depth").astype(np.int64)
-    correct = as_array(correct, "correct").astype(np.float64)
-    count = np.bincount(depth, minlength=n_probes)
-    hits = np.bincount(depth, weights=correct, minlength=n_probes)
+    values = as_array(values, "values").astype(np.float64)
+    if values.shape != depth.shape:
+        raise ValueError(f"values has shape {values.shape} but depth has shape {depth.shape}")
+    keep = np.isfinite(values)
+    count = np.bincount(depth[keep], minlength=n_probes)
+    total = np.bincount(depth[keep], weights=values[keep], minlength=n_probes)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, hits / np.maximum(count, 1), np.nan), count
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan), count
+
+
+def pearson(x, y) -> float:
+    """Pearson correlation over the pairs where both are finite; NaN if either is constant."""
+    x = as_array(x, "x").astype(np.float64)
+    y = as_array(y, "y").astype(np.float64)
+    keep = np.isfinite(x) & np.isfinite(y)
+    return _pearson(x[keep], y[keep])

@@ -10,23 +10,27 @@ re-running a notebook after editing prose retrains nothing.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from pdlib.cache import Artifact, load_or_compute
+from pdlib.cache import Artifact, load_artifact, load_or_compute, provenance, save_artifact
 from pdlib.data import DATASETS, corrupt_labels, load_dataset, select_classes, stratified_subset, train_val_split
 from pdlib.models import make_model
 from pdlib.probing import probe_model
 from pdlib.training import TrainConfig, predict, train_model
 
-__all__ = ["RunConfig", "run_model", "compute_run", "RunData", "run_data", "FORMAT_VERSION", "RUNS_KIND"]
+__all__ = ["RunConfig", "run_model", "compute_run", "RunData", "run_data", "trained_model", "FORMAT_VERSION",
+           "RUNS_KIND", "WEIGHTS_KIND"]
 
 #: Bump when a change to training or probing changes results: old cached runs are then ignored.
 FORMAT_VERSION = 2
 #: Cache folder of run artifacts.
 RUNS_KIND = f"runs-v{FORMAT_VERSION}"
+#: Cache folder of trained weights, saved on demand by :func:`trained_model`.
+WEIGHTS_KIND = f"weights-v{FORMAT_VERSION}"
 
 
 @dataclass(frozen=True)
@@ -76,14 +80,26 @@ def run_data(config: RunConfig) -> RunData:
     return RunData(pool_inputs, pool_labels, pool_index, test_inputs, test_labels, test_index, train.class_names)
 
 
-def compute_run(config: RunConfig, device=None, progress: bool | None = None) -> tuple[dict, dict]:
-    """Train and probe the network of ``config``; no caching (see :func:`run_model`).
+@dataclass(frozen=True)
+class _Prepared:
+    data: RunData
+    n_classes: int
+    fit_labels: np.ndarray  # (n_pool,) the labels the network is trained on
+    corrupted: np.ndarray  # (n_pool,) bool
+    in_train: np.ndarray  # (n_pool,) bool
+    model: torch.nn.Module  # initialised, untrained
 
-    Returns
-    -------
-    arrays : dict of ndarray
-    meta : dict
-    """
+    @property
+    def train_inputs(self) -> torch.Tensor:
+        return self.data.pool_inputs[torch.as_tensor(self.in_train)]
+
+    @property
+    def all_inputs(self) -> torch.Tensor:
+        return torch.cat([self.data.pool_inputs, self.data.test_inputs])
+
+
+def _prepare(config: RunConfig) -> _Prepared:
+    """Data, labels, split and initial network of ``config`` (deterministic)."""
     data = run_data(config)
     n_pool = len(data.pool_labels)
     info = DATASETS[config.dataset]
@@ -93,11 +109,28 @@ def compute_run(config: RunConfig, device=None, progress: bool | None = None) ->
     in_train = (train_val_split(n_pool, config.seed, 1 - config.holdout_fraction)
                 if config.holdout_fraction > 0 else np.ones(n_pool, dtype=bool))
     model = make_model(config.arch, n_classes, info.in_channels, info.image_size, width=config.width, seed=config.seed)
-    train_inputs, train_labels = data.pool_inputs[torch.as_tensor(in_train)], fit_labels[in_train]
-    all_inputs = torch.cat([data.pool_inputs, data.test_inputs])
-    tracked = all_inputs if config.train.n_checkpoints else None
-    fit = train_model(model, train_inputs, train_labels, config.train, seed=config.seed, device=device,
-                      track_inputs=tracked, progress=progress)
+    return _Prepared(data, n_classes, fit_labels, corrupted, in_train, model)
+
+
+def _fit(config: RunConfig, prepared: _Prepared, device, progress, track: bool):
+    return train_model(prepared.model, prepared.train_inputs, prepared.fit_labels[prepared.in_train], config.train,
+                       seed=config.seed, device=device, track_inputs=prepared.all_inputs if track else None,
+                       progress=progress)
+
+
+def compute_run(config: RunConfig, device=None, progress: bool | None = None) -> tuple[dict, dict]:
+    """Train and probe the network of ``config``; no caching (see :func:`run_model`).
+
+    Returns
+    -------
+    arrays : dict of ndarray
+    meta : dict
+    """
+    prepared = _prepare(config)
+    data, model, in_train, fit_labels = prepared.data, prepared.model, prepared.in_train, prepared.fit_labels
+    corrupted, all_inputs, train_inputs = prepared.corrupted, prepared.all_inputs, prepared.train_inputs
+    train_labels, n_pool = fit_labels[in_train], len(data.pool_labels)
+    fit = _fit(config, prepared, device, progress, track=config.train.n_checkpoints > 0)
     held_out = np.concatenate([~in_train, np.ones(len(data.test_labels), dtype=bool)])
     start = time.perf_counter()
     probed = probe_model(model, train_inputs, train_labels, all_inputs[torch.as_tensor(held_out)],
@@ -183,3 +216,46 @@ def run_model(config: RunConfig, *, device=None, progress: bool | None = None, u
     """
     return load_or_compute(RUNS_KIND, config, lambda: compute_run(config, device, progress),
                            use_cache=use_cache)
+
+
+def trained_model(config: RunConfig, *, device=None, progress: bool | None = None) -> torch.nn.Module:
+    """The trained network of ``config``, in eval mode, for analyses that need weights (margins, re-probing).
+
+    Run artifacts keep predictions, not weights (250 paper-scale ResNet18s would take
+    11 GB). The first call retrains the network (training is deterministic for a fixed
+    number of torch threads on CPU), checks that it reproduces the cached run's
+    predictions and caches the weights; later calls load them.
+
+    Parameters
+    ----------
+    config : RunConfig
+    device : str or torch.device, optional
+        Where to train and where the returned model lives; defaults to CUDA when available.
+    progress : bool, optional
+
+    Returns
+    -------
+    torch.nn.Module
+        With ``probe_points``; warns if its predictions differ from the cached run's
+        (possible on GPUs, whose kernels are not all deterministic).
+    """
+    run = run_model(config, device=device, progress=progress)
+    prepared = _prepare(config)
+    model = prepared.model
+    weights = load_artifact(WEIGHTS_KIND, config)
+    if weights is None:
+        start = time.perf_counter()
+        fit = _fit(config, prepared, device, progress, track=False)
+        state = {name: tensor.detach().cpu().numpy() for name, tensor in model.state_dict().items()}
+        save_artifact(WEIGHTS_KIND, config, state, {"seconds": time.perf_counter() - start,
+                                                     "train_accuracy": fit.train_accuracy,
+                                                     "provenance": provenance(str(device) if device else None)})
+    else:
+        model.load_state_dict({name: torch.from_numpy(array) for name, array in weights.arrays.items()})
+        if device is not None:
+            model.to(device)
+    agreement = float(np.mean(predict(model, prepared.all_inputs) == run["network_predictions"]))
+    if agreement < 1.0:
+        warnings.warn(f"the retrained network agrees with the cached run on {agreement:.2%} of the points "
+                      f"(config {config}); analyses use the retrained weights", RuntimeWarning, stacklevel=2)
+    return model.eval()

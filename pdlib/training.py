@@ -5,6 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+#: Losses :func:`train_model` can minimise.
+LOSSES = ("cross_entropy", "zero_hinge")
+#: Learning-rate schedules: linear warm-up then linear decay to 0, or constant.
+SCHEDULES = ("warmup_linear", "constant")
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -19,21 +24,35 @@ __all__ = ["TrainConfig", "TrainResult", "train_model", "predict"]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How one network is trained (SGD with momentum, warm-up then linear decay)."""
+    """How one network is trained (SGD with momentum, warm-up then linear decay).
 
-    epochs: int = 30  # passes over the training split
+    ``batch_size`` at least the training-set size gives full-batch gradient descent;
+    ``epochs=0`` leaves the network at its initialisation.
+    """
+
+    epochs: int = 30  # passes over the training split (0 = untrained)
     batch_size: int = 128  # images per SGD step
     lr: float = 0.05  # peak learning rate, reached after the warm-up
     momentum: float = 0.9  # SGD momentum coefficient
     weight_decay: float = 5e-4  # L2 penalty coefficient (not applied to BN and biases)
     warmup_fraction: float = 0.1  # fraction of all steps spent ramping lr up linearly from 0
     n_checkpoints: int = 0  # prediction snapshots evenly spread over training, after initialisation
+    # Added later: left out of the cache hash at their defaults (see pdlib.cache).
+    loss: str = field(default="cross_entropy", metadata={"omit_default": True})  # one of LOSSES
+    schedule: str = field(default="warmup_linear", metadata={"omit_default": True})  # one of SCHEDULES
+    # Full-batch only: stop, before stepping, once the training loss is exactly 0 (0-Hinge
+    # has zero gradient there; further steps would only coast on momentum).
+    stop_at_zero_loss: bool = field(default=False, metadata={"omit_default": True})
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
+        for name, minimum in (("epochs", 0), ("batch_size", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.momentum < 1:
@@ -53,9 +72,10 @@ class TrainResult:
     train_accuracy : float
         Accuracy on the training split against the labels it was trained on, in eval mode.
     loss_history : ndarray of float32, shape (epochs,)
-        Mean training loss of each epoch.
+        Mean training loss of each epoch (fewer entries if ``stop_at_zero_loss`` stopped early).
     checkpoint_steps : ndarray of int64, shape (n_checkpoints + 1,)
-        SGD steps at which predictions were recorded; 0 is initialisation.
+        SGD steps at which predictions were recorded; 0 is initialisation (with an early
+        stop: the checkpoints reached, then the stopping step).
     checkpoint_predictions : ndarray of int16, shape (n_checkpoints + 1, n_tracked)
         Predicted class of each tracked input at each checkpoint.
     seconds : float
@@ -94,11 +114,14 @@ def train_model(
     *,
     seed: int,
     device: str | torch.device | None = None,
-    loss: str = "cross_entropy",
     track_inputs: torch.Tensor | None = None,
     progress: bool | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``(inputs, labels)`` with SGD + momentum.
+
+    The loss is ``config.loss``: cross-entropy, or the 0-Hinge loss of Section 3.3
+    (:func:`pdlib.margins.zero_hinge_loss`), which stops pushing a point once it is
+    classified correctly.
 
     Parameters
     ----------
@@ -111,8 +134,6 @@ def train_model(
         Seeds the order of the mini-batches.
     device : str or torch.device, optional
         Where to train; the model is moved there. Defaults to CUDA when available.
-    loss : {"cross_entropy"}
-        Training loss.
     track_inputs : Tensor, shape (m, ...), optional
         Inputs whose predictions are recorded at initialisation and at
         ``config.n_checkpoints`` evenly spaced steps (the last at the end of training),
@@ -124,8 +145,9 @@ def train_model(
     -------
     TrainResult
     """
-    if loss != "cross_entropy":
-        raise ValueError(f"loss must be 'cross_entropy', got {loss!r}")
+    from pdlib.margins import zero_hinge_loss
+
+    loss_function = F.cross_entropy if config.loss == "cross_entropy" else zero_hinge_loss
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     y = torch.as_tensor(as_labels(labels, "labels", length=inputs.shape[0], length_name="inputs"))
     model.to(device)
@@ -137,26 +159,37 @@ def train_model(
     warmup = max(1, int(config.warmup_fraction * total_steps))
     optimizer = torch.optim.SGD(_parameter_groups(model, config.weight_decay), lr=config.lr,
                                 momentum=config.momentum, nesterov=config.momentum > 0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: step / warmup if step < warmup else max(0.0, (total_steps - step) / (total_steps - warmup))
-    )
+    if config.schedule == "constant":
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    else:
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: step / warmup if step < warmup
+            else max(0.0, (total_steps - step) / max(1, total_steps - warmup)))
+    if config.stop_at_zero_loss and steps_per_epoch != 1:
+        raise ValueError(f"stop_at_zero_loss needs full-batch training: batch_size ({config.batch_size}) "
+                         f"must be at least the number of inputs ({n})")
     checkpoint_steps = np.unique(np.linspace(0, total_steps, config.n_checkpoints + 1).round().astype(np.int64))
-    snapshots = []
+    snapshots, snapshot_steps = [], []
 
     def snapshot() -> None:
         snapshots.append(predict(model, track_inputs, device=device).astype(np.int16))
+        snapshot_steps.append(step)
 
-    if track_inputs is not None:
-        snapshot()
     generator = torch.Generator().manual_seed(seed)
     losses, step, start = [], 0, time.perf_counter()
+    if track_inputs is not None:
+        snapshot()
+    fitted = False
     model.train()
     for _ in progress_bar(range(config.epochs), desc="train", enabled=progress):
         order = torch.randperm(n, generator=generator).to(device)
         epoch_loss = torch.zeros((), device=device)
         for batch in order.tensor_split(steps_per_epoch):
             out = model(x_device[batch])
-            batch_loss = F.cross_entropy(out, y_device[batch])
+            batch_loss = loss_function(out, y_device[batch])
+            if config.stop_at_zero_loss and float(batch_loss.detach()) == 0.0:
+                fitted = True
+                break
             optimizer.zero_grad(set_to_none=True)
             batch_loss.backward()
             optimizer.step()
@@ -167,6 +200,10 @@ def train_model(
                 snapshot()
                 model.train()
         losses.append(float(epoch_loss) / n)
+        if fitted:
+            if track_inputs is not None and snapshot_steps[-1] != step:
+                snapshot()
+            break
         if not np.isfinite(losses[-1]):
             raise FloatingPointError(
                 f"training diverged: the loss is {losses[-1]} after epoch {len(losses)}; lower TrainConfig.lr "
@@ -176,7 +213,7 @@ def train_model(
     return TrainResult(
         train_accuracy=accuracy,
         loss_history=np.asarray(losses, dtype=np.float32),
-        checkpoint_steps=checkpoint_steps if track_inputs is not None else np.zeros(0, np.int64),
+        checkpoint_steps=np.asarray(snapshot_steps, dtype=np.int64),
         checkpoint_predictions=np.stack(snapshots) if snapshots else np.zeros((0, 0), np.int16),
         seconds=seconds,
     )

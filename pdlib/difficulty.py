@@ -1,0 +1,217 @@
+"""Section 4: four types of difficulty in the (PD_val, PD_train) plane, and a mid-layer k-NN fix.
+
+Each axis is a point's mean PD over held-out (PD_val) or training (PD_train) appearances,
+rescaled to [0, 1] by the architecture's largest PD. The corners:
+
+====================================  ===========  ============
+corner                                PD_val        PD_train
+====================================  ===========  ============
+easy                                  low (0)       low (0)
+looks like a different class          low (0)       high (1)
+ambiguous unless the label is given   high (1)      low (0)
+ambiguous                             high (1)      high (1)
+====================================  ===========  ============
+
+Everything here is a pure function of per-point arrays (see
+:func:`pdlib.ensembles.ensemble_statistics` and :func:`pdlib.ensembles.held_out_probe_counts`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pdlib._checks import check_positive_int
+
+__all__ = ["CORNERS", "corner_groups", "wilson_interval", "split_points", "group_probe_curves",
+           "choose_probe_layer", "pd_switch_rule"]
+
+#: Corner name -> (rescaled PD_val, rescaled PD_train).
+CORNERS = {
+    "easy": (0.0, 0.0),
+    "looks like a different class": (0.0, 1.0),
+    "ambiguous unless the label is given": (1.0, 0.0),
+    "ambiguous": (1.0, 1.0),
+}
+
+
+def corner_groups(depth_val, depth_train, max_depth: int, *, n: int = 100, candidates=None) -> dict:
+    """The ``n`` points closest to each corner of the rescaled (PD_val, PD_train) plane.
+
+    Parameters
+    ----------
+    depth_val, depth_train : array-like of float, shape (n_points,)
+        Mean PD over held-out and over training appearances (NaN where there are none;
+        such points are never chosen).
+    max_depth : int
+        Largest PD of the architecture (number of probes - 1); rescales both axes to [0, 1].
+    n : int
+        Points per corner (fewer if fewer are eligible).
+    candidates : array-like of bool, shape (n_points,), optional
+        Restrict the choice, e.g. to one class.
+
+    Returns
+    -------
+    dict of str to ndarray of int64
+        Per corner of :data:`CORNERS`, point indices by increasing Euclidean distance to it.
+        A point can be close to two corners only if ``n`` exceeds half the eligible points.
+    """
+    val = np.asarray(depth_val, dtype=np.float64)
+    train = np.asarray(depth_train, dtype=np.float64)
+    if val.ndim != 1 or val.shape != train.shape:
+        raise ValueError(f"depth_val and depth_train must be 1-D of equal length, got {val.shape} and {train.shape}")
+    check_positive_int(max_depth, "max_depth")
+    check_positive_int(n, "n")
+    eligible = np.isfinite(val) & np.isfinite(train)
+    if candidates is not None:
+        candidates = np.asarray(candidates, dtype=bool)
+        if candidates.shape != val.shape:
+            raise ValueError(f"candidates has shape {candidates.shape}, expected {val.shape}")
+        eligible &= candidates
+    index = np.flatnonzero(eligible)
+    x, y = val[index] / max_depth, train[index] / max_depth
+    groups = {}
+    for name, (cx, cy) in CORNERS.items():
+        distance = np.hypot(x - cx, y - cy)
+        order = np.lexsort((index, distance))[:n]  # ties by index: deterministic
+        groups[name] = index[order]
+    return groups
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion.
+
+    >>> [round(v, 3) for v in wilson_interval(8, 10)]
+    [0.49, 0.943]
+    """
+    if trials <= 0:
+        return (math.nan, math.nan)
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must be in [0, trials], got {successes} of {trials}")
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def split_points(points, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split point indices into two random halves (seeded): one to choose on, one to report on."""
+    points = np.asarray(points, dtype=np.int64)
+    shuffled = np.random.default_rng(seed).permutation(points)
+    half = (len(points) + 1) // 2
+    return np.sort(shuffled[:half]), np.sort(shuffled[half:])
+
+
+def group_probe_curves(counts: dict, points, target: str) -> dict:
+    """Fig. 8: a group's mean probe confidence and accuracy for one target class, layer by layer.
+
+    Parameters
+    ----------
+    counts : dict
+        :func:`pdlib.ensembles.held_out_probe_counts`.
+    points : array-like of int
+        The group (pool indices).
+    target : str
+        A key of the ``targets`` given to ``held_out_probe_counts``.
+
+    Returns
+    -------
+    dict of ndarray, shape (n_probes,)
+        ``confidence``: mean fraction of the ``k`` votes for the target over all held-out
+        appearances of the group; ``accuracy``: fraction of those appearances where the
+        probe predicted it. Plus ``network_accuracy`` (float) and ``appearances`` (int).
+    """
+    points = np.asarray(points, dtype=np.int64)
+    appearances = int(counts["n_held_out"][points].sum())
+    if appearances == 0:
+        nan = np.full(counts["n_probes"], np.nan)
+        return {"confidence": nan, "accuracy": nan, "network_accuracy": math.nan, "appearances": 0}
+    return {
+        "confidence": counts["votes"][target][:, points].sum(axis=1) / (counts["k"] * appearances),
+        "accuracy": counts["hits"][target][:, points].sum(axis=1) / appearances,
+        "network_accuracy": float(counts["network_hits"][target][points].sum() / appearances),
+        "appearances": appearances,
+    }
+
+
+def _accuracy_report(hits: int, trials: int) -> dict:
+    low, high = wilson_interval(hits, trials)
+    return {"hits": int(hits), "trials": int(trials), "accuracy": hits / trials if trials else math.nan,
+            "ci_low": low, "ci_high": high}
+
+
+def choose_probe_layer(counts: dict, points, *, target: str, seed: int = 0) -> dict:
+    """Pick the probe on one half of a group and score it on the other half, honestly.
+
+    Parameters
+    ----------
+    counts : dict
+        :func:`pdlib.ensembles.held_out_probe_counts`.
+    points : array-like of int
+        The group (e.g. the "ambiguous unless the label is given" corner).
+    target : str
+        Target to score against (the ground truth).
+    seed : int
+        Seeds the split into halves.
+
+    Returns
+    -------
+    dict
+        ``layer`` (int, chosen on the selection half by held-out accuracy; ties to the
+        earlier probe), ``selection`` and ``evaluation`` (the two halves' point counts),
+        ``network`` and ``probe``: accuracy on the evaluation half's held-out appearances,
+        with ``hits``, ``trials`` and a 95 % Wilson interval.
+    """
+    select, evaluate = split_points(points, seed)
+    trials_select = counts["n_held_out"][select].sum()
+    if trials_select == 0 or counts["n_held_out"][evaluate].sum() == 0:
+        raise ValueError("both halves of the group need held-out appearances")
+    accuracy = counts["hits"][target][:, select].sum(axis=1) / trials_select
+    layer = int(np.argmax(accuracy))
+    trials = int(counts["n_held_out"][evaluate].sum())
+    return {
+        "layer": layer,
+        "selection_accuracy": accuracy,
+        "selection": len(select), "evaluation": len(evaluate),
+        "network": _accuracy_report(int(counts["network_hits"][target][evaluate].sum()), trials),
+        "probe": _accuracy_report(int(counts["hits"][target][layer, evaluate].sum()), trials),
+    }
+
+
+def pd_switch_rule(counts: dict, points, *, target: str, seed: int = 0) -> dict:
+    """Choose "use probe ``p`` instead of the network when the network's PD is at least ``t``" honestly.
+
+    The rule needs only the network and its probes, never the label, so it is usable at
+    prediction time. ``(p, t)`` is chosen on one half of ``points`` to maximise accuracy
+    on their held-out appearances, and reported on the other half.
+
+    Returns
+    -------
+    dict
+        ``layer``, ``threshold`` (``n_probes`` = never switch), ``selection``/``evaluation``
+        point counts, and ``network`` and ``rule`` accuracy reports on the evaluation half
+        (``hits``, ``trials``, 95 % Wilson interval).
+    """
+    select, evaluate = split_points(points, seed)
+    rule = counts["rule_hits"]
+    trials_select = counts["n_held_out"][select].sum()
+    if trials_select == 0:
+        raise ValueError("the selection half has no held-out appearances")
+    accuracy = rule[:, :, select].sum(axis=2) / trials_select  # (n_probes, n_probes + 1)
+    # Prefer "never switch" on ties, then the earliest layer: no change without evidence.
+    best = accuracy.max()
+    candidates = np.argwhere(np.isclose(accuracy, best, rtol=0, atol=1e-12))
+    never = [tuple(c) for c in candidates if c[1] == counts["n_probes"]]
+    layer, threshold = never[0] if never else tuple(candidates[0])
+    trials = int(counts["n_held_out"][evaluate].sum())
+    return {
+        "layer": int(layer), "threshold": int(threshold),
+        "selection": len(select), "evaluation": len(evaluate),
+        "network": _accuracy_report(int(counts["network_hits"][target][evaluate].sum()), trials),
+        "rule": _accuracy_report(int(rule[layer, threshold, evaluate].sum()), trials),
+    }
