@@ -326,7 +326,7 @@ def zero_hinge_configs(profile: Profile, task: str, arch: str, *, n_train: int, 
     factor = 2 if n_train < (profile.n_pool or n_train) else 1
     ce = dataclasses.replace(base, epochs=base.epochs * factor, n_checkpoints=profile.n_checkpoints)
     hinge = TrainConfig(epochs=steps, batch_size=n_train, lr=lr, momentum=momentum, weight_decay=0.0,
-                        warmup_fraction=0.0, n_checkpoints=profile.n_checkpoints, loss="zero_hinge",
+                        warmup_fraction=0.0, n_checkpoints=max(profile.n_checkpoints, steps // 10), loss="zero_hinge",
                         schedule="constant", stop_at_zero_loss=True)
     untrained = dataclasses.replace(hinge, epochs=0, n_checkpoints=0)
     return {name: run_config(profile, task, arch, seed, n_pool=n_train, train=train)

@@ -244,6 +244,7 @@ def fig3_consistency_vs_depth(mean_depth_val, consistency, consensus_matches, *,
     for ax, (title, mask) in zip(axes, panels):
         image = _hist2d(ax, mean_depth_val[mask], consistency[mask], x_label="mean prediction depth (validation)",
                         y_label="consistency score" if ax is axes[0] else "", title=title, x_bins=x_bins)
+    fig.subplots_adjust(bottom=0.2)  # room for the footer below the axis labels
     fig.colorbar(image, ax=axes, label="points (log scale)", fraction=0.02)
     return _finish(fig, footer, "fig3_consistency_vs_depth")
 
@@ -433,9 +434,9 @@ def training_curves(curves: dict, *, footer: str, name: str = "training_curves")
     for network, curve in curves.items():
         left.plot(curve["loss_steps"], curve["loss"], label=network)
         right.plot(curve["accuracy_steps"], curve["accuracy"], marker=".", label=network)
-    left.set_yscale("log")
-    left.set_xscale("symlog", linthresh=10)
-    right.set_xscale("symlog", linthresh=10)
+    left.set_yscale("log")  # a loss of exactly 0 (0-Hinge at the end) is not drawn
+    left.set_xlim(left=0)
+    right.set_xlim(left=0)
     left.set_xlabel("optimisation step")
     right.set_xlabel("optimisation step")
     left.set_ylabel("training loss (own loss)")
@@ -475,6 +476,7 @@ def fig7_difficulty_plane(depth_val, depth_train, consensus_matches, *, max_dept
             axes[0].scatter(x[index], y[index], s=6, marker=markers[name], facecolors="none", edgecolors="crimson",
                             linewidths=0.5, label=name)
         axes[0].legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
+    fig.subplots_adjust(bottom=0.2)  # room for the footer below the axis labels
     fig.colorbar(image, ax=axes, label="points (log scale)", fraction=0.02)
     return _finish(fig, footer, "fig7_difficulty_plane")
 
