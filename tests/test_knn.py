@@ -143,3 +143,48 @@ def test_knn_probe_passes_check_estimator():
     from sklearn.utils.estimator_checks import check_estimator
 
     check_estimator(KNNProbe(n_neighbors=3))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_symmetric_leave_one_out_matches_sklearn(rng, monkeypatch, dtype):
+    """Leave-one-out computing each pair once: uneven padded tiles, several spans per row block."""
+    import pdlib.knn as knn
+
+    monkeypatch.setattr(knn, "SYMMETRIC_MIN_DIM", 0)
+    monkeypatch.setattr(knn, "SYMMETRIC_TILE", 2560)
+    reference = rng.standard_normal((9001, 12)) + 3.0  # offset: exercises centring
+    labels = rng.integers(0, 5, len(reference))
+    itemsize = np.dtype(dtype).itemsize
+    width = knn._symmetric_width(len(reference), 12, 30, 2**28, itemsize)
+    assert width is not None and 3 * width < len(reference) < 4 * width  # four tiles, the last one padded
+    _, _, expected = sklearn_oracle(reference, labels, None, 30, 5)
+    for block_bytes in (2**28, 3 * width * width * itemsize):  # up to 16 tiles per span, or 2
+        got = knn_neighbours(reference.astype(dtype), None, k=30, device="cpu", block_bytes=block_bytes)
+        assert not (got == np.arange(len(reference))[:, None]).any()
+        if dtype == np.float64:
+            np.testing.assert_array_equal(got, expected)
+        else:  # float32 rounding may swap neighbours at near-ties only
+            differ = np.flatnonzero((got != expected).any(axis=1))
+            assert len(differ) <= 5
+            for i in differ:
+                d = np.sort(((reference - reference[i]) ** 2).sum(axis=1))[1:]
+                mine = ((reference[got[i]] - reference[i]) ** 2).sum(axis=1)
+                assert mine.max() <= d[29] * (1 + 1e-5)
+
+
+def test_reference_centred_tile_by_tile_matches_sklearn(rng, monkeypatch):
+    """A reference larger than block_bytes is centred tile by tile, in both tiled paths."""
+    import pdlib.knn as knn
+
+    reference = rng.standard_normal((4500, 128)) + 2.0
+    labels = rng.integers(0, 3, len(reference))
+    queries = rng.standard_normal((200, 128)) + 2.0
+    assert reference.nbytes > 2**22  # not copied: centred as it is used
+    _, _, expected = sklearn_oracle(reference, labels, queries, 5, 3)
+    np.testing.assert_array_equal(knn_neighbours(reference, queries, k=5, device="cpu", block_bytes=2**22), expected)
+    _, _, expected = sklearn_oracle(reference, labels, None, 5, 3)
+    np.testing.assert_array_equal(knn_neighbours(reference, None, k=5, device="cpu", block_bytes=2**22), expected)
+    monkeypatch.setattr(knn, "SYMMETRIC_MIN_DIM", 0)
+    monkeypatch.setattr(knn, "SYMMETRIC_TILE", 512)
+    assert knn._symmetric_width(len(reference), 128, 5, 2**22, 8) == 512
+    np.testing.assert_array_equal(knn_neighbours(reference, None, k=5, device="cpu", block_bytes=2**22), expected)
