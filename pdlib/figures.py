@@ -141,6 +141,22 @@ def fig1_depth_distributions(depths: dict, n_probes: int, *, footer: str):
     return _finish(fig, footer, "fig1_distributions")
 
 
+def _probe_accuracy_panels(panels: dict, probe_labels, *, footer: str, name: str, width: float):
+    """One panel per key of ``panels``, one line per curve: accuracy at each probe."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 3.5), squeeze=False, sharey=True)
+    for ax, (title, lines) in zip(axes[0], panels.items()):
+        for label, accuracy in lines.items():
+            ax.plot(np.arange(len(accuracy)), accuracy, marker="o", label=label)
+        ax.set_xticks(np.arange(len(probe_labels[title])))
+        ax.set_xticklabels(probe_labels[title], rotation=65, fontsize=7)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("probe")
+    axes[0, 0].set_ylabel("k-NN probe accuracy")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return _finish(fig, footer, name)
+
+
 def fig1_probe_accuracy(curves: dict, probe_labels, *, footer: str):
     """k-NN probe accuracy layer by layer.
 
@@ -153,18 +169,7 @@ def fig1_probe_accuracy(curves: dict, probe_labels, *, footer: str):
         Probe names per model, for the x axis (models may have different depths).
     footer : str
     """
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), squeeze=False, sharey=True)
-    for ax, (model, splits) in zip(axes[0], curves.items()):
-        for split, accuracy in splits.items():
-            ax.plot(np.arange(len(accuracy)), accuracy, marker="o", label=split)
-        ax.set_xticks(np.arange(len(probe_labels[model])))
-        ax.set_xticklabels(probe_labels[model], rotation=70, fontsize=7)
-        ax.set_title(model)
-        ax.set_xlabel("probe")
-    axes[0, 0].set_ylabel("k-NN probe accuracy")
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    return _finish(fig, footer, "fig1_probe_accuracy")
+    return _probe_accuracy_panels(curves, probe_labels, footer=footer, name="fig1_probe_accuracy", width=4.2)
 
 
 def fig2_depth_correlations(names, matrices: dict, *, footer: str):
@@ -405,19 +410,10 @@ def fig6_zero_hinge(curves: dict, probe_labels, *, footer: str):
     probe_labels : sequence of str
     footer : str
     """
-    splits = list(next(iter(curves.values())))
-    fig, axes = plt.subplots(1, len(splits), figsize=(5.4 * len(splits), 3.7), squeeze=False, sharey=True)
-    for ax, split in zip(axes[0], splits):
-        for network, by_split in curves.items():
-            ax.plot(np.arange(len(probe_labels)), by_split[split], marker="o", label=network)
-        ax.set_xticks(np.arange(len(probe_labels)))
-        ax.set_xticklabels(probe_labels, rotation=60, fontsize=8)
-        ax.set_title(split, fontsize=10)
-        ax.set_xlabel("probe")
-    axes[0, 0].set_ylabel("k-NN probe accuracy")
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    return _finish(fig, footer, "fig6_zero_hinge")
+    by_split = {split: {network: values[split] for network, values in curves.items()}
+                for split in next(iter(curves.values()))}
+    return _probe_accuracy_panels(by_split, {split: probe_labels for split in by_split}, footer=footer,
+                                  name="fig6_zero_hinge", width=5.4)
 
 
 def training_curves(curves: dict, *, footer: str, name: str = "training_curves"):

@@ -45,6 +45,15 @@ def rank_correlation(a, b) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+def _recapture(config: RunConfig, progress):
+    """A cached run, its retrained network, its inputs (pool then test) and every probe's embedding."""
+    run = run_model(config, progress=progress)
+    model = trained_model(config, progress=progress)
+    data = run_data(config)
+    inputs = torch.cat([data.pool_inputs, data.test_inputs])
+    return run, model, inputs, capture_embeddings(model, inputs, progress=progress)
+
+
 def _probe_all(embeddings: dict, in_train: np.ndarray, k: int) -> dict:
     """Leave-one-out neighbours of the training points and neighbours of the others, per probe."""
     train, held_out = np.flatnonzero(in_train), np.flatnonzero(~in_train)
@@ -85,11 +94,7 @@ def neighbour_variants(config: RunConfig, consensus, *, ks=(1, 5, 10, 30, 100), 
     """
     if config.k not in ks:
         raise ValueError(f"ks must include the run's k = {config.k}, got {ks}")
-    run = run_model(config, progress=progress)
-    model = trained_model(config, progress=progress)
-    data = run_data(config)
-    inputs = torch.cat([data.pool_inputs, data.test_inputs])
-    captured = capture_embeddings(model, inputs, progress=progress)
+    run, model, inputs, captured = _recapture(config, progress)
     in_train = run["in_train"]
     n_classes = captured.logits.shape[1]
     network = captured.logits.argmax(axis=1)
@@ -154,11 +159,7 @@ def reduced_embedding_variants(config: RunConfig, *, min_features: int = 1024, p
         ``variants``: name to (probe predictions (n_probes, n), PD (n,)), exact first;
         ``features``: name to the number of features of each probe.
     """
-    run = run_model(config, progress=progress)
-    model = trained_model(config, progress=progress)
-    data = run_data(config)
-    inputs = torch.cat([data.pool_inputs, data.test_inputs])
-    captured = capture_embeddings(model, inputs, progress=progress)
+    run, model, inputs, captured = _recapture(config, progress)
     names = list(captured.embeddings)
     shapes = _map_shapes(model, inputs[:1], names)
     wide = [name for name in names if len(shapes.get(name, ())) == 3 and captured.embeddings[name].shape[1] > min_features]
