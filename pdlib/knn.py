@@ -17,96 +17,136 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from pdlib import _scan
 from pdlib._checks import as_embeddings, as_labels, check_k
 
 __all__ = ["knn_predict", "knn_neighbours", "KNNProbe"]
 
-#: Bytes of scratch memory for one block of scores; peak extra memory is at most about twice
-#: this (the scores, and a centred copy of the reference when one fits in this much) plus
-#: the float32 copies of the inputs and the running top-k (N x k), independent of N^2.
+#: Bytes of scratch memory for the distance blocks; peak extra memory is a small multiple of
+#: it (score tiles, their slab minima, a centred copy of the points when one fits in this much)
+#: plus the running top-k (N x k), independent of N^2.
 DEFAULT_BLOCK_BYTES = 256 * 2**20
-#: Reference columns per GEMM: one tile of scores stays in cache for the min pass.
-TILE = 4096
-#: Columns per slab: each tile is cut into ``TILE // SLABS`` slabs of ``SLABS`` adjacent columns
-#: (128 bytes in float32, so reading a slab back touches two cache lines).
-SLABS = 32
-#: Tiles whose scores are selected together (amortises top-k's per-row cost).
-MAX_TILES = 16
-#: Leave-one-out computes each pair of points once (see :func:`_symmetric`) from this many
-#: features on; below it the transposes and the extra selections cost about what the
-#: GEMM work they save does. Its tiles hold about SYMMETRIC_TILE points, half that from
-#: 1024 features on (smaller diagonal tiles, computed in full, for a little more
-#: selection work per GEMM flop).
-SYMMETRIC_MIN_DIM = 384
-SYMMETRIC_TILE = 4096
+#: Reference points per score tile (columns of one GEMM). Tiles of TILE x TILE float32 scores
+#: (16 MiB) stay in the last-level cache between the GEMM that writes them and the passes that
+#: read them, and are large enough for the GEMM to run near the machine's matmul rate.
+TILE = 2048
+#: Query rows per score tile, at most.
+MAX_ROWS = 2048
+#: Points per slab. A tile's columns are cut into TILE // SLAB groups; slab g holds columns
+#: g, g + TILE // SLAB, g + 2 * TILE // SLAB, ..., so slab minima are an elementwise minimum of
+#: SLAB contiguous stripes (one fast vectorised pass), and only slabs whose minimum beats a
+#: row's current k-th score are gathered.
+SLAB = 4
+#: Points with more hit slabs than this in one tile are merged apart from the rest (:func:`_absorb`).
+HIT_BUCKET = 16
 
 
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _plan(n_queries: int, n_reference: int, block_bytes: int) -> tuple[int, int]:
-    """Query rows per block, and tiles of reference columns per block."""
-    tiles = min(MAX_TILES, -(-n_reference // TILE))
-    rows = block_bytes // (4 * tiles * TILE)
-    rows = max(1, min(n_queries, rows - rows % 64 if rows > 64 else rows))
-    return rows, tiles
+def _slab_minima(scores: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Minimum of each row's slabs: (rows, width) -> (rows, width // SLAB).
 
-
-def _slab_minima(tile_scores: torch.Tensor, out: torch.Tensor) -> None:
-    """Minimum of each slab of ``SLABS`` adjacent columns: (rows, width) -> (rows, width // SLABS).
-
-    Run right after the tile's GEMM, while its scores are still in cache.
+    Slab ``g`` of a row holds its columns ``g + s * (width // SLAB)`` for ``s < SLAB``, so this
+    is an elementwise minimum of SLAB contiguous stripes (vectorised, one pass over the scores).
     """
-    torch.amin(tile_scores.view(tile_scores.shape[0], -1, SLABS), dim=2, out=out)
+    rows, width = scores.shape
+    return torch.amin(scores.view(rows, SLAB, width // SLAB), dim=1, out=out)
 
 
-def _select(buffer: torch.Tensor, minima: torch.Tensor, n_rows: int, n_tiles: int, k: int):
-    """Exact ``k`` smallest scores per row of a block of tiles, and their columns in the block.
+def _column_slab_minima(scores: torch.Tensor) -> torch.Tensor:
+    """:func:`_slab_minima` of ``scores.T`` without transposing the scores: (rows, width) -> (width, rows // SLAB)."""
+    rows, width = scores.shape
+    return torch.amin(scores.view(SLAB, rows // SLAB, width), dim=0).T.contiguous()
 
-    Each tile's columns are cut into slabs of ``SLABS`` adjacent columns, and ``minima``
-    holds each slab's minimum. A slab whose minimum is not among the ``k`` smallest minima
-    cannot hold a top-k score (``k`` other slabs each hold a smaller one), so top-k looks
-    only at the minima and then at the ``k * SLABS`` scores of the winning slabs, which are
-    contiguous in memory.
+
+def _absorb(best_values, best_index, threshold, first, minima, flat_scores, entity_stride, member_stride,
+            member_offset) -> None:
+    """Merge into the running top-k of some points every slab that can improve it.
+
+    Point ``first + e`` owns row ``e`` of ``minima``; its slab ``g`` has members at positions
+    ``p = g + s * n_groups`` (``s < SLAB``) whose scores are
+    ``flat_scores[e * entity_stride + p * member_stride]`` and whose indices are
+    ``member_offset + p``. A slab whose minimum is not below the point's current k-th score
+    (``threshold``) cannot change its top-k and is never read; the others are gathered and
+    merged with one top-k per point that has any.
 
     Parameters
     ----------
-    buffer : Tensor, shape (max_tiles, max_rows, width), contiguous
-        Scores; unused columns of the last tile hold +inf. ``width`` is a multiple of SLABS.
-    minima : Tensor, shape (max_tiles, max_rows, width // SLABS)
-        :func:`_slab_minima` of each tile.
-    n_rows, n_tiles : int
-        The part of ``buffer`` in use.
-    k : int
-
-    Returns
-    -------
-    values : Tensor, shape (n_rows, k)
-    columns : Tensor of int64, shape (n_rows, k)
-        Column within the block, ``tile * width + column``.
+    best_values, best_index : Tensor, shape (n_points, k)
+        Running k smallest scores and their indices, updated in place.
+    threshold : Tensor, shape (n_points,)
+        Largest of each row of ``best_values`` (+inf while a row holds fewer than k finite scores).
+    first : int
+    minima : Tensor, shape (n_entities, n_groups)
+    flat_scores : Tensor, 1-D view of the tile's scores
+    entity_stride, member_stride, member_offset : int
     """
-    width = buffer.shape[2]
-    per_tile = width // SLABS
-    flat_minima = minima[:n_tiles, :n_rows].permute(1, 0, 2).reshape(n_rows, n_tiles * per_tile)
-    _, winners = torch.topk(flat_minima, k, dim=1, largest=False, sorted=False)
-    tile = winners // per_tile
-    slab = winners - tile * per_tile
-    # Index of each winning slab in buffer viewed as (-1, SLABS): strides are multiples of SLABS.
-    row_offset = torch.arange(n_rows, device=buffer.device) * (buffer.stride(1) // SLABS)
-    flat = tile * (buffer.stride(0) // SLABS) + slab + row_offset[:, None]
-    candidates = buffer.view(-1, SLABS).index_select(0, flat.view(-1)).view(n_rows, k * SLABS)
-    values, position = torch.topk(candidates, k, dim=1, largest=False, sorted=False)
-    first_column = torch.gather(tile * width + slab * SLABS, 1, position // SLABS)
-    return values, first_column + position % SLABS
+    n_entities, n_groups = minima.shape
+    device = minima.device
+    hit = minima < threshold[first:first + n_entities, None]
+    entity, group = hit.nonzero(as_tuple=True)  # row-major: grouped by entity, in increasing order
+    n_hits = entity.numel()
+    if n_hits == 0:
+        return
+    position = group[:, None] + n_groups * torch.arange(SLAB, device=device)
+    values = flat_scores.take((entity * entity_stride)[:, None] + position * member_stride)
+    counts = torch.bincount(entity, minlength=n_entities)
+    is_owner = counts > 0
+    owners = is_owner.nonzero().squeeze(1)
+    slot = torch.arange(n_hits, device=device) - (torch.cumsum(counts, 0) - counts).index_select(0, entity)
+    owner_of_hit = (torch.cumsum(is_owner, 0) - 1).index_select(0, entity)
+    counts = counts.index_select(0, owners)
+    index = position + member_offset
+    most = int(counts.max())
+    if most <= 2 * HIT_BUCKET or most * owners.numel() <= 4 * n_hits:
+        _merge(best_values, best_index, threshold, owners + first, most, owner_of_hit, slot, values, index)
+        return
+    # A few points with many hits (early tiles, dense regions) would pad every point's
+    # candidates to their count: they are merged on their own.
+    heavy = counts > HIT_BUCKET
+    for chosen in (~heavy, heavy):
+        rank = torch.cumsum(chosen, 0) - 1
+        keep = chosen.index_select(0, owner_of_hit).nonzero().squeeze(1)
+        _merge(best_values, best_index, threshold, owners[chosen] + first, int(counts[chosen].max()),
+               rank.index_select(0, owner_of_hit.index_select(0, keep)), slot.index_select(0, keep),
+               values.index_select(0, keep), index.index_select(0, keep))
 
 
-def _merge(best_values, best_index, lo: int, hi: int, values, index) -> None:
-    """Keep the ``k`` smallest of the running best of rows ``lo:hi`` and new candidates."""
-    k = best_values.shape[1]
-    merged, position = torch.topk(torch.cat([best_values[lo:hi], values], 1), k, dim=1, largest=False, sorted=False)
-    best_index[lo:hi] = torch.gather(torch.cat([best_index[lo:hi], index], 1), 1, position)
-    best_values[lo:hi] = merged
+def _merge(best_values, best_index, threshold, points, most, owner_of_hit, slot, values, index) -> None:
+    """Running top-k of ``points`` merged with their hit slabs (``values``, ``index``: (n_hits, SLAB))."""
+    n_owners = points.numel()
+    candidate_values = torch.full((n_owners, most, SLAB), math.inf, dtype=values.dtype, device=values.device)
+    candidate_index = torch.zeros((n_owners, most, SLAB), dtype=torch.int64, device=values.device)
+    candidate_values[owner_of_hit, slot] = values
+    candidate_index[owner_of_hit, slot] = index
+    pool_values = torch.cat([best_values.index_select(0, points), candidate_values.view(n_owners, -1)], 1)
+    pool_index = torch.cat([best_index.index_select(0, points), candidate_index.view(n_owners, -1)], 1)
+    kept, where = torch.topk(pool_values, best_values.shape[1], dim=1, largest=False, sorted=False)
+    best_values.index_copy_(0, points, kept)
+    best_index.index_copy_(0, points, torch.gather(pool_index, 1, where))
+    threshold.index_copy_(0, points, kept.amax(dim=1))
+
+
+def _start(best_values, best_index, threshold, first, minima, flat_scores, entity_stride, member_stride,
+           member_offset) -> None:
+    """The first tile of some points: its top-k becomes their running top-k.
+
+    Arguments as for :func:`_absorb`. A slab whose minimum is not among a point's ``k``
+    smallest slab minima cannot hold one of its ``k`` smallest scores (``k`` other slabs each
+    hold a smaller one), so only the ``k`` slabs with the smallest minima are read.
+    """
+    n_entities, n_groups = minima.shape
+    k, device = best_values.shape[1], minima.device
+    _, groups = torch.topk(minima, k, dim=1, largest=False, sorted=False)
+    position = (groups[:, :, None] + n_groups * torch.arange(SLAB, device=device)).view(n_entities, k * SLAB)
+    entity = torch.arange(n_entities, device=device)[:, None] * entity_stride
+    values, where = torch.topk(flat_scores[entity + position * member_stride], k, dim=1, largest=False, sorted=False)
+    points = slice(first, first + n_entities)
+    best_values[points] = values
+    best_index[points] = torch.gather(position, 1, where) + member_offset
+    threshold[points] = values.amax(dim=1)
 
 
 def _mask_self(scores: torch.Tensor, q0: int, q1: int, c0: int, c1: int) -> None:
@@ -123,44 +163,57 @@ def _sorted(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(index, 1, torch.argsort(values, dim=1, stable=True))
 
 
-class _Centred:
-    """Rows of ``x`` minus ``centre``, in ``dtype``; rows past the end of ``x`` read as zeros.
+class _Points:
+    """Centred points, augmented so that one GEMM returns squared distances.
 
-    Centring changes no distance but shrinks the norms, which keeps the ``||r||^2 - 2 q.r``
-    expansion accurate in float32. With ``copy`` all of ``x`` is centred once, into a copy
-    of ``n_rows`` rows (the caller bounds its size); otherwise each request is centred into
-    one reused scratch buffer of ``n_rows`` rows, so memory stays independent of N (a fresh
-    tensor per request would also cost page faults on every block), and a returned slice
-    is valid only until the next request.
+    ``left(lo, hi)`` gives rows ``[x - c, ||x - c||^2, 1]`` and ``right(lo, hi)`` gives rows
+    ``[-2 (x - c), 1, ||x - c||^2]``, so ``left(i) @ right(j).T = ||x_i - x_j||^2`` up to
+    rounding. Centring (``c`` any point near the mean) changes no distance but shrinks the
+    norms, which keeps the expansion accurate in float32. Rows past the end of ``x`` are
+    zero points of infinite norm, whose distances are +inf (never a neighbour).
+
+    With ``cache`` all of ``x`` is prepared once, into a copy of ``n_rows`` rows (the caller
+    bounds its size); otherwise each request is prepared into one reused buffer of
+    ``n_rows`` rows, so memory stays independent of N, and a returned tile is valid only
+    until the next request on the same side.
     """
 
-    def __init__(self, x: torch.Tensor, centre: torch.Tensor, dtype: torch.dtype, copy: bool, n_rows: int):
-        self.x, self.centre, self.dtype, self.copy = x, centre, dtype, copy
-        n = x.shape[0]
-        self.buffer = torch.empty((max(n, n_rows) if copy else n_rows, x.shape[1]), dtype=dtype, device=x.device)
-        if copy:
-            for lo in range(0, n, TILE):
-                torch.sub(x[lo:lo + TILE].to(dtype), centre, out=self.buffer[lo:min(lo + TILE, n)])
-            self.buffer[n:] = 0
+    def __init__(self, x: torch.Tensor, centre: torch.Tensor, dtype: torch.dtype, cache: bool, n_rows: int,
+                 sides: str = "lr"):
+        self.x, self.centre, self.dtype, self.cache = x, centre, dtype, cache
+        n, dim = x.shape
+        rows = max(n, n_rows) if cache else n_rows
+        self.buffers = {side: torch.empty((rows, dim + 2), dtype=dtype, device=x.device) for side in sides}
+        if cache:
+            for side in sides:
+                for lo in range(0, rows, TILE):
+                    self._fill(side, lo, min(lo + TILE, rows), self.buffers[side][lo:lo + TILE])
 
-    def __call__(self, lo: int, hi: int) -> torch.Tensor:
-        if self.copy:
-            return self.buffer[lo:hi]
-        end = min(hi, self.x.shape[0])
-        torch.sub(self.x[lo:end].to(self.dtype), self.centre, out=self.buffer[: end - lo])
-        self.buffer[end - lo: hi - lo] = 0
-        return self.buffer[: hi - lo]
+    def _fill(self, side: str, lo: int, hi: int, out: torch.Tensor) -> torch.Tensor:
+        dim = self.x.shape[1]
+        end = max(lo, min(hi, self.x.shape[0]))
+        body = out[: end - lo, :dim]
+        torch.sub(self.x[lo:end].to(self.dtype), self.centre, out=body)
+        norm_column, one_column = (dim, dim + 1) if side == "l" else (dim + 1, dim)
+        torch.linalg.vecdot(body, body, out=out[: end - lo, norm_column])
+        out[:, one_column] = 1
+        if side == "r":
+            body.mul_(-2.0)
+        out[end - lo:, :dim] = 0
+        out[end - lo:, norm_column] = math.inf
+        return out
 
+    def _get(self, side: str, lo: int, hi: int) -> torch.Tensor:
+        buffer = self.buffers[side]
+        if self.cache:
+            return buffer[lo:hi]
+        return self._fill(side, lo, hi, buffer[: hi - lo])
 
-def _squared_norms(reference: _Centred, n: int) -> torch.Tensor:
-    """``||r - c||^2`` of each reference point, a tile at a time."""
-    step = min(n, TILE, reference.buffer.shape[0])
-    scratch = torch.empty((step, reference.x.shape[1]), dtype=reference.dtype, device=reference.x.device)
-    norms = []
-    for r0 in range(0, n, step):
-        rows = reference(r0, min(r0 + step, n))
-        norms.append(torch.mul(rows, rows, out=scratch[: rows.shape[0]]).sum(dim=1))
-    return torch.cat(norms)
+    def left(self, lo: int, hi: int) -> torch.Tensor:
+        return self._get("l", lo, hi)
+
+    def right(self, lo: int, hi: int) -> torch.Tensor:
+        return self._get("r", lo, hi)
 
 
 def knn_neighbours(
@@ -216,25 +269,30 @@ def _neighbours(ref, qry, k, leave_one_out, device, block_bytes) -> np.ndarray:
     # tiles' sums in float64; any point near the mean serves equally well as the centre.
     centre = (sum(ref_t[c0:c0 + TILE].sum(dim=0).to(torch.float64) for c0 in range(0, n_reference, TILE))
               / n_reference).to(dtype)
-    small = n_reference <= TILE or k * 2 > TILE // SLABS
-    width = None if small or not leave_one_out else _symmetric_width(n_reference, dim, k, block_bytes, itemsize)
-    # Tiles of the symmetric path all have `width` columns: the reference is padded with zero rows.
-    n_padded = n_reference if width is None else -(-n_reference // width) * width
-    # The reference is centred once into a copy when that fits in block_bytes (or when the
+    small = n_reference <= TILE
+    width = None if small or not leave_one_out else _symmetric_width(n_reference, block_bytes, itemsize)
+    # Tiles all have the same number of points: the reference is padded with points at infinite distance.
+    n_padded = n_reference if small else -(-n_reference // (width or TILE)) * (width or TILE)
+    # The reference is prepared once, into a copy, when that fits in block_bytes (or when the
     # untiled path needs all of it at once), else tile by tile as it is used.
-    cached = small or n_padded * dim * itemsize <= block_bytes
-    reference = _Centred(ref_t, centre, dtype, cached, n_padded if cached else (width or TILE))
-    ref_sq_norm = _squared_norms(reference, n_reference)
-
-    if small:  # small reference sets (or very large k): one plain top-k per block of rows
+    cached = small or 2 * n_padded * (dim + 2) * itemsize <= block_bytes
+    reference = _Points(ref_t, centre, dtype, cached, n_padded if cached else (width or TILE),
+                        sides="lr" if leave_one_out or small else "r")
+    if small:
         rows = max(1, min(n_queries, block_bytes // (itemsize * n_reference)))
-        queries = reference if leave_one_out else _Centred(qry_t, centre, dtype, False, rows)
+    else:
+        rows = max(1, min(n_queries, MAX_ROWS, block_bytes // (2 * TILE * itemsize)))
+    if leave_one_out and (cached or width is not None):
+        queries = reference
+    else:
+        queries = _Points(qry_t, centre, dtype, n_queries * (dim + 2) * itemsize <= block_bytes, rows, sides="l")
+
+    if small:  # small reference sets: one plain top-k per block of rows
         scores = torch.empty((rows, n_reference), dtype=dtype, device=device)
         out = torch.empty((n_queries, k), dtype=torch.int64)
         for q0 in range(0, n_queries, rows):
             q1 = min(q0 + rows, n_queries)
-            block = torch.addmm(ref_sq_norm, queries(q0, q1), reference(0, n_reference).T, alpha=-2.0,
-                                out=scores[: q1 - q0])
+            block = torch.mm(queries.left(q0, q1), reference.right(0, n_reference).T, out=scores[: q1 - q0])
             if leave_one_out:
                 _mask_self(block, q0, q1, 0, n_reference)
             values, index = torch.topk(block, k, dim=1, largest=False, sorted=False)
@@ -242,111 +300,110 @@ def _neighbours(ref, qry, k, leave_one_out, device, block_bytes) -> np.ndarray:
         return out.numpy()
 
     if width is not None:
-        best_values, best_index = _symmetric(reference, ref_sq_norm, k, width, block_bytes, itemsize)
+        best_values, best_index = _symmetric(reference, k, width)
     else:
-        best_values, best_index = _tiled(reference, qry_t, centre, ref_sq_norm, k, leave_one_out, block_bytes)
+        best_values, best_index = _tiled(reference, queries, k, leave_one_out, rows)
     out = torch.empty((n_queries, k), dtype=torch.int64)
     for q0 in range(0, n_queries, TILE):
         out[q0:q0 + TILE] = _sorted(best_values[q0:q0 + TILE], best_index[q0:q0 + TILE]).cpu()
     return out.numpy()
 
 
-def _tiled(reference, qry_t, centre, ref_sq_norm, k, leave_one_out, block_bytes):
-    """Blocks of query rows against spans of up to ``MAX_TILES`` reference tiles; slab pruning."""
-    n_reference, dtype, device = reference.x.shape[0], reference.dtype, reference.x.device
-    n_queries = qry_t.shape[0]
-    rows, max_tiles = _plan(n_queries, n_reference, block_bytes)
-    queries = reference if leave_one_out and reference.copy else _Centred(qry_t, centre, dtype, False, rows)
-    buffer = torch.empty((max_tiles, rows, TILE), dtype=dtype, device=device)
-    minima = torch.empty((max_tiles, rows, TILE // SLABS), dtype=dtype, device=device)
-    span = max_tiles * TILE
-    best_values = torch.empty((n_queries, k), dtype=dtype, device=device)
-    best_index = torch.empty((n_queries, k), dtype=torch.int64, device=device)
-    for q0 in range(0, n_queries, rows):
-        q1 = min(q0 + rows, n_queries)
-        n_rows = q1 - q0
-        query_block = queries(q0, q1)
-        for r0 in range(0, n_reference, span):
-            n_tiles = min(max_tiles, -(-(n_reference - r0) // TILE))
-            for tile in range(n_tiles):
-                c0 = r0 + tile * TILE
-                c1 = min(c0 + TILE, n_reference)
-                scores = buffer[tile, :n_rows, : c1 - c0]
-                torch.addmm(ref_sq_norm[c0:c1], query_block, reference(c0, c1).T, alpha=-2.0, out=scores)
-                if leave_one_out:
-                    _mask_self(scores, q0, q1, c0, c1)
-                if c1 - c0 < TILE:
-                    buffer[tile, :n_rows, c1 - c0:] = math.inf
-                _slab_minima(buffer[tile, :n_rows], minima[tile, :n_rows])
-            values, index = _select(buffer, minima, n_rows, n_tiles, k)
-            index += r0
-            if r0 == 0:
-                best_values[q0:q1], best_index[q0:q1] = values, index
-            else:
-                _merge(best_values, best_index, q0, q1, values, index)
-    return best_values, best_index
+def _running_top_k(n: int, k: int, dtype, device):
+    """Empty running top-k of ``n`` points: values and indices, and each row's largest value (all +inf)."""
+    return (torch.full((n, k), math.inf, dtype=dtype, device=device),
+            torch.zeros((n, k), dtype=torch.int64, device=device),
+            torch.full((n,), math.inf, dtype=dtype, device=device))
 
 
-def _symmetric_width(n: int, dim: int, k: int, block_bytes: int, itemsize: int) -> int | None:
-    """Tile width for :func:`_symmetric`, or None where it does not pay or does not fit."""
-    if dim < SYMMETRIC_MIN_DIM:
-        return None
-    n_tiles = -(-n // (SYMMETRIC_TILE if dim < 1024 else SYMMETRIC_TILE // 2))
-    width = -(-n // n_tiles)
-    width = -(-width // SLABS) * SLABS
-    if width // SLABS < 2 * k or 2 * width * width * itemsize > block_bytes:
-        return None
-    return width
+def _tiled(reference: _Points, queries: _Points, k: int, leave_one_out: bool, rows: int):
+    """Reference tiles of TILE points (outer loop) against blocks of ``rows`` queries, with slab pruning.
+
+    Each reference tile is prepared once; the queries once if they are cached, else block by block.
+    """
+    n_reference, n_queries = reference.x.shape[0], queries.x.shape[0]
+    dtype, device = reference.dtype, reference.x.device
+    scores_buffer = torch.empty((rows, TILE), dtype=dtype, device=device)
+    minima_buffer = torch.empty((rows, TILE // SLAB), dtype=dtype, device=device)
+    fused = _scan.available(device)
+    if fused:
+        reservoirs = _scan.Reservoirs(n_queries, k, dtype)
+    else:
+        best_values, best_index, threshold = _running_top_k(n_queries, k, dtype, device)
+    cold = k <= TILE // SLAB
+    for c0 in range(0, n_reference, TILE):
+        c1 = min(c0 + TILE, n_reference)
+        tile = reference.right(c0, c0 + TILE)
+        for q0 in range(0, n_queries, rows):
+            q1 = min(q0 + rows, n_queries)
+            scores = torch.mm(queries.left(q0, q1), tile.T, out=scores_buffer[: q1 - q0])
+            if fused:
+                _scan.scan_rows(scores, reservoirs, q0, c0, leave_one_out)
+                continue
+            if leave_one_out:
+                _mask_self(scores, q0, q1, c0, c1)
+            merge = _start if c0 == 0 and cold else _absorb
+            merge(best_values, best_index, threshold, q0, _slab_minima(scores, minima_buffer[: q1 - q0]),
+                  scores.view(-1), TILE, 1, c0)
+    return reservoirs.result() if fused else (best_values, best_index)
 
 
-def _symmetric(reference, ref_sq_norm, k, width, block_bytes, itemsize):
+def _symmetric_width(n: int, block_bytes: int, itemsize: int) -> int | None:
+    """Tile width for :func:`_symmetric` (a multiple of SLAB), or None where none fits block_bytes."""
+    width = min(TILE, int(math.sqrt(block_bytes / (2 * itemsize))) // SLAB * SLAB)
+    width = min(width, -(-n // SLAB) * SLAB)
+    return width if width >= SLAB and n > width else None
+
+
+def _symmetric(points: _Points, k: int, width: int):
     """Leave-one-out with each pair of points multiplied once.
 
     Rows and columns are cut into the same tiles of ``width`` points (the last one padded
-    with zero points of infinite norm, which never win). For tiles ``a < b`` one GEMM gives
-    ``G = X_a X_b^T``; ``||x_j||^2 - 2 G`` scores tile ``b``'s columns for the rows of tile
-    ``a`` (selected with the rest of their span, as in :func:`_tiled`), and
-    ``||x_i||^2 - 2 G^T`` scores tile ``a``'s columns for the rows of tile ``b`` (selected
-    at once and merged into those rows' running top-k). Only diagonal tiles are computed in
-    full, so the GEMM work is about halved.
+    with points at infinite distance). For tiles ``a <= b`` one GEMM gives their squared
+    distances ``S``: its rows score tile ``b``'s points for the points of tile ``a``, and its
+    columns score tile ``a``'s points for the points of tile ``b``. Only diagonal tiles are
+    computed in full, so the GEMM work is about halved.
     """
-    n, dtype, device = reference.x.shape[0], reference.dtype, reference.x.device
-    n_tiles_all = -(-n // width)
-    n_padded = n_tiles_all * width
-    norms = torch.full((n_padded,), math.inf, dtype=dtype, device=device)
-    norms[:n] = ref_sq_norm
-    rows_of = reference if reference.copy else _Centred(reference.x, reference.centre, dtype, False, width)
-    # One tile of transposed scores, and up to MAX_TILES tiles of a row block's own span.
-    max_tiles = max(1, min(MAX_TILES, n_tiles_all, block_bytes // (width * width * itemsize) - 1))
-    buffer = torch.empty((max_tiles, width, width), dtype=dtype, device=device)
-    minima = torch.empty((max_tiles, width, width // SLABS), dtype=dtype, device=device)
-    transposed = torch.empty((1, width, width), dtype=dtype, device=device)
-    transposed_minima = torch.empty((1, width, width // SLABS), dtype=dtype, device=device)
-    best_values = torch.full((n_padded, k), math.inf, dtype=dtype, device=device)
-    best_index = torch.zeros((n_padded, k), dtype=torch.int64, device=device)
-    for a in range(n_tiles_all):
-        a0, a1 = a * width, (a + 1) * width
-        row_block = rows_of(a0, a1)
-        for s in range(a, n_tiles_all, max_tiles):
-            n_tiles = min(max_tiles, n_tiles_all - s)
-            for tile in range(n_tiles):
-                c0, c1 = (s + tile) * width, (s + tile + 1) * width
-                scores = buffer[tile]
-                if s + tile == a:
-                    torch.addmm(norms[c0:c1], row_block, reference(c0, c1).T, alpha=-2.0, out=scores)
-                    scores.diagonal().fill_(math.inf)
-                else:
-                    torch.mm(row_block, reference(c0, c1).T, out=scores)
-                    other = transposed[0]
-                    other.copy_(scores.T)  # contiguous to contiguous: torch's blocked transpose
-                    torch.add(norms[a0:a1], other, alpha=-2.0, out=other)
-                    torch.add(norms[c0:c1], scores, alpha=-2.0, out=scores)
-                    _slab_minima(other, transposed_minima[0])
-                    values, index = _select(transposed, transposed_minima, width, 1, k)
-                    _merge(best_values, best_index, c0, c1, values, index + a0)
-                _slab_minima(scores, minima[tile])
-            values, index = _select(buffer, minima, width, n_tiles, k)
-            _merge(best_values, best_index, a0, a1, values, index + s * width)
+    n, dtype, device = points.x.shape[0], points.dtype, points.x.device
+    n_tiles = -(-n // width)
+    scores = torch.empty((width, width), dtype=dtype, device=device)
+    minima_buffer = torch.empty((width, width // SLAB), dtype=dtype, device=device)
+    fused = _scan.available(device)
+    if fused:
+        reservoirs = _scan.Reservoirs(n_tiles * width, k, dtype)
+    else:
+        best_values, best_index, threshold = _running_top_k(n_tiles * width, k, dtype, device)
+        threshold[n:] = -math.inf  # padding points take no neighbours
+    cold = k <= width // SLAB
+    if fused:  # every point's first tile is its own (the rows of a diagonal tile), then the rest
+        for a in range(n_tiles):
+            a0 = a * width
+            _scan.scan_rows(torch.mm(points.left(a0, a0 + width), points.right(a0, a0 + width).T, out=scores),
+                            reservoirs, a0, a0, True)
+        for a in range(n_tiles):
+            a0 = a * width
+            row_block = points.left(a0, a0 + width)
+            for b0 in range(a0 + width, n_tiles * width, width):
+                torch.mm(row_block, points.right(b0, b0 + width).T, out=scores)
+                _scan.scan_columns(scores, reservoirs, a0, b0)
+                _scan.scan_rows(scores, reservoirs, a0, b0, False)
+        best_values, best_index = reservoirs.result()
+        return best_values[:n], best_index[:n]
+    for a in range(n_tiles):
+        a0 = a * width
+        row_block = points.left(a0, a0 + width)
+        for b in range(a, n_tiles):
+            b0 = b * width
+            torch.mm(row_block, points.right(b0, b0 + width).T, out=scores)
+            if b == a:
+                scores.diagonal().fill_(math.inf)
+            else:  # the columns: tile a's points as neighbours of tile b's
+                merge = _start if a == 0 and cold else _absorb
+                merge(best_values, best_index, threshold, b0, _column_slab_minima(scores), scores.view(-1),
+                      1, width, a0)
+            merge = _start if b == a == 0 and cold else _absorb
+            merge(best_values, best_index, threshold, a0, _slab_minima(scores, minima_buffer), scores.view(-1),
+                  width, 1, b0)
     return best_values[:n], best_index[:n]
 
 

@@ -6,7 +6,18 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 
 from pdlib import KNNProbe, knn_neighbours, knn_predict
-from pdlib.knn import SLABS, TILE, _select, _slab_minima
+import pdlib._scan
+from pdlib.knn import SLAB, TILE, _absorb, _column_slab_minima, _running_top_k, _slab_minima, _start
+
+
+@pytest.fixture(params=["compiled", "torch"])
+def backend(request, monkeypatch):
+    """Both top-k paths: the compiled scans (CPU) and the torch one (CUDA, or no C compiler)."""
+    if request.param == "torch":
+        monkeypatch.setattr(pdlib._scan, "available", lambda device: False)
+    else:
+        assert pdlib._scan.available(torch.device("cpu")), "the test machine has a C compiler"
+    return request.param
 
 
 def sklearn_oracle(reference, labels, queries, k, n_classes):
@@ -22,7 +33,7 @@ def sklearn_oracle(reference, labels, queries, k, n_classes):
 
 @pytest.mark.parametrize("leave_one_out", [False, True])
 @pytest.mark.parametrize("k, n_classes", [(1, 2), (5, 3), (30, 10), (30, 100), (64, 7)])
-def test_matches_sklearn_float64(rng, leave_one_out, k, n_classes):
+def test_matches_sklearn_float64(rng, backend, leave_one_out, k, n_classes):
     reference = rng.standard_normal((1500, 24))
     labels = rng.integers(0, n_classes, 1500)
     queries = None if leave_one_out else rng.standard_normal((400, 24))
@@ -35,7 +46,7 @@ def test_matches_sklearn_float64(rng, leave_one_out, k, n_classes):
 
 
 @pytest.mark.parametrize("leave_one_out", [False, True])
-def test_float32_matches_sklearn_except_near_ties(rng, leave_one_out):
+def test_float32_matches_sklearn_except_near_ties(rng, backend, leave_one_out):
     """float32 GEMM distances may swap neighbours whose distances agree to ~1e-6."""
     reference = rng.standard_normal((6000, 64)).astype(np.float32) + 3.0  # offset: exercises centring
     labels = rng.integers(0, 10, 6000)
@@ -52,30 +63,97 @@ def test_float32_matches_sklearn_except_near_ties(rng, leave_one_out):
     assert (votes.sum(axis=1) == 30).all()
 
 
-def test_blocking_does_not_change_result(rng):
+def test_blocking_does_not_change_result(rng, backend):
     reference = rng.standard_normal((5000, 8))  # float64: blocking changes float32 rounding at near-ties
     labels = rng.integers(0, 4, 5000)
-    small = knn_neighbours(reference, None, k=30, device="cpu", block_bytes=4096)
+    small = knn_neighbours(reference, None, k=30, device="cpu", block_bytes=2**16)
     large = knn_neighbours(reference, None, k=30, device="cpu", block_bytes=2**28)
     np.testing.assert_array_equal(small, large)
     assert not (small == np.arange(5000)[:, None]).any(), "leave-one-out must exclude the point itself"
     knn_predict(reference, labels, k=30)  # default device works
 
 
-def test_select_is_exact(rng):
-    scores = torch.as_tensor(rng.standard_normal((3, 40, TILE)), dtype=torch.float32)
-    scores[2, :, 1000:] = float("inf")  # a partial last tile
-    minima = torch.empty(3, 40, TILE // SLABS)
-    for tile in range(3):
-        _slab_minima(scores[tile, :37], minima[tile, :37])
-    values, columns = _select(scores, minima, 37, 3, 30)
-    flat = scores[:, :37].permute(1, 0, 2).reshape(37, -1)
-    expected = torch.topk(flat, 30, dim=1, largest=False).values
-    torch.testing.assert_close(values.sort(dim=1).values, expected.sort(dim=1).values)
-    torch.testing.assert_close(torch.gather(flat, 1, columns), values)
+def _top_k_oracle(scores, k):
+    """Each row's k smallest (score, column) pairs, by score then column: (values, columns) sorted."""
+    order = np.lexsort((np.broadcast_to(np.arange(scores.shape[1]), scores.shape), scores), axis=1)[:, :k]
+    return np.take_along_axis(scores, order, 1), order
 
 
-def test_tiled_path_matches_sklearn(rng):
+def _sorted_pairs(values, index):
+    order = np.lexsort((index, values), axis=1)
+    return np.take_along_axis(values, order, 1), np.take_along_axis(index, order, 1)
+
+
+@pytest.mark.parametrize("k", [1, 7, 30])
+def test_torch_slab_merges_are_exact(rng, k):
+    """_start then _absorb over row tiles and over column tiles give each point's exact top-k."""
+    n_points, width, n_tiles = 40, 256, 3
+    rows = torch.as_tensor(rng.standard_normal((n_tiles, n_points, width)))
+    rows[2, :, 200:] = float("inf")  # a padded last tile
+    best_values, best_index, threshold = _running_top_k(n_points, k, torch.float64, "cpu")
+    for tile in range(n_tiles):
+        merge = _start if tile == 0 else _absorb
+        merge(best_values, best_index, threshold, 0, _slab_minima(rows[tile]), rows[tile].reshape(-1), width, 1,
+              tile * width)
+    flat = rows.permute(1, 0, 2).reshape(n_points, -1).numpy()
+    expected = _top_k_oracle(flat, k)
+    np.testing.assert_array_equal(_sorted_pairs(best_values.numpy(), best_index.numpy())[1], expected[1])
+    np.testing.assert_array_equal(threshold.numpy(), expected[0][:, -1])
+    # The same points as the columns of (width x n_points) tiles.
+    columns = torch.as_tensor(rng.standard_normal((n_tiles, width, n_points)))
+    best_values, best_index, threshold = _running_top_k(n_points, k, torch.float64, "cpu")
+    for tile in range(n_tiles):
+        merge = _start if tile == 0 else _absorb
+        merge(best_values, best_index, threshold, 0, _column_slab_minima(columns[tile]), columns[tile].reshape(-1),
+              1, n_points, tile * width)
+    expected = _top_k_oracle(columns.permute(2, 0, 1).reshape(n_points, -1).numpy(), k)
+    np.testing.assert_array_equal(_sorted_pairs(best_values.numpy(), best_index.numpy())[1], expected[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [1, 5, 30])
+def test_compiled_scans_are_exact_with_ties(rng, dtype, k):
+    """Row and column scans keep the k smallest (distance, index) pairs, even among many exact ties."""
+    assert pdlib._scan.available(torch.device("cpu"))
+    n_points, width = 50, 333  # not a multiple of 16: exercises the scalar tails
+    # Small integers: many exactly equal scores, so the tie rule (smaller index first) is tested.
+    tiles = [torch.as_tensor(rng.integers(0, 20, (n_points, width)), dtype=dtype) for _ in range(3)]
+    reservoirs = pdlib._scan.Reservoirs(n_points, k, dtype)
+    for t, tile in enumerate(tiles):
+        pdlib._scan.scan_rows(tile, reservoirs, 0, t * width, False)
+    values, index = (x.numpy() for x in reservoirs.result())
+    expected_values, expected_index = _top_k_oracle(torch.cat(tiles, 1).numpy(), k)
+    got_values, got_index = _sorted_pairs(values, index)
+    np.testing.assert_array_equal(got_index, expected_index)
+    np.testing.assert_array_equal(got_values, expected_values)
+    # Columns: tile t's rows are candidates t * width + row; a point's first tile comes by rows.
+    first = torch.as_tensor(rng.integers(0, 20, (n_points, 64)), dtype=dtype)
+    later = [torch.as_tensor(rng.integers(0, 20, (width, n_points)), dtype=dtype) for _ in range(2)]
+    reservoirs = pdlib._scan.Reservoirs(n_points, k, dtype)
+    pdlib._scan.scan_rows(first, reservoirs, 0, 0, False)
+    for t, tile in enumerate(later):
+        pdlib._scan.scan_columns(tile, reservoirs, 64 + t * width, 0)
+    values, index = (x.numpy() for x in reservoirs.result())
+    everything = np.concatenate([first.numpy()] + [tile.T.numpy() for tile in later], 1)
+    expected_values, expected_index = _top_k_oracle(everything, k)
+    np.testing.assert_array_equal(_sorted_pairs(values, index)[1], expected_index)
+
+
+def test_compiled_scan_skips_self_and_cold_rows_use_group_bound(rng):
+    """Leave-one-out never takes the point itself; a cold row (empty reservoir) starts from its own tile."""
+    assert pdlib._scan.available(torch.device("cpu"))
+    scores = torch.as_tensor(rng.standard_normal((64, 64)), dtype=torch.float32)
+    scores.diagonal().fill_(-100.0)  # the point itself would always win
+    reservoirs = pdlib._scan.Reservoirs(64, 3, torch.float32)
+    pdlib._scan.scan_rows(scores, reservoirs, 0, 0, True)
+    _, index = reservoirs.result()
+    assert not (index.numpy() == np.arange(64)[:, None]).any()
+    masked = scores.clone()
+    masked.diagonal().fill_(float("inf"))
+    np.testing.assert_array_equal(np.sort(index.numpy(), 1), np.sort(_top_k_oracle(masked.numpy(), 3)[1], 1))
+
+
+def test_tiled_path_matches_sklearn(rng, backend):
     """More reference points than one tile, an uneven last tile and several blocks of rows."""
     reference = rng.standard_normal((3 * TILE + 123, 5))
     labels = rng.integers(0, 3, len(reference))
@@ -146,19 +224,18 @@ def test_knn_probe_passes_check_estimator():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_symmetric_leave_one_out_matches_sklearn(rng, monkeypatch, dtype):
-    """Leave-one-out computing each pair once: uneven padded tiles, several spans per row block."""
+def test_symmetric_leave_one_out_matches_sklearn(rng, monkeypatch, backend, dtype):
+    """Leave-one-out computing each pair once: uneven padded tiles, both halves of each product."""
     import pdlib.knn as knn
 
-    monkeypatch.setattr(knn, "SYMMETRIC_MIN_DIM", 0)
-    monkeypatch.setattr(knn, "SYMMETRIC_TILE", 2560)
+    monkeypatch.setattr(knn, "TILE", 2560)
     reference = rng.standard_normal((9001, 12)) + 3.0  # offset: exercises centring
     labels = rng.integers(0, 5, len(reference))
     itemsize = np.dtype(dtype).itemsize
-    width = knn._symmetric_width(len(reference), 12, 30, 2**28, itemsize)
-    assert width is not None and 3 * width < len(reference) < 4 * width  # four tiles, the last one padded
+    width = knn._symmetric_width(len(reference), 2**28, itemsize)
+    assert width == 2560 and 3 * width < len(reference) < 4 * width  # four tiles, the last one padded
     _, _, expected = sklearn_oracle(reference, labels, None, 30, 5)
-    for block_bytes in (2**28, 3 * width * width * itemsize):  # up to 16 tiles per span, or 2
+    for block_bytes in (2**28, 2 * 1024 * 1024 * itemsize):  # tiles of 2560, or of 1024 points
         got = knn_neighbours(reference.astype(dtype), None, k=30, device="cpu", block_bytes=block_bytes)
         assert not (got == np.arange(len(reference))[:, None]).any()
         if dtype == np.float64:
@@ -172,19 +249,20 @@ def test_symmetric_leave_one_out_matches_sklearn(rng, monkeypatch, dtype):
                 assert mine.max() <= d[29] * (1 + 1e-5)
 
 
-def test_reference_centred_tile_by_tile_matches_sklearn(rng, monkeypatch):
-    """A reference larger than block_bytes is centred tile by tile, in both tiled paths."""
+def test_reference_prepared_tile_by_tile_matches_sklearn(rng, monkeypatch, backend):
+    """A reference larger than block_bytes is prepared tile by tile, in both tiled paths."""
     import pdlib.knn as knn
 
+    monkeypatch.setattr(knn, "TILE", 512)
     reference = rng.standard_normal((4500, 128)) + 2.0
     labels = rng.integers(0, 3, len(reference))
     queries = rng.standard_normal((200, 128)) + 2.0
-    assert reference.nbytes > 2**22  # not copied: centred as it is used
+    assert 2 * reference.nbytes > 2**22  # not copied: prepared as it is used
+    assert knn._symmetric_width(len(reference), 2**22, 8) == 512
+    assert knn._symmetric_width(len(reference), 2**20, 8) == 256  # below TILE: block_bytes bounds the tiles
     _, _, expected = sklearn_oracle(reference, labels, queries, 5, 3)
     np.testing.assert_array_equal(knn_neighbours(reference, queries, k=5, device="cpu", block_bytes=2**22), expected)
     _, _, expected = sklearn_oracle(reference, labels, None, 5, 3)
     np.testing.assert_array_equal(knn_neighbours(reference, None, k=5, device="cpu", block_bytes=2**22), expected)
-    monkeypatch.setattr(knn, "SYMMETRIC_MIN_DIM", 0)
-    monkeypatch.setattr(knn, "SYMMETRIC_TILE", 512)
-    assert knn._symmetric_width(len(reference), 128, 5, 2**22, 8) == 512
-    np.testing.assert_array_equal(knn_neighbours(reference, None, k=5, device="cpu", block_bytes=2**22), expected)
+    np.testing.assert_array_equal(knn_neighbours(reference, None, k=5, device="cpu", block_bytes=2**20), expected)
+    np.testing.assert_array_equal(knn_neighbours(reference, None, k=5, device="cpu", block_bytes=2**14), expected)
