@@ -254,9 +254,13 @@ def main() -> None:
         for mib in (int(m) for m in args.sweep_mib.split(",")):
             result = measure("pdlib", args.sweep_case, args.scale, folder, block_bytes=mib * 2**20,
                              threads=args.threads)
-            try:  # the block shape pdlib picks (private helper; informative only)
-                block_rows, tiles = pdlib.knn._plan(n_queries or n_reference, n_reference, mib * 2**20)
-                shape = f"{block_rows} x {tiles * pdlib.knn.TILE}"
+            try:  # the score tile pdlib uses (private constants; informative only)
+                if n_queries is None:
+                    width = pdlib.knn._symmetric_width(n_reference, mib * 2**20, 4)
+                    shape = f"{width} x {width} (pairs once)"
+                else:
+                    block_rows = min(n_queries, pdlib.knn.MAX_ROWS, mib * 2**20 // (2 * pdlib.knn.TILE * 4))
+                    shape = f"{block_rows} x {pdlib.knn.TILE}"
             except (AttributeError, TypeError, ValueError):
                 shape = "?"
             sweep.append({"block_mib": mib, "block_shape": shape, "seconds": result["seconds"],

@@ -5,6 +5,17 @@ The probe of the paper (Section 2.1) is a k-NN classifier with Euclidean distanc
 Ties between classes go to the smallest class index, scikit-learn's rule, so
 ``KNeighborsClassifier(k, algorithm="brute")`` is an oracle wherever distances are
 not exactly tied.
+
+How it runs:
+
+- Points are centred and augmented (:class:`_Points`) so that one GEMM writes squared
+  distances directly; no pass adds the norms afterwards.
+- Leave-one-out (the training split of every probe) multiplies each pair of points once:
+  tile ``a`` against tile ``b >= a`` serves the points of ``a`` through the rows of the
+  product and the points of ``b`` through its columns (:func:`_symmetric`).
+- On the CPU each score tile is read once by compiled scans (:mod:`pdlib._scan`) that keep
+  every point's running top-k; on CUDA, or without a C compiler, a torch path prunes the tile
+  by slab minima and merges the surviving slabs (:func:`_absorb`).
 """
 
 from __future__ import annotations
