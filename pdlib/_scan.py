@@ -241,6 +241,15 @@ _library: ctypes.CDLL | None | bool = None  # None: not tried yet; False: unavai
 _pool: ThreadPoolExecutor | None = None
 
 
+def _forget_pool() -> None:
+    """In a forked child the pool's threads do not exist: start a new pool on next use."""
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _kernel_dir() -> Path:
     base = os.environ.get("PDLIB_KERNEL_CACHE") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "pdlib" / "kernels"

@@ -286,3 +286,33 @@ def test_scan_kernel_falls_back_without_a_compiler(tmp_path, monkeypatch):
     assert not list(tmp_path.rglob("*.so"))
     monkeypatch.setenv("PDLIB_KNN_KERNEL", "torch")
     assert pdlib._scan._compile() is False
+
+
+def _scan_in_child(scores, queue):
+    reservoirs = pdlib._scan.Reservoirs(scores.shape[0], 5, torch.float32)
+    pdlib._scan.scan_rows(scores, reservoirs, 0, 0, False)
+    queue.put(np.sort(reservoirs.result()[1].numpy(), axis=1))
+
+
+def test_compiled_scans_work_in_a_forked_child(rng):
+    """A child forked after the scans' thread pool started gets a pool of its own instead of hanging.
+
+    (Only the scans run in the child: torch's own OpenMP GEMM is not fork-safe once used.)
+    """
+    import multiprocessing
+
+    _require_compiled_scans()
+    scores = torch.as_tensor(rng.standard_normal((300, 200)), dtype=torch.float32)
+    reservoirs = pdlib._scan.Reservoirs(300, 5, torch.float32)
+    pdlib._scan.scan_rows(scores, reservoirs, 0, 0, False)  # starts the pool in this process
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_scan_in_child, args=(scores, queue))
+    child.start()
+    try:
+        got = queue.get(timeout=60)
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    np.testing.assert_array_equal(got, np.sort(reservoirs.result()[1].numpy(), axis=1))
