@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available", "Reservoirs", "scan_rows", "scan_columns"]
+__all__ = ["available", "Reservoirs", "scan_rows", "scan_rows_here", "scan_columns", "scan_columns_here", "run_tasks", "workers"]
 
 _SOURCE = r"""
 #include <stdint.h>
@@ -370,6 +370,31 @@ def scan_rows(scores: torch.Tensor, reservoirs: Reservoirs, row0: int, col0: int
     args = (scores.data_ptr(), scores.stride(0))
     tail = (n_cols, *reservoirs._pointers, reservoirs.k, row0, col0, int(skip_self))
     _run(lambda lo=lo, hi=hi: function(*args, lo, hi, *tail) for lo, hi in _split(n_rows, _workers()))
+
+
+def scan_rows_here(scores: torch.Tensor, reservoirs: Reservoirs, row0: int, col0: int, skip_self: bool) -> None:
+    """:func:`scan_rows` in the calling thread (for callers that already run one task per core)."""
+    function = getattr(_library, f"scan_rows_{_suffix(scores)}")
+    n_rows, n_cols = scores.shape
+    function(scores.data_ptr(), scores.stride(0), 0, n_rows, n_cols, *reservoirs._pointers, reservoirs.k, row0, col0,
+             int(skip_self))
+
+
+def scan_columns_here(scores: torch.Tensor, reservoirs: Reservoirs, row0: int, col0: int, lo: int, hi: int) -> None:
+    """:func:`scan_columns` of columns ``[lo, hi)`` only, in the calling thread."""
+    function = getattr(_library, f"scan_columns_{_suffix(scores)}")
+    function(scores.data_ptr(), scores.stride(0), scores.shape[0], lo, hi, *reservoirs._pointers, reservoirs.k, row0,
+             col0)
+
+
+def run_tasks(tasks) -> None:
+    """Run callables on the scan thread pool (one per core) and wait for all of them."""
+    _run(tasks)
+
+
+def workers() -> int:
+    """Threads the scans use: torch's intra-op thread count."""
+    return _workers()
 
 
 def scan_columns(scores: torch.Tensor, reservoirs: Reservoirs, row0: int, col0: int) -> None:

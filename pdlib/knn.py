@@ -342,6 +342,9 @@ def _tiled(reference: _Points, queries: _Points, k: int, leave_one_out: bool, ro
     else:
         best_values, best_index, threshold = _running_top_k(n_queries, k, dtype, device)
     cold = k <= TILE // SLAB
+    if fused and device.type == "cpu":
+        _tiled_on_cores(reference, queries, reservoirs, leave_one_out, rows)
+        return reservoirs.result()
     for c0 in range(0, n_reference, TILE):
         c1 = min(c0 + TILE, n_reference)
         tile = reference.right(c0, c0 + TILE)
@@ -357,6 +360,73 @@ def _tiled(reference: _Points, queries: _Points, k: int, leave_one_out: bool, ro
             merge(best_values, best_index, threshold, q0, _slab_minima(scores, minima_buffer[: q1 - q0]),
                   scores.view(-1), TILE, 1, c0)
     return reservoirs.result() if fused else (best_values, best_index)
+
+
+def _tiled_on_cores(reference: _Points, queries: _Points, reservoirs, leave_one_out: bool, rows: int) -> None:
+    """:func:`_tiled` on the CPU: each core multiplies and scans its own share of every block of rows.
+
+    The products go through NumPy's BLAS limited to one thread, one call per core from the
+    scan thread pool, so no BLAS or OpenMP thread pool spins between a product and its scan,
+    and each core scans the scores it has just written.
+    """
+    from threadpoolctl import threadpool_limits
+
+    n_reference, n_queries = reference.x.shape[0], queries.x.shape[0]
+    parts = _scan.workers()
+    share = -(-rows // parts)
+    buffers = [np.empty((share, TILE), dtype=np.float64 if reference.dtype == torch.float64 else np.float32)
+               for _ in range(parts)]
+
+    def task(left, tile, out, q0, c0):
+        np.matmul(left, tile.T, out=out)
+        _scan.scan_rows_here(torch.from_numpy(out), reservoirs, q0, c0, leave_one_out)
+
+    with threadpool_limits(1, user_api="blas"):
+        for c0 in range(0, n_reference, TILE):
+            tile = reference.right(c0, c0 + TILE).numpy()
+            for q0 in range(0, n_queries, rows):
+                q1 = min(q0 + rows, n_queries)
+                left = queries.left(q0, q1).numpy()
+                _scan.run_tasks(
+                    (lambda lo=lo, hi=hi, out=out: task(left[lo:hi], tile, out[: hi - lo], q0 + lo, c0))
+                    for (lo, hi), out in zip(((lo, min(lo + share, q1 - q0)) for lo in range(0, q1 - q0, share)),
+                                             buffers))
+
+
+def _symmetric_on_cores(points: _Points, reservoirs, width: int, n_tiles: int) -> None:
+    """:func:`_symmetric` on the CPU, each core multiplying and scanning its share of every tile pair.
+
+    Every point's first tile is its own (the rows of the diagonal tiles, all done first), then
+    the pairs ``a < b``. For a pair, each core multiplies a share of tile ``a``'s rows and scans
+    them (tile ``a``'s points); then each core scans a share of the columns through all the
+    shares (tile ``b``'s points), so no two cores ever touch the same point's top-k.
+    """
+    from threadpoolctl import threadpool_limits
+
+    parts = _scan.workers()
+    share = -(-width // parts)
+    shares = [(lo, min(lo + share, width)) for lo in range(0, width, share)]
+    column_step = -(-share // 16) * 16  # whole groups of 16 columns per core
+    column_shares = [(lo, min(lo + column_step, width)) for lo in range(0, width, column_step)]
+    dtype = np.float64 if points.dtype == torch.float64 else np.float32
+    buffers = [torch.from_numpy(np.empty((hi - lo, width), dtype=dtype)) for lo, hi in shares]
+
+    def rows(left, right, out, row0, col0, skip_self):
+        np.matmul(left, right.T, out=out.numpy())
+        _scan.scan_rows_here(out, reservoirs, row0, col0, skip_self)
+
+    def columns(a0, b0, lo, hi):
+        for (r0, _), out in zip(shares, buffers):
+            _scan.scan_columns_here(out, reservoirs, a0 + r0, b0, lo, hi)
+
+    with threadpool_limits(1, user_api="blas"):
+        for a0, b0 in [(a * width, a * width) for a in range(n_tiles)] + [
+                (a * width, b * width) for a in range(n_tiles) for b in range(a + 1, n_tiles)]:
+            left, right = points.left(a0, a0 + width).numpy(), points.right(b0, b0 + width).numpy()
+            _scan.run_tasks(lambda lo=lo, hi=hi, out=out: rows(left[lo:hi], right, out, a0 + lo, b0, a0 == b0)
+                            for (lo, hi), out in zip(shares, buffers))
+            if b0 > a0:
+                _scan.run_tasks(lambda lo=lo, hi=hi: columns(a0, b0, lo, min(hi, width)) for lo, hi in column_shares)
 
 
 def _symmetric_width(n: int, block_bytes: int, itemsize: int) -> int | None:
@@ -386,18 +456,8 @@ def _symmetric(points: _Points, k: int, width: int):
         best_values, best_index, threshold = _running_top_k(n_tiles * width, k, dtype, device)
         threshold[n:] = -math.inf  # padding points take no neighbours
     cold = k <= width // SLAB
-    if fused:  # every point's first tile is its own (the rows of a diagonal tile), then the rest
-        for a in range(n_tiles):
-            a0 = a * width
-            _scan.scan_rows(torch.mm(points.left(a0, a0 + width), points.right(a0, a0 + width).T, out=scores),
-                            reservoirs, a0, a0, True)
-        for a in range(n_tiles):
-            a0 = a * width
-            row_block = points.left(a0, a0 + width)
-            for b0 in range(a0 + width, n_tiles * width, width):
-                torch.mm(row_block, points.right(b0, b0 + width).T, out=scores)
-                _scan.scan_columns(scores, reservoirs, a0, b0)
-                _scan.scan_rows(scores, reservoirs, a0, b0, False)
+    if fused:
+        _symmetric_on_cores(points, reservoirs, width, n_tiles)
         best_values, best_index = reservoirs.result()
         return best_values[:n], best_index[:n]
     for a in range(n_tiles):
