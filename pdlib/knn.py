@@ -13,9 +13,11 @@ How it runs:
 - Leave-one-out (the training split of every probe) multiplies each pair of points once:
   tile ``a`` against tile ``b >= a`` serves the points of ``a`` through the rows of the
   product and the points of ``b`` through its columns (:func:`_symmetric`).
-- On the CPU each score tile is read once by compiled scans (:mod:`pdlib._scan`) that keep
-  every point's running top-k; on CUDA, or without a C compiler, a torch path prunes the tile
-  by slab minima and merges the surviving slabs (:func:`_absorb`).
+- On the CPU each core multiplies its own share of a tile (NumPy's BLAS, one thread per
+  core, so no BLAS or OpenMP pool spins between a product and its scan) and reads it once
+  with compiled scans (:mod:`pdlib._scan`) that keep every point's running top-k. On CUDA,
+  or without a C compiler, torch multiplies and a torch path prunes the tile by slab minima
+  and merges the surviving slabs (:func:`_absorb`).
 """
 
 from __future__ import annotations
