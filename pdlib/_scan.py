@@ -2,16 +2,17 @@
 
 After the GEMM has written a tile of squared distances, each point's running top-k must see
 the tile. In torch that takes a dozen passes (slab minima, comparisons, gathers, merges); a
-scan that compares every score with the point's current k-th distance and updates a heap on
-the rare hit reads the tile once. The kernel is plain C (no Python API), compiled with the
-system's C compiler into pdlib's kernel cache and called through :mod:`ctypes`, which
-releases the GIL, so a thread pool runs one scan per core. Where no compiler is found the
-k-NN falls back to its torch path (:func:`available` is False).
+scan that compares every score with the point's current k-th distance and, on the rare hit,
+offers it to the point's reservoir reads the tile once. The kernel is plain C (no Python
+API), compiled with the system's C compiler into pdlib's kernel cache and called through
+:mod:`ctypes`, which releases the GIL, so the thread pool of :func:`run_tasks` runs one scan
+per core. Where no compiler is found the k-NN falls back to its torch path (:func:`available`
+is False).
 
-Each point's heap is a max-heap on (distance, index), so among equal distances the larger
-index is evicted first; candidates arrive in increasing index order and enter only when
-strictly closer than the current k-th. The result is therefore the k smallest
-(distance, index) pairs, scikit-learn's order.
+A candidate enters a reservoir only when its (distance, index) pair is smaller than the
+point's threshold pair, and compaction keeps the k smallest pairs, so whatever order the
+candidates arrive in, the result is the k smallest (distance, index) pairs: scikit-learn's
+order, ties to the smaller index.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available", "Reservoirs", "scan_rows", "scan_rows_here", "scan_columns", "scan_columns_here", "run_tasks", "workers"]
+__all__ = ["available", "Reservoirs", "scan_rows", "scan_columns", "run_tasks", "workers"]
 
 _SOURCE = r"""
 #include <stdint.h>
@@ -119,42 +120,30 @@ static inline float min16_f32(const float *s) {
     m = _mm_min_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
     return _mm_cvtss_f32(m);
 }
-#else
-static inline float min16_f32(const float *s) {
-    float m = s[0];
-    for (int q = 1; q < 16; ++q) m = s[q] < m ? s[q] : m;
-    return m;
-}
-static inline int any16_row_f32(const float *s, float t) {
-    float m = s[0];
-    for (int q = 1; q < 16; ++q) m = s[q] < m ? s[q] : m;
-    return m <= t;
-}
-static inline int any16_col_f32(const float *s, const float *t) {
-    int any = 0;
-    for (int q = 0; q < 16; ++q) any |= s[q] <= t[q];
-    return any;
-}
 #endif
-static inline double min16_f64(const double *s) {
-    double m = s[0];
-    for (int q = 1; q < 16; ++q) m = s[q] < m ? s[q] : m;
-    return m;
+
+/* The same tests in plain C: float64 always, float32 where SSE2 is missing. */
+#define DEFINE_SCALAR_TESTS(T, SUFFIX)                                                       \
+static inline T min16_##SUFFIX(const T *s) {                                                 \
+    T m = s[0];                                                                              \
+    for (int q = 1; q < 16; ++q) m = s[q] < m ? s[q] : m;                                    \
+    return m;                                                                                \
+}                                                                                            \
+static inline int any16_row_##SUFFIX(const T *s, T t) { return min16_##SUFFIX(s) <= t; }     \
+static inline int any16_col_##SUFFIX(const T *s, const T *t) {                               \
+    int any = 0;                                                                             \
+    for (int q = 0; q < 16; ++q) any |= s[q] <= t[q];                                        \
+    return any;                                                                              \
 }
-static inline int any16_row_f64(const double *s, double t) {
-    double m = s[0];
-    for (int q = 1; q < 16; ++q) m = s[q] < m ? s[q] : m;
-    return m <= t;
-}
-static inline int any16_col_f64(const double *s, const double *t) {
-    int any = 0;
-    for (int q = 0; q < 16; ++q) any |= s[q] <= t[q];
-    return any;
-}
+
+#if !defined(__SSE2__)
+DEFINE_SCALAR_TESTS(float, f32)
+#endif
+DEFINE_SCALAR_TESTS(double, f64)
 
 #define DEFINE_SCANS(T, SUFFIX)                                                              \
 /* Rows [lo, hi) of a tile: row r is point row0 + r, column j is candidate col0 + j. A point  \
-   with an empty reservoir takes the k smallest pairs of its row directly (a quickselect). */ \
+   with an empty reservoir starts from a bound on its row's k-th smallest score. */          \
 void scan_rows_##SUFFIX(const T *scores, int64_t ld, int64_t lo, int64_t hi, int64_t n_cols, \
                         T *best_v, int64_t *best_i, int64_t *counts, T *thresholds,          \
                         int64_t *threshold_index, int64_t k, int64_t row0, int64_t col0,     \
@@ -299,26 +288,22 @@ def available(device: torch.device) -> bool:
     return _library is not False
 
 
-def _workers() -> int:
+def workers() -> int:
+    """Threads the scans use: torch's intra-op thread count."""
     return max(1, torch.get_num_threads())
 
 
-def _run(tasks) -> None:
+def run_tasks(tasks) -> None:
+    """Run callables on the scan thread pool (one thread per core) and wait for all of them."""
     global _pool
     tasks = list(tasks)
     if len(tasks) == 1:
         tasks[0]()
         return
-    if _pool is None or _pool._max_workers != _workers():
-        _pool = ThreadPoolExecutor(_workers(), thread_name_prefix="pdlib-scan")
+    if _pool is None or _pool._max_workers != workers():
+        _pool = ThreadPoolExecutor(workers(), thread_name_prefix="pdlib-scan")
     for future in [_pool.submit(task) for task in tasks]:
         future.result()
-
-
-def _split(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
-    step = -(-n // parts)
-    step = -(-step // align) * align
-    return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
 
 
 def _suffix(tensor: torch.Tensor) -> str:
@@ -349,12 +334,13 @@ class Reservoirs:
         """Each point's k smallest (distance, index) pairs, unordered: two (n, k) tensors."""
         function = getattr(_library, f"finish_{_suffix(self.values)}")
         n = self.values.shape[0]
-        _run(lambda lo=lo, hi=hi: function(*self._pointers, self.k, lo, hi) for lo, hi in _split(n, _workers()))
+        step = -(-n // workers())
+        run_tasks(lambda lo=lo: function(*self._pointers, self.k, lo, min(lo + step, n)) for lo in range(0, n, step))
         return self.values[:, : self.k], self.index[:, : self.k]
 
 
 def scan_rows(scores: torch.Tensor, reservoirs: Reservoirs, row0: int, col0: int, skip_self: bool) -> None:
-    """Offer each row of ``scores`` to the running top-k of point ``row0 + row``.
+    """Offer each row of ``scores`` to the running top-k of point ``row0 + row``, in the calling thread.
 
     Parameters
     ----------
@@ -367,38 +353,13 @@ def scan_rows(scores: torch.Tensor, reservoirs: Reservoirs, row0: int, col0: int
     """
     function = getattr(_library, f"scan_rows_{_suffix(scores)}")
     n_rows, n_cols = scores.shape
-    args = (scores.data_ptr(), scores.stride(0))
-    tail = (n_cols, *reservoirs._pointers, reservoirs.k, row0, col0, int(skip_self))
-    _run(lambda lo=lo, hi=hi: function(*args, lo, hi, *tail) for lo, hi in _split(n_rows, _workers()))
-
-
-def scan_rows_here(scores: torch.Tensor, reservoirs: Reservoirs, row0: int, col0: int, skip_self: bool) -> None:
-    """:func:`scan_rows` in the calling thread (for callers that already run one task per core)."""
-    function = getattr(_library, f"scan_rows_{_suffix(scores)}")
-    n_rows, n_cols = scores.shape
     function(scores.data_ptr(), scores.stride(0), 0, n_rows, n_cols, *reservoirs._pointers, reservoirs.k, row0, col0,
              int(skip_self))
 
 
-def scan_columns_here(scores: torch.Tensor, reservoirs: Reservoirs, row0: int, col0: int, lo: int, hi: int) -> None:
-    """:func:`scan_columns` of columns ``[lo, hi)`` only, in the calling thread."""
-    function = getattr(_library, f"scan_columns_{_suffix(scores)}")
-    function(scores.data_ptr(), scores.stride(0), scores.shape[0], lo, hi, *reservoirs._pointers, reservoirs.k, row0,
-             col0)
-
-
-def run_tasks(tasks) -> None:
-    """Run callables on the scan thread pool (one per core) and wait for all of them."""
-    _run(tasks)
-
-
-def workers() -> int:
-    """Threads the scans use: torch's intra-op thread count."""
-    return _workers()
-
-
-def scan_columns(scores: torch.Tensor, reservoirs: Reservoirs, row0: int, col0: int) -> None:
-    """Offer each column of ``scores`` to the running top-k of point ``col0 + column``.
+def scan_columns(scores: torch.Tensor, reservoirs: Reservoirs, row0: int, col0: int, lo: int = 0,
+                 hi: int | None = None) -> None:
+    """Offer columns ``[lo, hi)`` of ``scores`` to the running top-k of point ``col0 + column``, in the calling thread.
 
     Parameters
     ----------
@@ -406,9 +367,11 @@ def scan_columns(scores: torch.Tensor, reservoirs: Reservoirs, row0: int, col0: 
         Squared distances; row ``i`` is candidate ``row0 + i``.
     reservoirs : Reservoirs
     row0, col0 : int
+    lo, hi : int
+        The columns to scan (default all); cores scanning disjoint column ranges never
+        touch the same point's top-k.
     """
     function = getattr(_library, f"scan_columns_{_suffix(scores)}")
-    n_rows, n_cols = scores.shape
-    args = (scores.data_ptr(), scores.stride(0), n_rows)
-    tail = (*reservoirs._pointers, reservoirs.k, row0, col0)
-    _run(lambda lo=lo, hi=hi: function(*args, lo, hi, *tail) for lo, hi in _split(n_cols, _workers(), align=16))
+    hi = scores.shape[1] if hi is None else hi
+    function(scores.data_ptr(), scores.stride(0), scores.shape[0], lo, hi, *reservoirs._pointers, reservoirs.k, row0,
+             col0)

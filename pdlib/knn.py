@@ -336,32 +336,26 @@ def _tiled(reference: _Points, queries: _Points, k: int, leave_one_out: bool, ro
     """
     n_reference, n_queries = reference.x.shape[0], queries.x.shape[0]
     dtype, device = reference.dtype, reference.x.device
-    scores_buffer = torch.empty((rows, TILE), dtype=dtype, device=device)
-    minima_buffer = torch.empty((rows, TILE // SLAB), dtype=dtype, device=device)
-    fused = _scan.available(device)
-    if fused:
+    if _scan.available(device):
         reservoirs = _scan.Reservoirs(n_queries, k, dtype)
-    else:
-        best_values, best_index, threshold = _running_top_k(n_queries, k, dtype, device)
-    cold = k <= TILE // SLAB
-    if fused and device.type == "cpu":
         _tiled_on_cores(reference, queries, reservoirs, leave_one_out, rows)
         return reservoirs.result()
+    scores_buffer = torch.empty((rows, TILE), dtype=dtype, device=device)
+    minima_buffer = torch.empty((rows, TILE // SLAB), dtype=dtype, device=device)
+    best_values, best_index, threshold = _running_top_k(n_queries, k, dtype, device)
+    cold = k <= TILE // SLAB
     for c0 in range(0, n_reference, TILE):
         c1 = min(c0 + TILE, n_reference)
         tile = reference.right(c0, c0 + TILE)
         for q0 in range(0, n_queries, rows):
             q1 = min(q0 + rows, n_queries)
             scores = torch.mm(queries.left(q0, q1), tile.T, out=scores_buffer[: q1 - q0])
-            if fused:
-                _scan.scan_rows(scores, reservoirs, q0, c0, leave_one_out)
-                continue
             if leave_one_out:
                 _mask_self(scores, q0, q1, c0, c1)
             merge = _start if c0 == 0 and cold else _absorb
             merge(best_values, best_index, threshold, q0, _slab_minima(scores, minima_buffer[: q1 - q0]),
                   scores.view(-1), TILE, 1, c0)
-    return reservoirs.result() if fused else (best_values, best_index)
+    return best_values, best_index
 
 
 def _tiled_on_cores(reference: _Points, queries: _Points, reservoirs, leave_one_out: bool, rows: int) -> None:
@@ -381,7 +375,7 @@ def _tiled_on_cores(reference: _Points, queries: _Points, reservoirs, leave_one_
 
     def task(left, tile, out, q0, c0):
         np.matmul(left, tile.T, out=out)
-        _scan.scan_rows_here(torch.from_numpy(out), reservoirs, q0, c0, leave_one_out)
+        _scan.scan_rows(torch.from_numpy(out), reservoirs, q0, c0, leave_one_out)
 
     with threadpool_limits(1, user_api="blas"):
         for c0 in range(0, n_reference, TILE):
@@ -415,11 +409,11 @@ def _symmetric_on_cores(points: _Points, reservoirs, width: int, n_tiles: int) -
 
     def rows(left, right, out, row0, col0, skip_self):
         np.matmul(left, right.T, out=out.numpy())
-        _scan.scan_rows_here(out, reservoirs, row0, col0, skip_self)
+        _scan.scan_rows(out, reservoirs, row0, col0, skip_self)
 
     def columns(a0, b0, lo, hi):
         for (r0, _), out in zip(shares, buffers):
-            _scan.scan_columns_here(out, reservoirs, a0 + r0, b0, lo, hi)
+            _scan.scan_columns(out, reservoirs, a0 + r0, b0, lo, hi)
 
     with threadpool_limits(1, user_api="blas"):
         for a0, b0 in [(a * width, a * width) for a in range(n_tiles)] + [
@@ -449,19 +443,16 @@ def _symmetric(points: _Points, k: int, width: int):
     """
     n, dtype, device = points.x.shape[0], points.dtype, points.x.device
     n_tiles = -(-n // width)
-    scores = torch.empty((width, width), dtype=dtype, device=device)
-    minima_buffer = torch.empty((width, width // SLAB), dtype=dtype, device=device)
-    fused = _scan.available(device)
-    if fused:
+    if _scan.available(device):
         reservoirs = _scan.Reservoirs(n_tiles * width, k, dtype)
-    else:
-        best_values, best_index, threshold = _running_top_k(n_tiles * width, k, dtype, device)
-        threshold[n:] = -math.inf  # padding points take no neighbours
-    cold = k <= width // SLAB
-    if fused:
         _symmetric_on_cores(points, reservoirs, width, n_tiles)
         best_values, best_index = reservoirs.result()
         return best_values[:n], best_index[:n]
+    scores = torch.empty((width, width), dtype=dtype, device=device)
+    minima_buffer = torch.empty((width, width // SLAB), dtype=dtype, device=device)
+    best_values, best_index, threshold = _running_top_k(n_tiles * width, k, dtype, device)
+    threshold[n:] = -math.inf  # padding points take no neighbours
+    cold = k <= width // SLAB
     for a in range(n_tiles):
         a0 = a * width
         row_block = points.left(a0, a0 + width)

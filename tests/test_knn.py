@@ -288,10 +288,17 @@ def test_scan_kernel_falls_back_without_a_compiler(tmp_path, monkeypatch):
     assert pdlib._scan._compile() is False
 
 
-def _scan_in_child(scores, queue):
+def _neighbours_on_pool(scores):
+    """The rows of ``scores`` scanned in two tasks on the scan thread pool, as the k-NN does."""
     reservoirs = pdlib._scan.Reservoirs(scores.shape[0], 5, torch.float32)
-    pdlib._scan.scan_rows(scores, reservoirs, 0, 0, False)
-    queue.put(np.sort(reservoirs.result()[1].numpy(), axis=1))
+    half = scores.shape[0] // 2
+    pdlib._scan.run_tasks([lambda: pdlib._scan.scan_rows(scores[:half], reservoirs, 0, 0, False),
+                           lambda: pdlib._scan.scan_rows(scores[half:], reservoirs, half, 0, False)])
+    return np.sort(reservoirs.result()[1].numpy(), axis=1)
+
+
+def _scan_in_child(scores, queue):
+    queue.put(_neighbours_on_pool(scores))
 
 
 def test_compiled_scans_work_in_a_forked_child(rng):
@@ -303,8 +310,8 @@ def test_compiled_scans_work_in_a_forked_child(rng):
 
     _require_compiled_scans()
     scores = torch.as_tensor(rng.standard_normal((300, 200)), dtype=torch.float32)
-    reservoirs = pdlib._scan.Reservoirs(300, 5, torch.float32)
-    pdlib._scan.scan_rows(scores, reservoirs, 0, 0, False)  # starts the pool in this process
+    expected = _neighbours_on_pool(scores)  # starts the pool in this process
+    np.testing.assert_array_equal(expected, np.sort(_top_k_oracle(scores.numpy(), 5)[1], axis=1))
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_scan_in_child, args=(scores, queue))
@@ -315,4 +322,4 @@ def test_compiled_scans_work_in_a_forked_child(rng):
         child.join(timeout=10)
         if child.is_alive():
             child.kill()
-    np.testing.assert_array_equal(got, np.sort(reservoirs.result()[1].numpy(), axis=1))
+    np.testing.assert_array_equal(got, expected)
