@@ -1,9 +1,10 @@
 """Load-or-compute cache for expensive runs, keyed by a hash of the config.
 
-Each artifact is ``<kind>/<hash>.npz`` plus ``<kind>/<hash>.json``. Both are written
-to a temporary file and renamed, the JSON last, so a run killed at any moment leaves
-either a complete artifact or none: a reader only trusts an ``.npz`` whose JSON exists.
-The JSON holds the config, git SHA, package versions, device and timings.
+Each artifact is ``<kind>/<hash>.npz`` (arrays), optionally ``<kind>/<hash>.pt`` (a model's
+``state_dict``, loaded with ``torch.load(..., weights_only=True)``), and ``<kind>/<hash>.json``
+(the config, git SHA, package versions, device and timings). Each file is written to a
+temporary file and renamed, the JSON last, so a run killed at any moment leaves either a
+complete artifact or none: a reader only trusts files whose JSON exists.
 """
 
 from __future__ import annotations
@@ -34,11 +35,8 @@ def cache_root() -> Path:
 
 def _jsonable(value):
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        # A field added after artifacts were cached carries metadata {"omit_default": True}:
-        # at its default it is left out, so the hashes of existing configs do not change.
         return {"__type__": type(value).__name__,
-                **{f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
-                   if not (f.metadata.get("omit_default") and getattr(value, f.name) == f.default)}}
+                **{f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
@@ -109,10 +107,43 @@ class Artifact:
     def __getitem__(self, key: str) -> np.ndarray:
         return self.arrays[key]
 
+    @property
+    def weights_path(self) -> Path | None:
+        """The stored ``state_dict`` of the artifact's model, if one was saved."""
+        path = self.path.with_suffix(".pt") if self.path is not None else None
+        return path if path is not None and self.meta.get("has_weights") and path.exists() else None
+
+    def load_weights(self) -> dict:
+        """The stored ``state_dict`` (``torch.load`` with ``weights_only=True``)."""
+        import torch
+
+        if self.weights_path is None:
+            raise FileNotFoundError(f"the artifact {self.path} was cached without its network's weights")
+        return torch.load(self.weights_path, map_location="cpu", weights_only=True)
+
 
 def _paths(kind: str, key: str, root: Path | None) -> tuple[Path, Path]:
     folder = (Path(root) if root else cache_root()) / kind
+    _note_old_formats(folder)
     return folder / f"{key}.npz", folder / f"{key}.json"
+
+
+_noted: set = set()
+
+
+def _note_old_formats(folder: Path) -> None:
+    """Say once that artifacts of an older cache format (``<name>-v<N>``) are ignored, not read."""
+    stem, _, version = folder.name.rpartition("-v")
+    if not version.isdigit() or folder.parent in _noted:
+        return
+    _noted.add(folder.parent)
+    old = sorted(p.name for p in folder.parent.glob(f"{stem}-v*") if p.name != folder.name and p.is_dir())
+    if old:
+        import warnings
+
+        warnings.warn(f"the run cache {folder.parent} holds artifacts of older formats ({', '.join(old)}); "
+                      f"they are not read, and results are recomputed into {folder.name}. Delete the old "
+                      "folders to free space.", stacklevel=3)
 
 
 def load_artifact(kind: str, config, root: Path | None = None) -> Artifact | None:
@@ -126,8 +157,9 @@ def load_artifact(kind: str, config, root: Path | None = None) -> Artifact | Non
     return Artifact(arrays, meta, npz_path)
 
 
-def save_artifact(kind: str, config, arrays: dict, meta: dict, root: Path | None = None) -> Artifact:
-    """Write arrays then metadata, each atomically; the metadata marks completion."""
+def save_artifact(kind: str, config, arrays: dict, meta: dict, root: Path | None = None,
+                  weights: dict | None = None) -> Artifact:
+    """Write arrays, then the weights (if any), then metadata, each atomically; the metadata marks completion."""
     npz_path, meta_path = _paths(kind, config_hash(config), root)
     arrays = {name: np.asarray(value) for name, value in arrays.items()}
 
@@ -136,7 +168,13 @@ def save_artifact(kind: str, config, arrays: dict, meta: dict, root: Path | None
             np.savez(handle, **arrays)
 
     _atomic_write(npz_path, write_npz)
-    meta = {"kind": kind, "hash": config_hash(config), "config": _jsonable(config), **meta}
+    if weights is not None:
+        import torch
+
+        _atomic_write(npz_path.with_suffix(".pt"), lambda tmp: torch.save(
+            {name: tensor.detach().cpu() for name, tensor in weights.items()}, tmp))
+    meta = {"kind": kind, "hash": config_hash(config), "config": _jsonable(config), **meta,
+            "has_weights": weights is not None}
     _atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2, default=str)))
     return Artifact(arrays, meta, npz_path)
 
@@ -151,9 +189,10 @@ def load_or_compute(kind: str, config, compute: Callable[[], tuple[dict, dict]],
         Sub-folder of the cache (e.g. ``"runs"``).
     config : dataclass
         Everything that determines the result; hashed with :func:`config_hash`.
-    compute : callable returning (arrays, meta)
-        ``arrays`` is a dict of numpy arrays, ``meta`` a JSON-able dict (timings, ...);
-        provenance is added automatically.
+    compute : callable returning (arrays, meta) or (arrays, meta, weights)
+        ``arrays`` is a dict of numpy arrays, ``meta`` a JSON-able dict (timings, ...), and
+        ``weights`` an optional ``state_dict`` to store beside them; provenance is added
+        automatically.
     root : Path, optional
         Cache root; defaults to :func:`cache_root`.
     use_cache : bool
@@ -164,7 +203,7 @@ def load_or_compute(kind: str, config, compute: Callable[[], tuple[dict, dict]],
         if cached is not None:
             return cached
     start = time.perf_counter()
-    arrays, meta = compute()
+    arrays, meta, *weights = compute()
     meta = {**meta, "seconds_total": time.perf_counter() - start,
             "provenance": provenance(meta.get("device"))}
-    return save_artifact(kind, config, arrays, meta, root)
+    return save_artifact(kind, config, arrays, meta, root, weights=weights[0] if weights else None)

@@ -1,4 +1,4 @@
-"""Image classification datasets as normalised tensors, plus the subsetting and label-noise protocols.
+"""Image classification datasets as normalised tensors: reading, downloading and verifying files.
 
 Every loader returns a :class:`LabelledImages` whose ``inputs`` are ``(n, C, H, W)`` float32 tensors
 normalised per channel with the dataset's fixed mean and standard deviation (:data:`DATASETS`), so
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import numbers
 import os
 import pickle
 import shutil
@@ -26,7 +25,6 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
-from pdlib._checks import as_array, as_labels, check_positive_int
 
 #: Where Debian's ``dataset-fashion-mnist`` package installs the gzipped IDX files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -205,141 +203,10 @@ def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | N
     return LabelledImages(inputs, torch.from_numpy(labels.copy()), info.class_names, name)
 
 
-def select_classes(data: LabelledImages, classes: Sequence[int]) -> LabelledImages:
-    """Keep the examples of some classes and relabel them ``0 .. m-1`` in the order given.
-
-    Parameters
-    ----------
-    data : LabelledImages
-        As returned by :func:`load_dataset`.
-    classes : sequence of int, length m
-        Distinct class indices of ``data``; ``classes[j]`` becomes label ``j``.
-
-    Returns
-    -------
-    LabelledImages
-        The kept examples in their original order, with ``class_names`` of the chosen classes.
-    """
-    if not isinstance(data, LabelledImages):
-        raise TypeError(f"data must be a LabelledImages, got {type(data).__name__}")
-    n_classes = len(data.class_names)
-    classes = as_labels(classes, "classes", n_classes=n_classes)
-    if len(np.unique(classes)) != len(classes):
-        raise ValueError(f"classes must be distinct, got {classes.tolist()}")
-    new_label = np.full(n_classes, -1, dtype=np.int64)
-    new_label[classes] = np.arange(len(classes))
-    relabelled = torch.from_numpy(new_label)[data.labels]
-    keep = relabelled >= 0
-    return LabelledImages(data.inputs[keep], relabelled[keep],
-                          tuple(data.class_names[c] for c in classes), data.name)
-
-
-def stratified_subset(labels, n: int, seed: int) -> np.ndarray:
-    """Indices of ``n`` examples drawn without replacement, with class proportions preserved.
-
-    Each class gets ``n * count / len(labels)`` examples rounded down, and the examples left over go
-    to the classes with the largest remainders (ties to the smaller class index).
-
-    Parameters
-    ----------
-    labels : array-like or torch.Tensor, shape (N,), integer
-        Non-negative class indices.
-    n : int
-        Subset size, ``1 <= n <= N``.
-    seed : int
-        Seed of :func:`numpy.random.default_rng`; the same seed gives the same subset.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n,), int64
-        Sorted indices into ``labels``.
-    """
-    labels = as_labels(labels, "labels")
-    n = check_positive_int(n, "n")
-    if n > len(labels):
-        raise ValueError(f"n={n} is larger than the number of labels ({len(labels)})")
-    classes, counts = np.unique(labels, return_counts=True)
-    # Integer arithmetic keeps the largest-remainder rounding exact.
-    quota, remainder = np.divmod(n * counts, len(labels))
-    quota[np.argsort(-remainder, kind="stable")[: n - quota.sum()]] += 1
-    rng = np.random.default_rng(seed)
-    chosen = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c, k in zip(classes, quota)]
-    return np.sort(np.concatenate(chosen)).astype(np.int64)
-
-
-def corrupt_labels(labels, rate: float, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Replace a fraction of labels by a different class drawn uniformly at random.
-
-    Parameters
-    ----------
-    labels : array-like or torch.Tensor, shape (n,), integer
-        Class indices in ``[0, n_classes)``; not modified.
-    rate : float
-        Fraction in ``[0, 1]``; exactly ``round(rate * n)`` labels are changed.
-    n_classes : int
-        Number of classes, at least 2 (a corrupted label must differ from the true one).
-    seed : int
-        Seed of :func:`numpy.random.default_rng`.
-
-    Returns
-    -------
-    new_labels : numpy.ndarray, shape (n,), int64
-        The labels with the corrupted ones replaced by one of the other ``n_classes - 1`` classes.
-    corrupted : numpy.ndarray, shape (n,), bool
-        True where the label was changed.
-    """
-    if isinstance(n_classes, numbers.Integral) and not isinstance(n_classes, bool) and n_classes < 2:
-        raise ValueError(f"n_classes must be >= 2 to draw a different class, got {n_classes}")
-    labels = as_labels(labels, "labels", n_classes=n_classes)
-    rate = _check_fraction(rate, "rate", closed=True)
-    rng = np.random.default_rng(seed)
-    which = rng.choice(len(labels), size=round(rate * len(labels)), replace=False)
-    # A shift of 1 .. n_classes-1 modulo n_classes is uniform over the other classes.
-    shift = rng.integers(1, n_classes, size=len(which))
-    new_labels = labels.copy()  # as_labels may return a view of the caller's array
-    new_labels[which] = (labels[which] + shift) % n_classes
-    corrupted = np.zeros(len(labels), dtype=bool)
-    corrupted[which] = True
-    return new_labels, corrupted
-
-
-def train_val_split(n: int, seed: int, train_fraction: float = 0.9) -> np.ndarray:
-    """Random split of ``n`` examples into training and held-out parts (the paper's 90:10 protocol).
-
-    Parameters
-    ----------
-    n : int
-        Number of examples, at least 1.
-    seed : int
-        Seed of :func:`numpy.random.default_rng`.
-    train_fraction : float
-        Fraction in ``(0, 1)``; exactly ``round(train_fraction * n)`` examples go to training.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n,), bool
-        True for the examples in the training split.
-    """
-    n = check_positive_int(n, "n")
-    train_fraction = _check_fraction(train_fraction, "train_fraction", closed=False)
-    in_train = np.zeros(n, dtype=bool)
-    in_train[np.random.default_rng(seed).permutation(n)[: round(train_fraction * n)]] = True
-    return in_train
-
-
 def _dataset_info(name) -> DatasetInfo:
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"name must be one of {', '.join(DATASETS)}; got {name!r}")
     return DATASETS[name]
-
-
-def _check_fraction(value, name: str, *, closed: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    inside = 0 <= value <= 1 if closed else 0 < value < 1
-    if not inside:
-        raise ValueError(f"{name} must be in {'[0, 1]' if closed else '(0, 1)'}, got {value}")
-    return float(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,6 +310,8 @@ def _read_digits(split: str, root: Path):
     digits = load_digits()
     labels = digits.target.astype(np.int64)
     test = np.zeros(len(labels), dtype=bool)
+    from pdlib.sampling import stratified_subset
+
     test[stratified_subset(labels, round(_DIGITS_TEST_FRACTION * len(labels)), _DIGITS_SEED)] = True
     keep = test if split == "test" else ~test
     return digits.images[keep, None].astype(np.uint8), labels[keep]
@@ -461,30 +330,88 @@ _READERS = {
 
 
 # ---------------------------------------------------------------------------------------------
-# Downloading, through torchvision's dataset classes (they know the URLs and check the md5 sums).
+# Downloading, through torchvision's dataset classes: they know the URLs and check the md5 sums.
+
+#: Images per split of each downloadable dataset: a download is verified against these counts.
+SPLIT_SIZES = {"fashion_mnist": (60000, 10000), "cifar10": (50000, 10000), "cifar100": (50000, 10000),
+               "svhn": (73257, 26032)}
+
+
+def download_datasets(names=tuple(SPLIT_SIZES), *, root: str | os.PathLike | None = None, log=print) -> None:
+    """Download, verify and install datasets into the data root (``python -m pdlib download``).
+
+    Each dataset is fetched into a temporary folder inside the data root (torchvision checks the
+    archives' md5 sums), moved into place only once complete, and then read back and counted,
+    so an interrupted or failed download leaves nothing half-written behind.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Keys of :data:`SPLIT_SIZES`; the default is every dataset the paper profile needs.
+    root : path-like, optional
+        Data root (see :func:`data_root`).
+    log : callable
+        Receives one line of progress per dataset.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        When a download fails (offline, a bad checksum) or its files do not hold the expected
+        number of images.
+    """
+    import torchvision.datasets as tvd  # slow to import; only needed here
+
+    folder = data_root(root)
+    makers = {"fashion_mnist": lambda where, split: tvd.FashionMNIST(where, train=split == "train", download=True),
+              "cifar10": lambda where, split: tvd.CIFAR10(where, train=split == "train", download=True),
+              "cifar100": lambda where, split: tvd.CIFAR100(where, train=split == "train", download=True),
+              "svhn": lambda where, split: tvd.SVHN(where, split=split, download=True)}
+    for name in names:
+        if name not in SPLIT_SIZES:
+            raise ValueError(f"cannot download {name!r}; downloadable: {', '.join(SPLIT_SIZES)}")
+        if _counts(name, folder) == SPLIT_SIZES[name]:
+            log(f"{name}: found in {folder}, {SPLIT_SIZES[name][0]} + {SPLIT_SIZES[name][1]} images")
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".download-{name}-", dir=folder))
+        try:
+            for split in _SPLITS:
+                makers[name](staging, split)
+            for entry in staging.iterdir():
+                target = folder / entry.name
+                if target.is_dir() and entry.is_dir():  # e.g. FashionMNIST/raw beside a partial copy
+                    shutil.rmtree(target)
+                os.replace(entry, target)
+        except (OSError, RuntimeError) as error:  # URLError is an OSError; bad checksums are RuntimeError
+            raise DatasetNotFoundError(f"downloading {name} into {folder} failed: {error}") from error
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        counts = _counts(name, folder)
+        if counts != SPLIT_SIZES[name]:
+            raise DatasetNotFoundError(f"{name} in {folder} holds {counts} images, expected {SPLIT_SIZES[name]}")
+        log(f"{name}: downloaded and verified, {counts[0]} + {counts[1]} images in {folder}")
+
+
+def _counts(name: str, folder: Path) -> tuple[int, int] | None:
+    _read.cache_clear()
+    try:
+        return tuple(len(_read(name, split, str(folder.resolve()))[1]) for split in _SPLITS)
+    except _Missing:
+        return None
 
 
 def _download(name: str, split: str, root: Path, missing: _Missing) -> None:
-    import torchvision.datasets as tvd  # imported here: it is slow to import and only needed to download
-
-    train = split == "train"
-    makers = {
-        "fashion_mnist": lambda: tvd.FashionMNIST(root, train=train, download=True),
-        "cifar10": lambda: tvd.CIFAR10(root, train=train, download=True),
-        "cifar100": lambda: tvd.CIFAR100(root, train=train, download=True),
-        "svhn": lambda: tvd.SVHN(root, split=split, download=True),
-    }
     try:
-        makers[name]()
-    # URLError is an OSError; torchvision reports failed mirrors and bad checksums as RuntimeError.
-    except (OSError, RuntimeError) as error:
+        download_datasets([name], root=root, log=lambda line: None)
+    except DatasetNotFoundError as error:
         raise _not_found(name, split, missing, f"Downloading failed: {error}\n") from error
+    _read.cache_clear()
 
 
 def _not_found(name: str, split: str, missing: _Missing, reason: str) -> DatasetNotFoundError:
     hint = f" {missing.hint}" if missing.hint else ""
     return DatasetNotFoundError(
         f"{name} ({split} split) not found. {reason}Expected {', '.join(missing.files)}{hint} "
-        f"in the folder {missing.folder}. Put them there, or run once with internet access "
-        f"(download=True) to fetch them; set PDLIB_DATA or pass root= to use another data folder."
+        f"in the folder {missing.folder}. Put them there, or run `python -m pdlib download {name}` once with "
+        f"internet access; set PDLIB_DATA or pass root= to use another data folder."
     )

@@ -1,23 +1,19 @@
 """Ensembles on the paper's 90:10 protocol, run locally or on a Ray cluster.
 
 Model ``i`` of an ensemble is the template :class:`~pdlib.runs.RunConfig` with seed
-``template.seed + i``: its own initialisation, batch order and random 90:10 split of the
-pool. Each model is one cached artifact (see :func:`pdlib.runs.run_model`), written
-atomically by the driver process, so killing a run at any moment loses no finished
-model and re-running it only computes what is missing.
+``template.seed + i``: its own initialisation, batch order and random 90:10 split of the pool.
+Each model is one cached artifact (see :func:`pdlib.runs.run_model`), written atomically by the
+driver process, so killing a run at any moment loses no finished model and re-running it only
+computes what is missing.
 
-Results are bit-identical whichever executor runs them: every model is computed with
-the same fixed number of torch threads (``threads``), since a GEMM split over a
-different number of threads may round differently.
+Runs are not bit-identical across machines or torch thread counts (reductions are split
+differently); every artifact records the threads and device it was computed with.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -26,12 +22,14 @@ import torch
 
 from pdlib._progress import progress_bar
 from pdlib.cache import Artifact, load_artifact, provenance, save_artifact
-from pdlib.runs import RUNS_KIND as _KIND
-from pdlib.runs import RunConfig, compute_run
+from pdlib.metrics import consensus_class, consensus_consistency, consistency_score, iteration_learned, \
+    rescale_iteration, split_means
+from pdlib.runs import RUNS_KIND, RunConfig, compute_run
 
-__all__ = ["Ensemble", "ensemble_configs", "run_ensemble", "ensemble_statistics", "held_out_probe_counts", "EXECUTORS"]
+__all__ = ["Ensemble", "ensemble_configs", "run_ensemble", "ensemble_statistics", "held_out_probe_counts",
+           "EXECUTORS"]
 
-EXECUTORS = ("local", "process", "ray")
+EXECUTORS = ("local", "ray")
 
 
 def ensemble_configs(template: RunConfig, n_models: int) -> list[RunConfig]:
@@ -39,65 +37,58 @@ def ensemble_configs(template: RunConfig, n_models: int) -> list[RunConfig]:
     if isinstance(n_models, bool) or not isinstance(n_models, int) or n_models < 1:
         raise ValueError(f"n_models must be a positive integer, got {n_models!r}")
     if not 0 < template.holdout_fraction < 1:
-        raise ValueError(
-            f"template.holdout_fraction must be in (0, 1) for an ensemble (0.1 is the paper's 90:10); "
-            f"got {template.holdout_fraction}")
+        raise ValueError(f"template.holdout_fraction must be in (0, 1) for an ensemble (0.1 is the paper's 90:10); "
+                         f"got {template.holdout_fraction}")
     return [dataclasses.replace(template, seed=template.seed + i) for i in range(n_models)]
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _compute_with_threads(config: RunConfig, threads: int, device: str | None) -> tuple[dict, dict]:
-    """One model, in whatever process the executor chose; the driver writes the artifact."""
-    start = time.perf_counter()
-    with _torch_threads(threads):
-        arrays, meta = compute_run(config, device=device, progress=False)
-        # Provenance of the process (and machine) that computed the model, not of the driver.
-        where = provenance(meta.get("device"))
-    return arrays, {**meta, "seconds_total": time.perf_counter() - start, "provenance": where}
 
 
 @dataclass(frozen=True)
 class Ensemble:
-    """The cached models of one ensemble; artifacts are loaded one at a time."""
+    """The cached models of one ensemble; artifacts are loaded one at a time.
+
+    Slicing gives a sub-ensemble (e.g. ``ensemble[:20]``), for analyses that must not reuse models.
+    """
 
     configs: tuple[RunConfig, ...]
 
     def __len__(self) -> int:
         return len(self.configs)
 
+    def __getitem__(self, models: slice) -> "Ensemble":
+        return Ensemble(self.configs[models])
+
     def artifacts(self) -> Iterator[Artifact]:
         """Yield each model's artifact in seed order, never holding two at once."""
         for config in self.configs:
-            artifact = load_artifact(_KIND, config)
+            artifact = load_artifact(RUNS_KIND, config)
             if artifact is None:
                 raise FileNotFoundError(f"model with seed {config.seed} is not computed; run run_ensemble first")
             yield artifact
 
-    def missing(self) -> list[RunConfig]:
-        """Configs whose artifact is not (completely) written yet."""
-        return [config for config in self.configs if load_artifact(_KIND, config) is None]
+    def missing(self, with_weights: int = 0) -> list[RunConfig]:
+        """Configs without a complete artifact (or, for the first ``with_weights``, without stored weights)."""
+        missing = []
+        for i, config in enumerate(self.configs):
+            artifact = load_artifact(RUNS_KIND, config)
+            if artifact is None or (i < with_weights and artifact.weights_path is None):
+                missing.append(config)
+        return missing
 
 
-def run_ensemble(
-    template: RunConfig,
-    n_models: int,
-    *,
-    executor: str = "local",
-    workers: int = 1,
-    threads: int | None = None,
-    device: str | None = None,
-    ray_address: str | None = None,
-    progress: bool | None = None,
-) -> Ensemble:
+def _compute(config: RunConfig, device: str | None, keep_weights: bool, threads: int | None) -> tuple:
+    """One model, in whatever process the executor chose; the driver writes the artifact."""
+    start = time.perf_counter()
+    if threads:
+        torch.set_num_threads(threads)
+    arrays, meta, *weights = compute_run(config, device=device, progress=False, keep_weights=keep_weights)
+    # Provenance of the process (and machine) that computed the model, not of the driver.
+    meta = {**meta, "seconds_total": time.perf_counter() - start, "provenance": provenance(meta.get("device"))}
+    return arrays, meta, ({k: v.cpu() for k, v in weights[0].items()} if weights else None)
+
+
+def run_ensemble(template: RunConfig, n_models: int, *, executor: str = "local", device: str | None = None,
+                 keep_weights: int = 0, ray_address: str | None = None, threads_per_task: int = 1,
+                 progress: bool | None = None) -> Ensemble:
     """Train and probe ``n_models`` networks on random 90:10 splits (cached, resumable).
 
     Parameters
@@ -106,22 +97,19 @@ def run_ensemble(
         Model 0's config; ``holdout_fraction`` must be in (0, 1) (0.1 in the paper).
     n_models : int
         Ensemble size r.
-    executor : {"local", "process", "ray"}
-        ``local`` runs the models one after another in this process; ``process`` uses a
-        pool of ``workers`` processes; ``ray`` schedules one task per model on a Ray
-        cluster (``pip install pdlib[ray]``), requesting a GPU per task when the
-        cluster has GPUs.
-    workers : int
-        Processes for the ``process`` executor.
-    threads : int, optional
-        Torch threads per model. Fixed across executors so that artifacts are
-        bit-identical; defaults to ``max(1, cpu_count // workers)`` for ``local`` and
-        ``process``, and 1 for ``ray``. Pass the same value to compare executors.
+    executor : {"local", "ray"}
+        ``local`` runs the models one after another in this process; ``ray`` schedules one task
+        per model on a Ray cluster (``pip install 'pdlib[ray]'``), asking for a GPU per task when
+        the cluster has GPUs. Either way the driver writes every artifact, so workers need no
+        shared disk.
     device : str, optional
         Torch device inside each task; defaults to CUDA when available there.
+    keep_weights : int
+        Store the weights of the first ``keep_weights`` models (for analyses that re-probe them).
     ray_address : str, optional
-        Address for ``ray.init`` (an existing cluster); ``None`` starts or reuses a
-        local instance.
+        Address for ``ray.init`` (an existing cluster); ``None`` starts or reuses a local one.
+    threads_per_task : int
+        CPUs (and torch threads) per Ray task.
     progress : bool, optional
         Progress bar with ETA over models.
 
@@ -131,41 +119,29 @@ def run_ensemble(
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     ensemble = Ensemble(tuple(ensemble_configs(template, n_models)))
-    pending = ensemble.missing()
-    if threads is None:
-        threads = 1 if executor == "ray" else max(1, (multiprocessing.cpu_count() or 1) // workers)
-    bar = progress_bar(total=len(ensemble), initial=len(ensemble) - len(pending), desc="models",
-                       enabled=progress, unit="model")
+    pending = ensemble.missing(with_weights=keep_weights)
+    keep = {config for config in ensemble.configs[:keep_weights]}
+    bar = progress_bar(total=len(ensemble), initial=len(ensemble) - len(pending), desc="models", enabled=progress,
+                       unit="model")
     try:
-        for config, (arrays, meta) in _execute(pending, executor, workers, threads, device, ray_address):
-            save_artifact(_KIND, config, arrays, {**meta, "executor": executor})
+        for config, (arrays, meta, weights) in _execute(pending, executor, device, keep, ray_address,
+                                                        threads_per_task):
+            save_artifact(RUNS_KIND, config, arrays, {**meta, "executor": executor}, weights=weights)
             bar.update(1)
     finally:
         bar.close()
     return ensemble
 
 
-def _execute(pending, executor, workers, threads, device, ray_address):
-    """Yield ``(config, (arrays, meta))`` as models finish."""
+def _execute(pending, executor, device, keep, ray_address, threads):
+    """Yield ``(config, (arrays, meta, weights))`` as models finish."""
     if not pending:
         return
     if executor == "local":
         for config in pending:
-            yield config, _compute_with_threads(config, threads, device)
-    elif executor == "process":
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(_compute_with_threads, config, threads, device): config for config in pending}
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-    else:
-        yield from _execute_ray(pending, threads, device, ray_address)
-
-
-def _execute_ray(pending, threads, device, ray_address):
+            yield config, _compute(config, device, config in keep, None)
+        return
     try:
         import ray
     except ImportError as error:
@@ -173,89 +149,62 @@ def _execute_ray(pending, threads, device, ray_address):
     if not ray.is_initialized():
         ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    task = ray.remote(num_cpus=threads, num_gpus=gpus)(_compute_with_threads)
-    refs = {task.remote(config, threads, device): config for config in pending}
+    task = ray.remote(num_cpus=threads, num_gpus=gpus)(_compute)
+    refs = {task.remote(config, device, config in keep, threads): config for config in pending}
     while refs:
         done, _ = ray.wait(list(refs), num_returns=1)
-        config = refs.pop(done[0])
-        yield config, ray.get(done[0])
+        yield refs.pop(done[0]), ray.get(done[0])
 
 
 def ensemble_statistics(ensemble: Ensemble) -> dict:
-    """Per-point statistics of an ensemble, streaming over its artifacts (memory O(n * n_classes)).
+    """Per-point statistics of an ensemble, from its models' (r, n) arrays of predictions and depths.
 
-    Parameters
-    ----------
-    ensemble : Ensemble
-        Models on 90:10 splits of the same pool (and test subset).
+    At the paper's scale (250 models, 50,000 points) these arrays take about 25 MB each, so
+    they are stacked and handed to the batch functions of :mod:`pdlib.metrics`.
 
     Returns
     -------
     dict
-        Over the ``n`` pool points (the test points are never in a training split):
+        Over the ``n`` pool points (test points are never in a training split):
 
-        - ``labels`` (n,) ground truth; ``n_held_out`` and ``n_trained`` (n,) int: models that
-          held the point out / trained on it;
-        - ``consistency`` (n,) float: Eq. 1, the fraction of held-out models predicting the
-          label (NaN if never held out);
-        - ``consensus`` (n,) int: their majority class, ties to the label, then to the smallest
-          index (-1 if never held out); ``consensus_consistency`` (n,) float: Eq. 2;
-        - ``depth_val`` and ``depth_train`` (n,) float: mean PD over held-out / training
-          appearances (NaN where there are none);
-        - ``val_depth_pairs`` (m,) int8 and ``val_correct_pairs`` (m,) bool: PD and
-          correctness of every held-out prediction, for accuracy against depth;
-          ``val_iteration_pairs`` (m,) float32: its rescaled iteration learned (NaN without
-          checkpoints); ``train_depth_pairs`` and ``train_iteration_pairs`` the same for every
-          training-split appearance;
-        - ``iteration_val`` and ``iteration_train`` (n,) float: mean rescaled iteration
-          learned (95th percentile of each model = 1) over the two kinds of appearance;
+        - ``labels`` (n,); ``n_held_out`` and ``n_trained`` (n,) int: models that held the point
+          out / trained on it;
+        - ``consistency`` (n,) float, Eq. 1 (NaN if never held out); ``consensus`` (n,) int,
+          the held-out majority class (-1 if never held out); ``consensus_consistency`` (n,), Eq. 2;
+        - ``depth_val`` and ``depth_train`` (n,): mean PD over held-out / training appearances;
+        - ``iteration_val`` and ``iteration_train`` (n,): mean rescaled iteration learned (NaN
+          without checkpoints);
+        - ``depth`` (r, n) int8, ``iteration`` (r, n) float32, ``held_out`` (r, n) bool and
+          ``predictions`` (r, n) int16: every (model, point) pair, for per-appearance analyses;
         - ``n_models``, ``n_probes``, ``n_classes`` and ``train_accuracy`` (r,).
     """
-    from pdlib.consistency import EnsembleAccumulator, iteration_learned, rescale_iteration
-
-    accumulator = iterations = labels = None
-    depth_pairs, correct_pairs, iteration_pairs, train_accuracy = [], [], [], []
-    train_depth_pairs, train_iteration_pairs = [], []
-    n_probes = 0
+    rows = {"predictions": [], "held_out": [], "depth": [], "iteration": []}
+    train_accuracy, labels, n_probes, n_classes = [], None, 0, 0
     for artifact in ensemble.artifacts():
         pool = ~artifact["is_test"]
-        held_out = ~artifact["in_train"][pool]
-        predictions = artifact["network_predictions"][pool].astype(np.int64)
-        depth = artifact["depth"][pool].astype(np.int64)
-        if accumulator is None:
-            labels = artifact["labels"][pool]
-            accumulator = EnsembleAccumulator(len(labels), artifact["logits"].shape[1])
-            iterations = EnsembleAccumulator(len(labels), artifact["logits"].shape[1])
-            n_probes = len(artifact.meta["probe_names"])
-        accumulator.add(predictions, held_out, depth)
+        labels, n_probes, n_classes = artifact["labels"][pool], len(artifact.meta["probe_names"]), \
+            artifact["logits"].shape[1]
         history = artifact["checkpoint_predictions"]
-        if history.size:
-            # Rescaled iteration learned, averaged with the same held-out / trained split as PD.
-            iteration = rescale_iteration(iteration_learned(history[:, pool]))
-            iterations.add(predictions, held_out, iteration)
-        else:
-            iteration = np.full(len(depth), np.nan)
-        iteration_pairs.append(iteration[held_out].astype(np.float32))
-        train_iteration_pairs.append(iteration[~held_out].astype(np.float32))
-        train_depth_pairs.append(depth[~held_out].astype(np.int8))
-        depth_pairs.append(depth[held_out].astype(np.int8))
-        correct_pairs.append(predictions[held_out] == labels[held_out])
+        rows["predictions"].append(artifact["network_predictions"][pool])
+        rows["held_out"].append(~artifact["in_train"][pool])
+        rows["depth"].append(artifact["depth"][pool])
+        rows["iteration"].append(rescale_iteration(iteration_learned(history[:, pool])).astype(np.float32)
+                                 if history.size else np.full(int(pool.sum()), np.nan, np.float32))
         train_accuracy.append(artifact.meta["train_accuracy"])
-    if accumulator is None:
+    if labels is None:
         raise ValueError("the ensemble has no models")
-    stats = accumulator.result(labels)
-    has_history = iterations.n_models > 0
-    nan = np.full(len(labels), np.nan)
+    stacked = {name: np.stack(values) for name, values in rows.items()}
+    held_out, predictions = stacked["held_out"], stacked["predictions"]
+    consensus = consensus_class(predictions, held_out, labels, n_classes)
+    depth_val, depth_train = split_means(stacked["depth"], held_out)
+    iteration_val, iteration_train = split_means(stacked["iteration"], held_out)
     return {
-        **stats,
-        "labels": labels,
-        "iteration_val": iterations.depth_val if has_history else nan,
-        "iteration_train": iterations.depth_train if has_history else nan,
-        "val_depth_pairs": np.concatenate(depth_pairs), "val_correct_pairs": np.concatenate(correct_pairs),
-        "val_iteration_pairs": np.concatenate(iteration_pairs),
-        "train_depth_pairs": np.concatenate(train_depth_pairs),
-        "train_iteration_pairs": np.concatenate(train_iteration_pairs),
-        "n_models": len(ensemble), "n_probes": n_probes, "n_classes": accumulator.n_classes,
+        **stacked, "labels": labels, "n_held_out": held_out.sum(axis=0), "n_trained": (~held_out).sum(axis=0),
+        "consistency": consistency_score(predictions, held_out, labels), "consensus": consensus,
+        "consensus_consistency": consensus_consistency(predictions, held_out, consensus),
+        "depth_val": depth_val, "depth_train": depth_train,
+        "iteration_val": iteration_val, "iteration_train": iteration_train,
+        "n_models": len(ensemble), "n_probes": n_probes, "n_classes": n_classes,
         "train_accuracy": np.asarray(train_accuracy),
     }
 

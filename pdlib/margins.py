@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from pdlib._checks import as_array, check_positive_int
-from pdlib.capture import eval_mode, model_device
+from pdlib.probes import eval_mode, model_device
 
 __all__ = ["output_margin", "input_margin", "zero_hinge_loss"]
 

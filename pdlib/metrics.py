@@ -1,32 +1,90 @@
-"""Summary metrics on prediction-depth arrays (pure numpy, no I/O)."""
+"""Every metric of the paper as a pure function on numpy arrays (no I/O, no torch).
+
+Shapes: ``n`` points, ``n_probes`` probes (input first, softmax last), ``r`` models of a 90:10
+ensemble. ``predictions[m, i]`` is model ``m``'s class for point ``i`` and ``held_out[m, i]`` is
+True when point ``i`` was in model ``m``'s validation split. A point that no model held out
+gets NaN (or -1 for a class).
+"""
 
 from __future__ import annotations
 
+import math
 from itertools import combinations, product
 
 import numpy as np
 
-from pdlib._checks import as_array
+from pdlib._checks import (as_array, as_classes, as_labels, as_mask, as_numbers, check_fraction,
+                           check_positive_int)
 
-__all__ = ["rescale_depth", "depth_correlation_matrix", "probe_accuracy", "softmax_disagreement", "lower_envelope",
-           "accuracy_by_depth", "mean_by_depth", "pearson"]
+__all__ = [
+    "prediction_depth", "probe_accuracy", "softmax_disagreement", "rescale_depth",
+    "consistency_score", "held_out_votes", "consensus_from_votes", "consensus_class", "consensus_consistency",
+    "split_means", "iteration_learned", "rescale_iteration",
+    "pearson", "rank_correlation", "depth_correlation_matrix", "lower_envelope", "mean_by_depth",
+    "accuracy_by_depth", "wilson_interval", "pearson_interval", "bootstrap_interval",
+]
 
 
-def rescale_depth(depth, n_probes: int) -> np.ndarray:
-    """Prediction depth mapped to [0, 1] by the architecture's maximum, ``n_probes - 1``.
+def _ratio(numerator, count) -> np.ndarray:
+    """``numerator / count`` as float64, NaN where ``count`` is 0."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, numerator / np.maximum(count, 1), np.nan)
+
+
+# --- prediction depth (Section 2.1) -------------------------------------------------------------
+
+def prediction_depth(probe_predictions, final_prediction) -> np.ndarray:
+    """Earliest probe from which every later probe predicts the network's final class.
+
+    All probes agree: 0 (the input). Even the last (softmax) probe disagrees: ``n_probes - 1``.
 
     Parameters
     ----------
-    depth : array-like of int or float, shape (...)
-    n_probes : int
-        Number of probes of the architecture (9 MLP, 15 VGG16, 11 ResNet18).
+    probe_predictions : array-like of int, shape (n_probes, n)
+    final_prediction : array-like of int, shape (n,)
+        The network's argmax for each point.
 
     Returns
     -------
-    ndarray of float64, same shape
+    ndarray of int64, shape (n,), values in ``0 .. n_probes - 1``
 
     Examples
     --------
+    >>> prediction_depth([[0, 1, 2], [1, 1, 0], [1, 1, 1]], [1, 1, 1]).tolist()
+    [1, 0, 2]
+    """
+    probes = as_classes(probe_predictions, "probe_predictions", 2)
+    final = as_classes(final_prediction, "final_prediction", 1)
+    if probes.shape[1] != final.shape[0]:
+        raise ValueError(f"probe_predictions has {probes.shape[1]} points but final_prediction has {final.shape[0]}")
+    n_probes = probes.shape[0]
+    disagrees = probes != final[None, :]
+    # Index of the last disagreeing probe (argmax on the reversed rows), -1 when all agree.
+    last = np.where(disagrees.any(axis=0), n_probes - 1 - np.argmax(disagrees[::-1], axis=0), -1)
+    return np.minimum(last + 1, n_probes - 1).astype(np.int64)
+
+
+def probe_accuracy(probe_predictions, labels) -> np.ndarray:
+    """Fraction of points each probe assigns to ``labels``: (n_probes, n), (n,) -> (n_probes,).
+
+    >>> probe_accuracy([[0, 1], [1, 1]], [1, 1]).tolist()
+    [0.5, 1.0]
+    """
+    probes, labels = as_array(probe_predictions, "probe_predictions"), as_array(labels, "labels")
+    if probes.ndim != 2 or labels.shape != probes.shape[1:]:
+        raise ValueError(f"shapes (n_probes, n) and (n,) expected, got {probes.shape} and {labels.shape}")
+    return (probes == labels[None, :]).mean(axis=1)
+
+
+def softmax_disagreement(probe_predictions, network_predictions) -> float:
+    """Fraction of points whose last (softmax) probe disagrees with the network (their PD is the last)."""
+    probes = as_array(probe_predictions, "probe_predictions")
+    return float((probes[-1] != as_array(network_predictions, "network_predictions")).mean())
+
+
+def rescale_depth(depth, n_probes: int) -> np.ndarray:
+    """PD mapped to [0, 1] by the architecture's largest, ``n_probes - 1``.
+
     >>> rescale_depth([0, 5, 10], 11).tolist()
     [0.0, 0.5, 1.0]
     """
@@ -35,167 +93,347 @@ def rescale_depth(depth, n_probes: int) -> np.ndarray:
     return as_array(depth, "depth").astype(np.float64) / (n_probes - 1)
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if a.std() == 0 or b.std() == 0:
+# --- ensembles: Eq. 1, the consensus class, Eq. 2, PD_val and PD_train (Section 3.1) -----------
+
+def _ensemble(predictions, held_out, n_classes=None) -> tuple[np.ndarray, np.ndarray]:
+    predictions = as_classes(predictions, "predictions", 2, n_classes=n_classes)
+    return predictions, as_mask(held_out, "held_out", predictions.shape, "predictions")
+
+
+def consistency_score(predictions, held_out, labels) -> np.ndarray:
+    """Eq. 1: over the models that held a point out, the fraction predicting its label.
+
+    Parameters
+    ----------
+    predictions, held_out : array-like, shape (r, n)
+    labels : array-like of int, shape (n,)
+
+    Returns
+    -------
+    ndarray of float64, shape (n,); NaN where no model held the point out
+
+    Examples
+    --------
+    >>> consistency_score([[0, 1, 2], [1, 1, 2]], [[True, False, False], [True, True, False]],
+    ...                   [0, 1, 2]).tolist()
+    [0.5, 1.0, nan]
+    """
+    predictions, held_out = _ensemble(predictions, held_out)
+    labels = as_labels(labels, "labels", length=predictions.shape[1], length_name="predictions")
+    return _ratio(((predictions == labels) & held_out).sum(axis=0), held_out.sum(axis=0))
+
+
+def held_out_votes(predictions, held_out, n_classes: int) -> np.ndarray:
+    """How many of the models that held each point out predict each class: (n, n_classes) int64.
+
+    >>> held_out_votes([[0, 1], [2, 1]], [[True, True], [True, False]], 3).tolist()
+    [[1, 0, 1], [0, 1, 0]]
+    """
+    n_classes = check_positive_int(n_classes, "n_classes")
+    predictions, held_out = _ensemble(predictions, held_out, n_classes)
+    votes = np.zeros((predictions.shape[1], n_classes), dtype=np.int64)
+    model, point = np.nonzero(held_out)
+    np.add.at(votes, (point, predictions[model, point]), 1)
+    return votes
+
+
+def consensus_from_votes(votes, labels) -> np.ndarray:
+    """Plurality class of each row of votes; ties to the label if tied, else to the smallest index.
+
+    Returns -1 for rows without votes.
+
+    >>> consensus_from_votes([[1, 2, 2], [1, 2, 2], [0, 0, 0]], [2, 0, 1]).tolist()
+    [2, 1, -1]
+    """
+    votes = as_array(votes, "votes")
+    if votes.ndim != 2 or votes.size == 0 or votes.dtype.kind not in "iu" or votes.min() < 0:
+        raise ValueError(f"votes must be a non-empty (n, n_classes) array of counts, got {votes.dtype} {votes.shape}")
+    labels = as_labels(labels, "labels", n_classes=votes.shape[1], length=votes.shape[0], length_name="votes")
+    tied = votes == votes.max(axis=1, keepdims=True)
+    consensus = np.where(tied[np.arange(len(labels)), labels], labels, tied.argmax(axis=1))
+    return np.where(votes.sum(axis=1) > 0, consensus, -1).astype(np.int64)
+
+
+def consensus_class(predictions, held_out, labels, n_classes: int) -> np.ndarray:
+    """The majority vote of the models that held a point out, with the paper's tie rule (Fig. 7).
+
+    >>> consensus_class([[2, 0, 1], [1, 2, 1]], [[True, True, False], [True, True, False]],
+    ...                 [1, 1, 0], 3).tolist()
+    [1, 0, -1]
+    """
+    return consensus_from_votes(held_out_votes(predictions, held_out, n_classes), labels)
+
+
+def consensus_consistency(predictions, held_out, consensus) -> np.ndarray:
+    """Eq. 2: over the models that held a point out, the fraction predicting its consensus class.
+
+    NaN where no model held the point out or ``consensus`` is -1.
+
+    >>> consensus_consistency([[2, 0, 1], [1, 2, 1]], [[True, True, False], [True, True, False]],
+    ...                       [1, 0, -1]).tolist()
+    [0.5, 0.5, nan]
+    """
+    predictions, held_out = _ensemble(predictions, held_out)
+    consensus = as_classes(consensus, "consensus", 1, allow_missing=True)
+    if consensus.shape[0] != predictions.shape[1]:
+        raise ValueError(f"consensus must have shape ({predictions.shape[1]},), got {consensus.shape}")
+    hits = ((predictions == consensus) & held_out).sum(axis=0)
+    return np.where(consensus >= 0, _ratio(hits, held_out.sum(axis=0)), np.nan)
+
+
+def split_means(values, held_out) -> tuple[np.ndarray, np.ndarray]:
+    """Per point, the mean of ``values`` over the models that held it out and over the others.
+
+    With ``values`` the PD of each (model, point), these are PD_val and PD_train.
+
+    >>> val, train = split_means([[1, 2], [3, 4], [5, 6]], [[True, False], [False, False], [True, False]])
+    >>> val.tolist(), train.tolist()
+    ([3.0, nan], [3.0, 4.0])
+    """
+    values = as_numbers(values, "values", 2)
+    held_out = as_mask(held_out, "held_out", values.shape, "values")
+    n_held_out = held_out.sum(axis=0)
+    # np.where, not a product with the mask: a NaN must not leak into the other split's mean
+    return (_ratio(np.where(held_out, values, 0.0).sum(axis=0), n_held_out),
+            _ratio(np.where(held_out, 0.0, values).sum(axis=0), held_out.shape[0] - n_held_out))
+
+
+# --- iteration learned (Section 3.2) ------------------------------------------------------------
+
+def iteration_learned(prediction_history) -> np.ndarray:
+    """Earliest checkpoint from which every later prediction equals the final one: (T + 1, n) -> (n,).
+
+    The rule of :func:`prediction_depth` over training time; row 0 is initialisation.
+
+    >>> iteration_learned([[0, 1, 2], [1, 1, 0], [0, 1, 2], [0, 1, 0]]).tolist()
+    [2, 0, 3]
+    """
+    history = as_classes(prediction_history, "prediction_history", 2)
+    return prediction_depth(history, history[-1])
+
+
+def rescale_iteration(iteration, quantile: float = 0.95) -> np.ndarray:
+    """One model's iteration learned divided by its ``quantile`` (0 at initialisation, 1 at the quantile).
+
+    All zeros when that quantile is 0 (almost every point learned at initialisation: no scale).
+
+    >>> rescale_iteration([0, 1, 2, 3, 4], quantile=0.5).tolist()
+    [0.0, 0.5, 1.0, 1.5, 2.0]
+    """
+    iteration = as_numbers(iteration, "iteration", 1, finite=True)
+    if iteration.min() < 0:
+        raise ValueError(f"iteration must be non-negative (0 = initialisation), found {iteration.min()}")
+    quantile = check_fraction(quantile, "quantile", closed=True)
+    if quantile == 0:
+        raise ValueError("quantile must be in (0, 1], got 0")
+    scale = np.quantile(iteration, quantile)
+    return iteration / scale if scale > 0 else np.zeros_like(iteration)
+
+
+# --- relations between per-point quantities -----------------------------------------------------
+
+def _finite_pairs(x, y) -> tuple[np.ndarray, np.ndarray]:
+    x, y = as_numbers(x, "x", 1), as_numbers(y, "y", 1)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same shape, got {x.shape} and {y.shape}")
+    keep = np.isfinite(x) & np.isfinite(y)
+    return x[keep], y[keep]
+
+
+def pearson(x, y) -> float:
+    """Pearson correlation over the pairs where both are finite; NaN if either side is constant.
+
+    >>> round(pearson([1, 2, 3, np.nan], [2, 4, 7, 1]), 4)
+    0.9934
+    """
+    x, y = _finite_pairs(x, y)
+    if len(x) < 2 or x.std() == 0 or y.std() == 0:
         return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def rank_correlation(x, y) -> float:
+    """Spearman correlation (average ranks for ties) over the finite pairs; NaN below 3 or if constant.
+
+    >>> rank_correlation([1, 2, 3, 4], [1, 4, 9, 16])
+    1.0
+    """
+    from scipy.stats import rankdata
+
+    x, y = _finite_pairs(x, y)
+    return pearson(rankdata(x), rankdata(y)) if len(x) >= 3 else float("nan")
 
 
 def depth_correlation_matrix(depths_by_group: dict) -> tuple[list[str], np.ndarray]:
-    """Pearson correlation of per-example PD between groups of runs (e.g. architectures).
+    """Mean Pearson correlation of per-point PD between groups of runs (e.g. architectures).
 
-    Off the diagonal: the mean correlation over every pair (one run of group ``a``,
-    one of group ``b``). On the diagonal: the mean over pairs of *different* runs of
-    the same group, i.e. agreement between random seeds (NaN with a single run).
+    Off the diagonal: the mean over every pair (one run of ``a``, one of ``b``); on it, the mean
+    over pairs of different runs of the same group (seed agreement; NaN with a single run).
 
     Parameters
     ----------
     depths_by_group : dict of str to list of ndarray, each of shape (n,)
-        Prediction depth of the same ``n`` points from each run of each group.
 
     Returns
     -------
     names : list of str
     matrix : ndarray of float64, shape (n_groups, n_groups)
+
+    Examples
+    --------
+    >>> names, m = depth_correlation_matrix({"a": [[0, 1, 2], [0, 1, 3]], "b": [[2, 1, 0]]})
+    >>> names, np.round(m, 2).tolist()
+    (['a', 'b'], [[0.98, -0.99], [-0.99, nan]])
     """
     names = list(depths_by_group)
-    runs = {name: [as_array(d, f"depths_by_group[{name!r}]").astype(np.float64) for d in depths_by_group[name]]
-            for name in names}
-    lengths = {d.shape for group in runs.values() for d in group}
-    if len(lengths) != 1:
-        raise ValueError(f"every depth array must cover the same points; got shapes {sorted(lengths)}")
+    runs = {name: [as_numbers(d, f"depths_by_group[{name!r}]", 1) for d in depths_by_group[name]] for name in names}
+    if len({d.shape for group in runs.values() for d in group}) != 1:
+        raise ValueError("every depth array must cover the same points")
     matrix = np.full((len(names), len(names)), np.nan)
     for i, a in enumerate(names):
         for j, b in enumerate(names):
             pairs = combinations(runs[a], 2) if i == j else product(runs[a], runs[b])
-            values = [_pearson(x, y) for x, y in pairs]
+            values = [pearson(x, y) for x, y in pairs]
             if values:
                 matrix[i, j] = float(np.mean(values))
     return names, matrix
 
 
-def probe_accuracy(probe_predictions, labels) -> np.ndarray:
-    """Fraction of points each probe assigns to ``labels``.
+def lower_envelope(x, y, *, n_bins: int = 10, quantile: float = 0.02, min_count: int = 20) -> dict:
+    """A straight line fitted to the lower edge of a point cloud: ``y >= intercept + slope * x``.
 
-    Parameters
-    ----------
-    probe_predictions : array-like of int, shape (n_probes, n)
-    labels : array-like of int, shape (n,)
+    ``x`` is cut into ``n_bins`` equal-width bins; in each bin with ``min_count`` points or more
+    the ``quantile`` of ``y`` marks the edge, and a least-squares line goes through those edges.
 
     Returns
     -------
-    ndarray of float64, shape (n_probes,)
+    dict
+        ``slope``, ``intercept`` (NaN with fewer than 2 usable bins), ``centres`` and ``edges``
+        (the fitted points) and ``violations``, the fraction of points below the line.
+
+    Examples
+    --------
+    >>> x = np.repeat(np.linspace(0, 1, 11), 30); y = 1 - x + np.tile(np.linspace(0, 0.5, 30), 11)
+    >>> fit = lower_envelope(x, y, quantile=0.0)
+    >>> round(fit["slope"], 3), round(fit["intercept"], 3), fit["violations"]
+    (-1.0, 1.0, 0.0)
     """
-    probes = as_array(probe_predictions, "probe_predictions")
-    labels = as_array(labels, "labels")
-    if probes.ndim != 2 or labels.shape != probes.shape[1:]:
-        raise ValueError(f"shapes (n_probes, n) and (n,) expected, got {probes.shape} and {labels.shape}")
-    return (probes == labels[None, :]).mean(axis=1)
-
-
-def softmax_disagreement(probe_predictions, network_predictions) -> float:
-    """Fraction of points whose last (softmax) probe disagrees with the network.
-
-    These points get the largest prediction depth by definition; the project reports
-    how many there are, since a well-converged network should have few.
-    """
-    probes = as_array(probe_predictions, "probe_predictions")
-    network = as_array(network_predictions, "network_predictions")
-    return float((probes[-1] != network).mean())
-
-
-def lower_envelope(x, y, *, n_bins: int = 10, quantile: float = 0.02) -> dict:
-    """A straight line fitted to the lower edge of a point cloud.
-
-    The cloud is cut into ``n_bins`` equal-width bins of ``x``; in each bin with at least
-    20 points, the ``quantile`` of ``y`` marks the edge, and a least-squares line
-    through those edge points gives the bound ``y >= intercept + slope * x``.
-
-    Parameters
-    ----------
-    x, y : array-like of float, shape (n,)
-        E.g. mean prediction depth (rescaled to [0, 1]) and consensus-consistency.
-    n_bins : int
-    quantile : float
-        Lower quantile taken as the edge in each bin (robust to a few outliers).
-
-    Returns
-    -------
-    dict with ``slope``, ``intercept`` (floats), ``centres`` and ``edges`` (the fitted
-    points), and ``violations`` (fraction of points below the line).
-    """
-    x = as_array(x, "x").astype(np.float64)
-    y = as_array(y, "y").astype(np.float64)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    x, y = _finite_pairs(x, y)
     bins = np.linspace(x.min(), x.max(), n_bins + 1)
     which = np.clip(np.digitize(x, bins) - 1, 0, n_bins - 1)
     centres, edges = [], []
     for b in range(n_bins):
         members = y[which == b]
-        if len(members) >= 20:
+        if len(members) >= min_count:
             centres.append(0.5 * (bins[b] + bins[b + 1]))
             edges.append(np.quantile(members, quantile))
+    fit = {"centres": np.array(centres), "edges": np.array(edges)}
     if len(centres) < 2:
-        return {"slope": float("nan"), "intercept": float("nan"), "centres": np.array(centres),
-                "edges": np.array(edges), "violations": float("nan")}
+        return {"slope": math.nan, "intercept": math.nan, "violations": math.nan, **fit}
     slope, intercept = np.polyfit(centres, edges, 1)
-    return {"slope": float(slope), "intercept": float(intercept), "centres": np.array(centres),
-            "edges": np.array(edges), "violations": float(np.mean(y < intercept + slope * x - 1e-9))}
-
-
-def accuracy_by_depth(depth, correct, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy of the predictions made at each prediction depth.
-
-    Parameters
-    ----------
-    depth : array-like of int, shape (m,)
-        Prediction depth of each (model, point) prediction.
-    correct : array-like of bool, shape (m,)
-        Whether that prediction equals the ground truth.
-    n_probes : int
-
-    Returns
-    -------
-    accuracy : ndarray of float64, shape (n_probes,)
-        NaN where no prediction has that depth.
-    count : ndarray of int64, shape (n_probes,)
-    """
-    return mean_by_depth(depth, as_array(correct, "correct").astype(np.float64), n_probes)
+    return {"slope": float(slope), "intercept": float(intercept),
+            "violations": float(np.mean(y < intercept + slope * x - 1e-9)), **fit}
 
 
 def mean_by_depth(depth, values, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of ``values`` over the (model, point) pairs at each prediction depth.
+    """Mean of ``values`` over the (model, point) pairs at each PD; NaN values are skipped.
 
-    Parameters
-    ----------
-    depth : array-like of int, shape (m,)
-        Prediction depth of each pair, in ``[0, n_probes)``.
-    values : array-like of float, shape (m,)
-        E.g. correctness, or the rescaled iteration learned; NaN pairs are skipped.
-    n_probes : int
+    Returns ``mean`` (n_probes,) float64, NaN where no pair has that depth, and ``count``
+    (n_probes,) int64.
 
-    Returns
-    -------
-    mean : ndarray of float64, shape (n_probes,)
-        NaN where no pair has that depth.
-    count : ndarray of int64, shape (n_probes,)
-        Pairs (with a finite value) at each depth.
+    >>> mean, count = mean_by_depth([0, 0, 2], [1.0, 0.0, 1.0], 3)
+    >>> mean.tolist(), count.tolist()
+    ([0.5, nan, 1.0], [2, 0, 1])
     """
-    depth = as_array(depth, "depth").astype(np.int64)
-    values = as_array(values, "values").astype(np.float64)
+    depth = as_classes(depth, "depth", 1, n_classes=n_probes)
+    values = as_numbers(values, "values", 1)
     if values.shape != depth.shape:
         raise ValueError(f"values has shape {values.shape} but depth has shape {depth.shape}")
     keep = np.isfinite(values)
     count = np.bincount(depth[keep], minlength=n_probes)
-    total = np.bincount(depth[keep], weights=values[keep], minlength=n_probes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan), count
+    return _ratio(np.bincount(depth[keep], weights=values[keep], minlength=n_probes), count), count
 
 
-def pearson(x, y) -> float:
-    """Pearson correlation over the pairs where both are finite; NaN if either is constant."""
-    x = as_array(x, "x").astype(np.float64)
-    y = as_array(y, "y").astype(np.float64)
-    keep = np.isfinite(x) & np.isfinite(y)
-    return _pearson(x[keep], y[keep])
+def accuracy_by_depth(depth, correct, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy of the predictions made at each PD (:func:`mean_by_depth` of ``correct``)."""
+    return mean_by_depth(depth, as_array(correct, "correct").astype(np.float64), n_probes)
+
+
+# --- uncertainty ----------------------------------------------------------------------------------
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion; (NaN, NaN) without trials.
+
+    >>> [round(v, 3) for v in wilson_interval(8, 10)]
+    [0.49, 0.943]
+    """
+    if trials <= 0:
+        return (math.nan, math.nan)
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must be in [0, trials], got {successes} of {trials}")
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    # At p = 0 or 1 the interval touches the bound exactly; rounding must not move it.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return (min(low, p), max(high, p))
+
+
+def pearson_interval(r: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Fisher-z interval of a Pearson correlation over ``n`` independent pairs; (NaN, NaN) if undefined.
+
+    >>> [round(v, 3) for v in pearson_interval(0.5, 100)]
+    [0.338, 0.633]
+    """
+    if math.isnan(r) or n < 4:
+        return (math.nan, math.nan)
+    from statistics import NormalDist
+
+    z, half = math.atanh(min(max(r, -0.999999), 0.999999)), NormalDist().inv_cdf(0.5 + confidence / 2) / math.sqrt(n - 3)
+    return (math.tanh(z - half), math.tanh(z + half))
+
+
+def bootstrap_interval(statistic, *arrays, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
+                       groups=None) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic(*arrays)``, resampling points with replacement.
+
+    Parameters
+    ----------
+    statistic : callable
+        Takes the resampled arrays (same order), returns a float.
+    *arrays : array-like, each of shape (n, ...)
+    n_boot : int
+        Resamples.
+    seed : int
+    groups : array-like of int, shape (n,), optional
+        Resample whole groups (e.g. every appearance of one point) instead of single rows.
+
+    Returns
+    -------
+    (low, high) : floats
+
+    Examples
+    --------
+    >>> x = np.arange(100.0)
+    >>> low, high = bootstrap_interval(np.mean, x, n_boot=200)
+    >>> bool(low < 49.5 < high)
+    True
+    """
+    arrays = [np.asarray(a) for a in arrays]
+    n = len(arrays[0])
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        draws = (rng.integers(0, n, n) for _ in range(n_boot))
+    else:
+        groups = np.asarray(groups)
+        members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+        draws = (np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+                 for _ in range(n_boot))
+    values = np.array([statistic(*(a[rows] for a in arrays)) for rows in draws], dtype=np.float64)
+    alpha = (1 - confidence) / 2
+    return (float(np.nanquantile(values, alpha)), float(np.nanquantile(values, 1 - alpha)))

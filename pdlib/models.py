@@ -152,6 +152,7 @@ def make_model(
     *,
     width: int | None = None,
     seed: int | None = None,
+    head_init_scale: float = 1.0,
 ) -> nn.Module:
     """Build one of the paper's architectures.
 
@@ -170,6 +171,9 @@ def make_model(
         shrink it; depth never changes.
     seed : int, optional
         Seed for the weight initialisation; the global RNG is left untouched.
+    head_init_scale : float
+        Factor on the last layer's initial weights; its bias starts at 0 either way. A small
+        factor (1e-4) gives the tiny initial logits that the 0-Hinge intervention needs.
 
     Returns
     -------
@@ -202,6 +206,8 @@ def make_model(
         else:
             model = ResNet18(n_classes, in_channels, width)
         _init_weights(model)
+        with torch.no_grad():
+            model.head.weight.mul_(head_init_scale)
     return model
 
 

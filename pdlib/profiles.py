@@ -1,11 +1,14 @@
-"""Named scale presets: ``smoke`` (CI), ``laptop`` (default book build), ``paper`` (GPU).
+"""Named scale presets and, per figure, which datasets, architectures and networks produce it.
 
-A profile shrinks the width of the networks, the number of images and the number of
-models, never their depth: the MLP keeps 7 hidden layers, VGG16 13 conv layers and
-ResNet18 8 residual blocks in every profile. Any field can be overridden:
+``smoke`` (CI), ``laptop`` (the default book build, 2 CPU cores), ``paper`` (the paper's set-ups,
+for a GPU) and ``paper-dryrun`` (the paper's plan at toy scale on stand-in files: every code path
+of a GPU run, on a CPU, in minutes). A profile shrinks widths, images and the number of
+networks, never depth: the MLP keeps 7 hidden layers, VGG16 13 conv layers, ResNet18 8 blocks.
 
->>> get_profile("smoke", n_seeds=3).n_seeds
-3
+>>> get_profile("laptop").setup("fig3").archs
+('vgg16',)
+>>> get_profile("paper").setup("fig3")
+Setup(datasets=('cifar10',), archs=('resnet18',), n_models=250, kind='ensemble', n_pool=0)
 """
 
 from __future__ import annotations
@@ -15,26 +18,74 @@ from dataclasses import dataclass
 
 from pdlib.training import TrainConfig
 
-__all__ = ["Profile", "PROFILES", "get_profile"]
+__all__ = ["Setup", "Profile", "PROFILES", "FIGURES", "CHAPTER_FIGURES", "get_profile", "plan_table"]
+
+#: What each key of a plan produces, in book order.
+FIGURES = {
+    "fig1_left": "Fig. 1 left: easiest and hardest training images",
+    "fig1_right": "Fig. 1 right: PD distribution per dataset",
+    "fig2_left": "Fig. 2 left: PD correlation between seeds and architectures",
+    "fig2_right": "Fig. 2 right: per-point mean PD, architecture against architecture",
+    "fig3": "Fig. 3: consistency against PD",
+    "fig4_left": "Fig. 4 left: consensus-consistency bound",
+    "fig4_middle": "Fig. 4 middle: PD of one network, C* of the others",
+    "fig4_right": "Fig. 4 right: accuracy against PD",
+    "fig5_left": "Fig. 5 left: iteration learned against PD",
+    "fig5_noise": "Fig. 5 middle, right: learning curves with 40 % label noise",
+    "fig6_margins": "Fig. 6 left, middle: output and input margins",
+    "fig6_hinge": "Fig. 6 right: the 0-Hinge intervention",
+    "fig7_8": "Fig. 7, Fig. 8 and the mid-layer k-NN fix",
+    "label_errors": "Finding label errors (beyond the paper)",
+    "sensitivity": "Sensitivity appendix: re-probed networks",
+}
+
+#: The figures each chapter draws (its parameters box shows their set-ups).
+CHAPTER_FIGURES = {
+    "section2_prediction_depth": ("fig1_left", "fig1_right", "fig2_left", "fig2_right"),
+    "section3_consistency": ("fig3", "fig4_left", "fig4_middle", "fig4_right"),
+    "section3_learning_margins": ("fig5_left", "fig5_noise", "fig6_margins", "fig6_hinge"),
+    "section4_difficulty_types": ("fig7_8",),
+    "label_errors": ("label_errors",),
+    "appendix_sensitivity": ("sensitivity",),
+}
+
+KINDS = {"seeds": "networks on the whole pool", "ensemble": "90:10 ensemble", "noise": "label-noise networks",
+         "hinge": "0-Hinge, CE and untrained", "reprobe": "ensemble networks re-probed"}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The networks behind one figure."""
+
+    datasets: tuple[str, ...]  # tasks (keys of pdlib.experiments.TASKS), first one where a figure shows one
+    archs: tuple[str, ...]  # architectures
+    n_models: int  # networks per (dataset, architecture): seeds, ensemble size r, or noise seeds
+    kind: str  # a key of KINDS
+    n_pool: int = 0  # training-split images when they differ from the profile's; 0 = the profile's
+
+    def describe(self, profile: "Profile") -> str:
+        """One line for the plan tables, e.g. ``cifar10 · resnet18 · 90:10 ensemble of 250 · 45,000 images``."""
+        pool = self.n_pool or profile.n_pool
+        images = "full training split" if pool == 0 else f"{pool:,} images"
+        return f"{', '.join(self.datasets)} · {', '.join(self.archs)} · {KINDS[self.kind]}, {self.n_models} · {images}"
 
 
 @dataclass(frozen=True)
 class Profile:
-    """Scale of every experiment in the book."""
+    """Scale of every experiment in the book, and the plan of each figure."""
 
-    name: str  # "smoke", "laptop" or "paper"
+    name: str  # "smoke", "laptop", "paper" or "paper-dryrun"
     n_pool: int  # training-split images per dataset (stratified); 0 = the whole split
     n_test: int  # test-split images scored as validation points; 0 = the whole split
-    n_seeds: int  # independently seeded networks per architecture (seed/architecture agreement)
     mlp_width: int  # hidden units of each of the MLP's 7 hidden layers
     conv_width: int  # channels of the first stage of VGG16 and ResNet18 (64 in the paper)
     mlp_train: TrainConfig  # optimiser and epochs for the MLP
     vgg16_train: TrainConfig  # optimiser and epochs for VGG16
     resnet18_train: TrainConfig  # optimiser and epochs for ResNet18
-    ensemble_arch: str  # architecture of the 90:10 ensembles (Sections 3 and 4)
-    ensemble_size: int  # models r per 90:10 ensemble; each point is held out by about r / 10
-    n_full_models: int  # models trained on the whole pool (Fig. 4 middle, Fig. 6)
-    n_checkpoints: int  # prediction snapshots over training, for iteration learned
+    n_checkpoints: int  # prediction snapshots over training, for the iteration learned
+    hinge_steps: int  # most full-batch steps of the 0-Hinge network (it stops once the loss is 0)
+    hinge_micro_batch: int  # images per forward pass of the full-batch 0-Hinge steps (0 = all at once)
+    plan: tuple[tuple[str, Setup], ...]  # figure key (FIGURES) -> its networks
 
     def width(self, arch: str) -> int:
         """Width argument of :func:`pdlib.make_model` for ``arch``."""
@@ -44,46 +95,128 @@ class Profile:
         """Training settings for ``arch``."""
         return getattr(self, f"{arch}_train")
 
+    def setup(self, figure: str) -> Setup:
+        """The networks behind ``figure`` (a key of :data:`FIGURES`)."""
+        plan = dict(self.plan)
+        if figure not in plan:
+            raise ValueError(f"figure must be one of {', '.join(FIGURES)}; got {figure!r}")
+        return plan[figure]
+
+
+def _plan(**setups: Setup) -> tuple[tuple[str, Setup], ...]:
+    missing = set(FIGURES) - set(setups)
+    if missing:
+        raise ValueError(f"a plan must set up every figure; missing {sorted(missing)}")
+    return tuple((figure, setups[figure]) for figure in FIGURES)
+
+
+ARCHS = ("mlp", "vgg16", "resnet18")
+FOUR = ("fashion_mnist", "svhn", "cifar10", "cifar100")
+# Fashion-MNIST and its offline sanity tasks: the only paper dataset available without a download.
+OFFLINE = ("digits", "fashion_mnist", "fashion_mnist_hard")
+
+PAPER_PLAN = _plan(
+    fig1_left=Setup(("cifar100", "svhn"), ("resnet18",), 5, "seeds"),
+    fig1_right=Setup(FOUR, ("resnet18",), 5, "seeds"),
+    fig2_left=Setup(FOUR, ARCHS, 5, "seeds"),
+    fig2_right=Setup(("cifar10",), ARCHS, 250, "ensemble"),
+    fig3=Setup(("cifar10",), ("resnet18",), 250, "ensemble"),
+    fig4_left=Setup(("cifar100",), ("resnet18",), 250, "ensemble"),
+    fig4_middle=Setup(FOUR, ("resnet18",), 25, "seeds"),
+    fig4_right=Setup(FOUR, ("resnet18",), 250, "ensemble"),
+    fig5_left=Setup(FOUR, ("vgg16",), 250, "ensemble"),
+    fig5_noise=Setup(("cifar10",), ("vgg16",), 5, "noise"),
+    fig6_margins=Setup(("cifar10",), ("vgg16",), 25, "seeds"),
+    fig6_hinge=Setup(("cifar10",), ("vgg16",), 1, "hinge", n_pool=5000),
+    fig7_8=Setup(("cifar10",), ("resnet18",), 250, "ensemble"),
+    label_errors=Setup(("fashion_mnist",), ("resnet18",), 40, "ensemble"),
+    sensitivity=Setup(("cifar10",), ("resnet18",), 4, "reprobe"),
+)
+
+LAPTOP_PLAN = _plan(
+    fig1_left=Setup(("fashion_mnist",), ("resnet18",), 2, "seeds"),
+    fig1_right=Setup(OFFLINE, ("resnet18",), 1, "seeds"),
+    fig2_left=Setup(("fashion_mnist",), ARCHS, 2, "seeds"),
+    fig2_right=Setup(("fashion_mnist",), ARCHS, 2, "seeds"),
+    fig3=Setup(("fashion_mnist",), ("vgg16",), 40, "ensemble", n_pool=2000),
+    fig4_left=Setup(("fashion_mnist",), ("vgg16",), 40, "ensemble", n_pool=2000),
+    fig4_middle=Setup(("fashion_mnist",), ("vgg16",), 5, "seeds", n_pool=2000),
+    fig4_right=Setup(("fashion_mnist",), ("vgg16",), 40, "ensemble", n_pool=2000),
+    fig5_left=Setup(("fashion_mnist",), ("vgg16",), 10, "ensemble", n_pool=2000),
+    fig5_noise=Setup(("fashion_mnist",), ("mlp",), 3, "noise"),
+    fig6_margins=Setup(("fashion_mnist",), ("vgg16",), 5, "seeds", n_pool=2000),
+    fig6_hinge=Setup(("fashion_mnist",), ("mlp",), 1, "hinge", n_pool=1000),
+    fig7_8=Setup(("fashion_mnist",), ("vgg16",), 40, "ensemble", n_pool=2000),
+    label_errors=Setup(("fashion_mnist",), ("mlp",), 20, "ensemble", n_pool=2000),
+    sensitivity=Setup(("fashion_mnist",), ("vgg16",), 4, "reprobe", n_pool=2000),
+)
+
+SMOKE_PLAN = _plan(
+    fig1_left=Setup(("fashion_mnist",), ("resnet18",), 2, "seeds"),
+    fig1_right=Setup(OFFLINE, ("resnet18",), 1, "seeds"),
+    fig2_left=Setup(("fashion_mnist",), ARCHS, 2, "seeds"),
+    fig2_right=Setup(("fashion_mnist",), ARCHS, 2, "seeds"),
+    **{figure: Setup(("fashion_mnist",), ("mlp",), 10, "ensemble") for figure in ("fig3", "fig4_left", "fig4_right",
+                                                                               "fig5_left", "fig7_8")},
+    fig4_middle=Setup(("fashion_mnist",), ("mlp",), 3, "seeds"),
+    fig5_noise=Setup(("fashion_mnist",), ("mlp",), 2, "noise"),
+    fig6_margins=Setup(("fashion_mnist",), ("mlp",), 3, "seeds"),
+    fig6_hinge=Setup(("fashion_mnist",), ("mlp",), 1, "hinge", n_pool=300),
+    label_errors=Setup(("fashion_mnist",), ("mlp",), 10, "ensemble"),
+    sensitivity=Setup(("fashion_mnist",), ("mlp",), 2, "reprobe"),
+)
+
+
+def _dryrun_plan() -> tuple[tuple[str, Setup], ...]:
+    """The paper's plan with every count cut to at most 4 networks (10 per ensemble) and small pools."""
+    caps = {"ensemble": 10, "seeds": 2, "noise": 2, "hinge": 1, "reprobe": 2}
+    return tuple((figure, dataclasses.replace(setup, n_models=min(setup.n_models, caps[setup.kind]),
+                                              n_pool=min(setup.n_pool, 100) if setup.n_pool else 0))
+                 for figure, setup in PAPER_PLAN)
+
 
 PROFILES = {
     # Each notebook in about a minute on 2 CPU cores: nbval and CI.
     "smoke": Profile(
-        name="smoke", n_pool=1000, n_test=300, n_seeds=2, mlp_width=64, conv_width=4,
+        name="smoke", n_pool=1000, n_test=300, mlp_width=64, conv_width=4,
         mlp_train=TrainConfig(epochs=30, batch_size=64, lr=0.05),
         vgg16_train=TrainConfig(epochs=12, batch_size=64, lr=0.05),
         resnet18_train=TrainConfig(epochs=10, batch_size=64, lr=0.05),
-        ensemble_arch="mlp", ensemble_size=10, n_full_models=3, n_checkpoints=10,
-    ),
-    # The default of `make book`: sized from measured CPU throughput (MLP 7x256 ~12k img/s,
-    # VGG16 width 8 ~1.3k img/s, ResNet18 width 8 ~0.5-1k img/s on 2 cores).
+        n_checkpoints=10, hinge_steps=1500, hinge_micro_batch=0, plan=SMOKE_PLAN),
+    # The default of `make book`, sized from measured CPU throughput on 2 cores (MLP 7x256 ~20k
+    # img/s, VGG16 width 8 ~1.3k img/s, ResNet18 width 8 ~1k img/s).
     "laptop": Profile(
-        name="laptop", n_pool=4000, n_test=1000, n_seeds=2, mlp_width=256, conv_width=8,
+        name="laptop", n_pool=4000, n_test=1000, mlp_width=256, conv_width=8,
         # lr 0.1 diverged for 1 MLP of 40 (seed 31); 0.05 fits every seed to > 99.9 %.
         mlp_train=TrainConfig(epochs=30, batch_size=128, lr=0.05),
         vgg16_train=TrainConfig(epochs=15, batch_size=128, lr=0.05),
         resnet18_train=TrainConfig(epochs=12, batch_size=128, lr=0.1),
-        ensemble_arch="mlp", ensemble_size=40, n_full_models=5, n_checkpoints=20,
-    ),
-    # Full-width networks on full datasets: for a GPU.
+        n_checkpoints=20, hinge_steps=3000, hinge_micro_batch=0, plan=LAPTOP_PLAN),
+    # The paper's set-ups: full-width networks on full datasets, 250-model ensembles. For a GPU.
     "paper": Profile(
-        name="paper", n_pool=0, n_test=0, n_seeds=5, mlp_width=2048, conv_width=64,
+        name="paper", n_pool=0, n_test=0, mlp_width=2048, conv_width=64,
         mlp_train=TrainConfig(epochs=40, batch_size=128, lr=0.05),
         vgg16_train=TrainConfig(epochs=40, batch_size=128, lr=0.05),
         resnet18_train=TrainConfig(epochs=40, batch_size=128, lr=0.1),
-        ensemble_arch="resnet18", ensemble_size=250, n_full_models=25, n_checkpoints=40,
-    ),
+        n_checkpoints=40, hinge_steps=3000, hinge_micro_batch=1000, plan=PAPER_PLAN),
+    # The paper's plan (datasets, architectures, probes, chapters) at toy scale, on stand-in files.
+    "paper-dryrun": Profile(
+        name="paper-dryrun", n_pool=300, n_test=100, mlp_width=16, conv_width=2,
+        mlp_train=TrainConfig(epochs=3, batch_size=50, lr=0.05),
+        vgg16_train=TrainConfig(epochs=2, batch_size=50, lr=0.05),
+        resnet18_train=TrainConfig(epochs=2, batch_size=50, lr=0.05),
+        n_checkpoints=4, hinge_steps=20, hinge_micro_batch=32, plan=_dryrun_plan()),
 }
 
 
 def get_profile(name: str, **overrides) -> Profile:
     """The preset ``name`` with some fields replaced; unknown fields are rejected.
 
-    Parameters
-    ----------
-    name : {"smoke", "laptop", "paper"}
-    **overrides
-        Profile fields to replace. Values of ``0`` or ``None`` keep the preset, so a
-        papermill parameter cell can hold ``n_pool = 0`` meaning "profile default".
+    Values of ``0`` or ``None`` keep the preset, so that a papermill parameter cell can hold
+    ``n_pool = 0`` meaning "profile default".
+
+    >>> get_profile("smoke", n_pool=500).n_pool
+    500
     """
     if name not in PROFILES:
         raise ValueError(f"profile must be one of {', '.join(PROFILES)}; got {name!r}")
@@ -92,3 +225,16 @@ def get_profile(name: str, **overrides) -> Profile:
     if unknown:
         raise ValueError(f"unknown profile field(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
     return dataclasses.replace(PROFILES[name], **{k: v for k, v in overrides.items() if v not in (0, None)})
+
+
+def plan_table(profiles=("paper", "laptop", "smoke"), figures=tuple(FIGURES)):
+    """Per figure, the set-up of each profile: the table of the Reproduce page and parameters boxes.
+
+    Returns
+    -------
+    pandas.DataFrame indexed by figure description, one column per profile
+    """
+    import pandas as pd
+
+    rows = {FIGURES[f]: {p: PROFILES[p].setup(f).describe(PROFILES[p]) for p in profiles} for f in figures}
+    return pd.DataFrame.from_dict(rows, orient="index")

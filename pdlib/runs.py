@@ -10,27 +10,27 @@ re-running a notebook after editing prose retrains nothing.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from pdlib.cache import Artifact, load_artifact, load_or_compute, provenance, save_artifact
-from pdlib.data import DATASETS, corrupt_labels, load_dataset, select_classes, stratified_subset, train_val_split
+from pdlib._checks import default_device
+from pdlib.cache import Artifact, load_artifact, load_or_compute
+from pdlib.data import DATASETS, load_dataset
 from pdlib.models import make_model
-from pdlib.probing import probe_model
-from pdlib.training import TrainConfig, predict, train_model
+from pdlib.probes import probe_model
+from pdlib.sampling import corrupt_labels, select_classes, stratified_subset, train_val_split
+from pdlib.training import TrainConfig, train_model
 
-__all__ = ["RunConfig", "run_model", "compute_run", "RunData", "run_data", "trained_model", "FORMAT_VERSION",
-           "RUNS_KIND", "WEIGHTS_KIND"]
+__all__ = ["RunConfig", "run_model", "compute_run", "RunData", "run_data", "load_model", "FORMAT_VERSION",
+           "RUNS_KIND"]
 
-#: Bump when a change to training or probing changes results: old cached runs are then ignored.
-FORMAT_VERSION = 2
+#: Bump when a change to training, probing or the config changes results: old cached runs are then
+#: ignored (and a warning names their folder). v3: the pure-torch k-NN, AUM, stored weights.
+FORMAT_VERSION = 3
 #: Cache folder of run artifacts.
 RUNS_KIND = f"runs-v{FORMAT_VERSION}"
-#: Cache folder of trained weights, saved on demand by :func:`trained_model`.
-WEIGHTS_KIND = f"weights-v{FORMAT_VERSION}"
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,11 @@ class RunConfig:
     classes: tuple[int, ...] = ()  # class subset, relabelled 0..m-1 in this order; () = all classes
     holdout_fraction: float = 0.0  # fraction of the pool held out as validation split (0.1 = 90:10)
     label_noise: float = 0.0  # fraction of pool labels replaced by another class (fixed by data_seed)
+    noise_pair: tuple[int, ...] = ()  # (a, b): flip labels only between classes a and b; () = uniform noise
     seed: int = 0  # seeds initialisation, batch order and the holdout split
     data_seed: int = 0  # seeds the choice of the pool and test subsets
     k: int = 30  # neighbours per k-NN probe
+    head_init_scale: float = 1.0  # factor on the last layer's initial weights (its bias is 0); 0-Hinge uses 1e-4
 
 
 @dataclass(frozen=True)
@@ -104,11 +106,13 @@ def _prepare(config: RunConfig) -> _Prepared:
     n_pool = len(data.pool_labels)
     info = DATASETS[config.dataset]
     n_classes = len(config.classes) or info.n_classes
-    fit_labels, corrupted = (corrupt_labels(data.pool_labels, config.label_noise, n_classes, config.data_seed)
+    fit_labels, corrupted = (corrupt_labels(data.pool_labels, config.label_noise, n_classes, config.data_seed,
+                                            pair=config.noise_pair or None)
                              if config.label_noise > 0 else (data.pool_labels, np.zeros(n_pool, dtype=bool)))
     in_train = (train_val_split(n_pool, config.seed, 1 - config.holdout_fraction)
                 if config.holdout_fraction > 0 else np.ones(n_pool, dtype=bool))
-    model = make_model(config.arch, n_classes, info.in_channels, info.image_size, width=config.width, seed=config.seed)
+    model = make_model(config.arch, n_classes, info.in_channels, info.image_size, width=config.width, seed=config.seed,
+                       head_init_scale=config.head_init_scale)
     return _Prepared(data, n_classes, fit_labels, corrupted, in_train, model)
 
 
@@ -118,30 +122,29 @@ def _fit(config: RunConfig, prepared: _Prepared, device, progress, track: bool):
                        progress=progress)
 
 
-def compute_run(config: RunConfig, device=None, progress: bool | None = None) -> tuple[dict, dict]:
+def compute_run(config: RunConfig, device=None, progress: bool | None = None, keep_weights: bool = False) -> tuple:
     """Train and probe the network of ``config``; no caching (see :func:`run_model`).
 
     Returns
     -------
     arrays : dict of ndarray
     meta : dict
+    weights : dict of Tensor, only with ``keep_weights``
+        The trained network's ``state_dict``.
     """
     prepared = _prepare(config)
     data, model, in_train, fit_labels = prepared.data, prepared.model, prepared.in_train, prepared.fit_labels
-    corrupted, all_inputs, train_inputs = prepared.corrupted, prepared.all_inputs, prepared.train_inputs
-    train_labels, n_pool = fit_labels[in_train], len(data.pool_labels)
     fit = _fit(config, prepared, device, progress, track=config.train.n_checkpoints > 0)
     held_out = np.concatenate([~in_train, np.ones(len(data.test_labels), dtype=bool)])
     start = time.perf_counter()
-    probed = probe_model(model, train_inputs, train_labels, all_inputs[torch.as_tensor(held_out)],
-                         k=config.k, device=device, progress=progress)
+    probed = probe_model(model, prepared.train_inputs, fit_labels[in_train],
+                         prepared.all_inputs[torch.as_tensor(held_out)], k=config.k, device=device, progress=progress)
     probe_seconds = time.perf_counter() - start
 
-    # Scatter train (leave-one-out) and held-out results back into pool-then-test order.
-    n_all = len(held_out)
     def merge(train_part, query_part, axis):
+        """Scatter leave-one-out and held-out results back into pool-then-test order."""
         shape = list(train_part.shape)
-        shape[axis] = n_all
+        shape[axis] = len(held_out)
         out = np.empty(shape, dtype=train_part.dtype)
         index = [slice(None)] * len(shape)
         index[axis] = ~held_out
@@ -152,11 +155,13 @@ def compute_run(config: RunConfig, device=None, progress: bool | None = None) ->
 
     labels = np.concatenate([data.pool_labels, data.test_labels])
     network = merge(probed.train_network_predictions, probed.query_network_predictions, 0)
-    is_test = np.arange(n_all) >= n_pool
+    is_test = np.arange(len(held_out)) >= len(data.pool_labels)
+    aum = np.full(len(held_out), np.nan, dtype=np.float32)
+    aum[~held_out] = fit.aum
     arrays = {
         "labels": labels.astype(np.int64),
         "fit_labels": np.concatenate([fit_labels, data.test_labels]).astype(np.int64),
-        "corrupted": np.concatenate([corrupted, np.zeros(len(data.test_labels), dtype=bool)]),
+        "corrupted": np.concatenate([prepared.corrupted, np.zeros(len(data.test_labels), dtype=bool)]),
         "is_test": is_test,
         "in_train": ~held_out,
         "dataset_index": np.concatenate([data.pool_index, data.test_index]).astype(np.int64),
@@ -165,6 +170,7 @@ def compute_run(config: RunConfig, device=None, progress: bool | None = None) ->
         "network_predictions": network.astype(np.int16),
         "logits": merge(probed.train_logits, probed.query_logits, 0),
         "depth": merge(probed.train_depth, probed.query_depth, 0).astype(np.int8),
+        "aum": aum,
         "loss_history": fit.loss_history,
         "checkpoint_steps": fit.checkpoint_steps,
         "checkpoint_predictions": fit.checkpoint_predictions,
@@ -175,12 +181,13 @@ def compute_run(config: RunConfig, device=None, progress: bool | None = None) ->
         "train_accuracy": fit.train_accuracy,
         "test_accuracy": float((network[is_test] == labels[is_test]).mean()) if is_test.any() else None,
         "seconds": {"train": fit.seconds, "probe": probe_seconds, **probed.seconds},
-        "device": str(device or ("cuda" if torch.cuda.is_available() else "cpu")),
+        "device": str(device or default_device()),
     }
-    return arrays, meta
+    return (arrays, meta, model.state_dict()) if keep_weights else (arrays, meta)
 
 
-def run_model(config: RunConfig, *, device=None, progress: bool | None = None, use_cache: bool = True) -> Artifact:
+def run_model(config: RunConfig, *, device=None, progress: bool | None = None, use_cache: bool = True,
+              keep_weights: bool = False) -> Artifact:
     """Train and probe one network, or load it from the cache.
 
     Parameters
@@ -192,70 +199,59 @@ def run_model(config: RunConfig, *, device=None, progress: bool | None = None, u
         Progress bars for training and probing.
     use_cache : bool
         ``False`` recomputes and overwrites the cached artifact.
+    keep_weights : bool
+        Also store the trained network's weights, for analyses that need the network itself
+        (:func:`load_model`). A cached run without them is recomputed once, so that its
+        arrays and weights come from the same network.
 
     Returns
     -------
     Artifact
         Arrays over ``n = n_pool + n_test`` points, pool first, then test:
 
-        - ``labels`` (n,) int64 ground truth; ``fit_labels`` (n,) the labels the
-          network was trained on (differs where ``corrupted`` (n,) is True);
-          ``is_test`` (n,) bool;
-          ``in_train`` (n,) bool, True for the points the network trained on;
-          ``dataset_index`` (n,) index in the dataset's own split;
-        - ``probe_predictions`` (n_probes, n) int16 and ``votes`` (n_probes, n,
-          n_classes) uint8: training points leave-one-out, the others against the
-          training split;
-        - ``network_predictions`` (n,) int16, ``logits`` (n, n_classes) float32,
-          ``depth`` (n,) int8 prediction depth;
-        - ``loss_history`` (epochs,), ``checkpoint_steps`` (T+1,) and
-          ``checkpoint_predictions`` (T+1, n) int16 when ``train.n_checkpoints > 0``.
+        - ``labels`` (n,) int64 ground truth; ``fit_labels`` (n,) the labels the network was
+          trained on (they differ where ``corrupted`` (n,) is True); ``is_test`` (n,) bool;
+          ``in_train`` (n,) bool, the points the network trained on; ``dataset_index`` (n,);
+        - ``probe_predictions`` (n_probes, n) int16 and ``votes`` (n_probes, n, n_classes)
+          uint8: training points leave-one-out, the others against the training split;
+        - ``network_predictions`` (n,) int16, ``logits`` (n, n_classes) float32, ``depth``
+          (n,) int8 prediction depth, ``aum`` (n,) float32 area under the margin (NaN for
+          points the network did not train on);
+        - ``loss_history`` (epochs,), ``checkpoint_steps`` (T+1,) and ``checkpoint_predictions``
+          (T+1, n) int16 when ``train.n_checkpoints > 0``.
 
-        ``meta`` holds probe names, class names, train and test accuracy, timings
-        and provenance.
+        ``meta`` holds probe and class names, train and test accuracy, timings and provenance.
     """
-    return load_or_compute(RUNS_KIND, config, lambda: compute_run(config, device, progress),
+    if keep_weights and use_cache:
+        cached = load_artifact(RUNS_KIND, config)
+        use_cache = cached is None or cached.weights_path is not None
+    return load_or_compute(RUNS_KIND, config, lambda: compute_run(config, device, progress, keep_weights),
                            use_cache=use_cache)
 
 
-def trained_model(config: RunConfig, *, device=None, progress: bool | None = None) -> torch.nn.Module:
-    """The trained network of ``config``, in eval mode, for analyses that need weights (margins, re-probing).
-
-    Run artifacts keep predictions, not weights (250 paper-scale ResNet18s would take
-    11 GB). The first call retrains the network (training is deterministic for a fixed
-    number of torch threads on CPU), checks that it reproduces the cached run's
-    predictions and caches the weights; later calls load them.
+def load_model(config: RunConfig, *, device=None) -> torch.nn.Module:
+    """The trained network of a cached run, from its stored weights, in eval mode.
 
     Parameters
     ----------
     config : RunConfig
+        A run computed with ``run_model(config, keep_weights=True)``.
     device : str or torch.device, optional
-        Where to train and where the returned model lives; defaults to CUDA when available.
-    progress : bool, optional
+        Where the model is put; defaults to the CPU.
 
-    Returns
-    -------
-    torch.nn.Module
-        With ``probe_points``; warns if its predictions differ from the cached run's
-        (possible on GPUs, whose kernels are not all deterministic).
+    Raises
+    ------
+    FileNotFoundError
+        If the run is not cached, or was cached without its weights.
     """
-    run = run_model(config, device=device, progress=progress)
-    prepared = _prepare(config)
-    model = prepared.model
-    weights = load_artifact(WEIGHTS_KIND, config)
-    if weights is None:
-        start = time.perf_counter()
-        fit = _fit(config, prepared, device, progress, track=False)
-        state = {name: tensor.detach().cpu().numpy() for name, tensor in model.state_dict().items()}
-        save_artifact(WEIGHTS_KIND, config, state, {"seconds": time.perf_counter() - start,
-                                                     "train_accuracy": fit.train_accuracy,
-                                                     "provenance": provenance(str(device) if device else None)})
-    else:
-        model.load_state_dict({name: torch.from_numpy(array) for name, array in weights.arrays.items()})
-        if device is not None:
-            model.to(device)
-    agreement = float(np.mean(predict(model, prepared.all_inputs) == run["network_predictions"]))
-    if agreement < 1.0:
-        warnings.warn(f"the retrained network agrees with the cached run on {agreement:.2%} of the points "
-                      f"(config {config}); analyses use the retrained weights", RuntimeWarning, stacklevel=2)
-    return model.eval()
+    artifact = load_artifact(RUNS_KIND, config)
+    if artifact is None:
+        raise FileNotFoundError(f"run not computed yet: call run_model(config, keep_weights=True) first ({config})")
+    if artifact.weights_path is None:
+        raise FileNotFoundError(f"run cached without its weights: recompute it with run_model(config, "
+                                f"keep_weights=True) ({artifact.path})")
+    info = DATASETS[config.dataset]
+    model = make_model(config.arch, len(artifact.meta["class_names"]), info.in_channels, info.image_size,
+                       width=config.width)
+    model.load_state_dict(artifact.load_weights())
+    return model.to(device or "cpu").eval()

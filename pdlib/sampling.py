@@ -1,0 +1,154 @@
+"""Subsets, class selections, 90:10 splits and label noise: the paper's data protocols.
+
+Every function is deterministic given its seed, so a run's data are fixed by its config.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from pdlib._checks import as_labels, check_fraction, check_positive_int
+from pdlib.data import LabelledImages
+
+__all__ = ["select_classes", "stratified_subset", "corrupt_labels", "train_val_split"]
+
+
+def select_classes(data: LabelledImages, classes: Sequence[int]) -> LabelledImages:
+    """Keep the examples of some classes and relabel them ``0 .. m-1`` in the order given.
+
+    Parameters
+    ----------
+    data : LabelledImages
+        As returned by :func:`load_dataset`.
+    classes : sequence of int, length m
+        Distinct class indices of ``data``; ``classes[j]`` becomes label ``j``.
+
+    Returns
+    -------
+    LabelledImages
+        The kept examples in their original order, with ``class_names`` of the chosen classes.
+    """
+    if not isinstance(data, LabelledImages):
+        raise TypeError(f"data must be a LabelledImages, got {type(data).__name__}")
+    n_classes = len(data.class_names)
+    classes = as_labels(classes, "classes", n_classes=n_classes)
+    if len(np.unique(classes)) != len(classes):
+        raise ValueError(f"classes must be distinct, got {classes.tolist()}")
+    new_label = np.full(n_classes, -1, dtype=np.int64)
+    new_label[classes] = np.arange(len(classes))
+    relabelled = torch.from_numpy(new_label)[data.labels]
+    keep = relabelled >= 0
+    return LabelledImages(data.inputs[keep], relabelled[keep],
+                          tuple(data.class_names[c] for c in classes), data.name)
+
+
+def stratified_subset(labels, n: int, seed: int) -> np.ndarray:
+    """Indices of ``n`` examples drawn without replacement, with class proportions preserved.
+
+    Each class gets ``n * count / len(labels)`` examples rounded down, and the examples left over go
+    to the classes with the largest remainders (ties to the smaller class index).
+
+    Parameters
+    ----------
+    labels : array-like or torch.Tensor, shape (N,), integer
+        Non-negative class indices.
+    n : int
+        Subset size, ``1 <= n <= N``.
+    seed : int
+        Seed of :func:`numpy.random.default_rng`; the same seed gives the same subset.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,), int64
+        Sorted indices into ``labels``.
+    """
+    labels = as_labels(labels, "labels")
+    n = check_positive_int(n, "n")
+    if n > len(labels):
+        raise ValueError(f"n={n} is larger than the number of labels ({len(labels)})")
+    classes, counts = np.unique(labels, return_counts=True)
+    # Integer arithmetic keeps the largest-remainder rounding exact.
+    quota, remainder = np.divmod(n * counts, len(labels))
+    quota[np.argsort(-remainder, kind="stable")[: n - quota.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c, k in zip(classes, quota)]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def corrupt_labels(labels, rate: float, n_classes: int, seed: int, *, pair: tuple[int, int] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Replace a fraction of labels by another class: uniform noise, or flips within a pair of classes.
+
+    Parameters
+    ----------
+    labels : array-like or torch.Tensor, shape (n,), integer
+        Class indices in ``[0, n_classes)``; not modified.
+    rate : float
+        Fraction in ``[0, 1]``. Uniform noise changes exactly ``round(rate * n)`` labels, each to
+        one of the other ``n_classes - 1`` classes at random. With ``pair = (a, b)``,
+        ``round(rate * n_a)`` points of class ``a`` become ``b`` and ``round(rate * n_b)`` of
+        class ``b`` become ``a`` (class-dependent noise between two confusable classes).
+    n_classes : int
+        Number of classes, at least 2.
+    seed : int
+        Seed of :func:`numpy.random.default_rng`.
+    pair : (int, int), optional
+
+    Returns
+    -------
+    new_labels : numpy.ndarray, shape (n,), int64
+    corrupted : numpy.ndarray, shape (n,), bool
+        True where the label was changed.
+
+    Examples
+    --------
+    >>> new, changed = corrupt_labels([0, 0, 1, 1, 2, 2], 0.5, 3, seed=0, pair=(0, 1))
+    >>> int(changed.sum()), sorted(set(new[changed].tolist()) | set(new[~changed].tolist()))
+    (2, [0, 1, 2])
+    """
+    if isinstance(n_classes, numbers.Integral) and not isinstance(n_classes, bool) and n_classes < 2:
+        raise ValueError(f"n_classes must be >= 2 to draw a different class, got {n_classes}")
+    labels = as_labels(labels, "labels", n_classes=n_classes)
+    rate = check_fraction(rate, "rate", closed=True)
+    rng = np.random.default_rng(seed)
+    new_labels = labels.copy()  # as_labels may return a view of the caller's array
+    if pair is None:
+        which = rng.choice(len(labels), size=round(rate * len(labels)), replace=False)
+        # A shift of 1 .. n_classes-1 modulo n_classes is uniform over the other classes.
+        new_labels[which] = (labels[which] + rng.integers(1, n_classes, size=len(which))) % n_classes
+    else:
+        a, b = as_labels(list(pair), "pair", n_classes=n_classes)
+        if a == b:
+            raise ValueError(f"pair must name two different classes, got {pair}")
+        for source, target in ((a, b), (b, a)):
+            members = np.flatnonzero(labels == source)
+            new_labels[rng.choice(members, size=round(rate * len(members)), replace=False)] = target
+    return new_labels, new_labels != labels
+
+
+def train_val_split(n: int, seed: int, train_fraction: float = 0.9) -> np.ndarray:
+    """Random split of ``n`` examples into training and held-out parts (the paper's 90:10 protocol).
+
+    Parameters
+    ----------
+    n : int
+        Number of examples, at least 1.
+    seed : int
+        Seed of :func:`numpy.random.default_rng`.
+    train_fraction : float
+        Fraction in ``(0, 1)``; exactly ``round(train_fraction * n)`` examples go to training.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,), bool
+        True for the examples in the training split.
+    """
+    n = check_positive_int(n, "n")
+    train_fraction = check_fraction(train_fraction, "train_fraction", closed=False)
+    in_train = np.zeros(n, dtype=bool)
+    in_train[np.random.default_rng(seed).permutation(n)[: round(train_fraction * n)]] = True
+    return in_train
