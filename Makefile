@@ -39,7 +39,7 @@ browser:
 
 ## book: run every notebook with PROFILE (default laptop) through papermill, then build the HTML book
 book: venv data
-	$(PY) -m pdlib.book --profile $(PROFILE)
+	$(PY) book/build.py --profile $(PROFILE)
 
 ## test: unit, property, loader and notebook (nbval, smoke profile) tests, plus the offline browser test
 test: venv data browser
@@ -47,7 +47,7 @@ test: venv data browser
 
 ## nbval-refs: re-execute the notebooks in the smoke profile and commit the result as nbval references
 nbval-refs: venv data
-	$(PY) -m pdlib.book --profile smoke --refs-only
+	$(PY) book/build.py --profile smoke --refs-only
 
 ## bench: the speed and memory benchmarks (prints tables; not part of make test)
 bench: venv data

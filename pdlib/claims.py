@@ -23,12 +23,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from pdlib.cache import cache_root
 
 __all__ = ["Claim", "CLAIMS", "VERDICTS", "Test", "verdict", "correlation_test", "interval_test",
-           "judge_ordering", "judge_correlations", "judge_consensus_bound", "judge_accuracy_vs_depth",
+           "judge_ordering", "judge_seed_consistency", "judge_correlations", "judge_consensus_bound", "judge_accuracy_vs_depth",
            "judge_inference_curve", "judge_zero_hinge", "judge_difficulty_types", "judge_knn_fix",
-           "record", "load", "claims_table"]
+           "record", "load", "claims_table", "show_table"]
 
 VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "inconclusive", "not tested")
 PASS, FAIL, UNDECIDED = "pass", "fail", "undecided"
@@ -165,6 +167,32 @@ def judge_ordering(means: dict, intervals: dict, expected: tuple) -> tuple[str, 
         (lo_a, hi_a), (lo_b, hi_b) = intervals[easier], intervals[harder]
         text = f"{easier} {means[easier]:.2f} [{lo_a:.2f}, {hi_a:.2f}] < {harder} {means[harder]:.2f} [{lo_b:.2f}, {hi_b:.2f}]"
         tests.append(Test(PASS if hi_a < lo_b else FAIL if hi_b < lo_a else UNDECIDED, text))
+    return verdict(tests), _reason(tests)
+
+
+def judge_seed_consistency(agreement_by_task: dict) -> tuple[str, str]:
+    """Fig. 2 left, from :func:`pdlib.analysis.seed_agreement` of each task (training points).
+
+    Per task: every architecture's seed-to-seed r >= 0.5, and r(resnet18, vgg16) above both
+    correlations with the MLP; intervals are Fisher-z over the points. ``not tested`` without
+    all three architectures or without two seeds each.
+    """
+    from pdlib.metrics import pearson_interval
+
+    tests = []
+    for task, agreement in agreement_by_task.items():
+        names, matrix, n = agreement["names"], agreement["train"], agreement["n_train"]
+        if sorted(names) != ["mlp", "resnet18", "vgg16"] or np.isnan(np.diag(matrix)).any():
+            return "not tested", f"{task}: needs mlp, vgg16 and resnet18 with two seeds each, got {', '.join(names)}"
+        r = {(a, b): matrix[names.index(a), names.index(b)] for a in names for b in names}
+        ci = {pair: pearson_interval(value, n) for pair, value in r.items()}
+        for arch in names:
+            tests.append(interval_test(*ci[arch, arch], 0.5, f"{task} {arch} seeds r = {r[arch, arch]:.2f}"))
+        conv, mlp = ci["resnet18", "vgg16"], [ci["resnet18", "mlp"], ci["vgg16", "mlp"]]
+        tests.append(Test(PASS if all(conv[0] > high for _, high in mlp) else
+                          FAIL if any(conv[1] < low for low, _ in mlp) else UNDECIDED,
+                          f"{task} r(resnet18, vgg16) = {r['resnet18', 'vgg16']:.2f} vs with the MLP "
+                          f"{r['resnet18', 'mlp']:.2f}, {r['vgg16', 'mlp']:.2f}"))
     return verdict(tests), _reason(tests)
 
 
@@ -305,3 +333,9 @@ def claims_table(profile: str):
                      "ours": entry["measured"], "setting": entry["setting"], "verdict": entry["verdict"],
                      "why": entry["reason"]})
     return pd.DataFrame(rows)
+
+
+def show_table(table, caption: str):
+    """The claims table as the book shows it: a caption, no index, text aligned left and on top."""
+    return (table.style.hide(axis="index").set_caption(caption)
+            .set_properties(**{"text-align": "left", "vertical-align": "top"}))

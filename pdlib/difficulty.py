@@ -23,9 +23,10 @@ import math
 import numpy as np
 
 from pdlib._checks import check_positive_int
+from pdlib.metrics import bootstrap_interval, wilson_interval
 
-__all__ = ["CORNERS", "corner_groups", "wilson_interval", "split_points", "group_probe_curves",
-           "choose_probe_layer", "pd_switch_rule"]
+__all__ = ["CORNERS", "corner_groups", "corner_table", "split_points", "group_probe_curves", "middle_probe",
+           "probe_fix", "choose_probe_layer", "pd_switch_rule", "fix_table", "rule_table"]
 
 #: Corner name -> (rescaled PD_val, rescaled PD_train).
 CORNERS = {
@@ -79,27 +80,29 @@ def corner_groups(depth_val, depth_train, max_depth: int, *, n: int = 100, candi
     return groups
 
 
-def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion.
+def corner_table(stats: dict, groups: dict, max_depth: int, *, seed: int = 0):
+    """One row per corner group: size, distance to its corner, mean PDs, C* (with a 95 % interval),
+    Ĉ and how often the consensus differs from the label.
 
-    >>> [round(v, 3) for v in wilson_interval(8, 10)]
-    [0.49, 0.943]
+    Returns a pandas DataFrame indexed by corner.
     """
-    if trials <= 0:
-        return (math.nan, math.nan)
-    if not 0 <= successes <= trials:
-        raise ValueError(f"successes must be in [0, trials], got {successes} of {trials}")
-    from statistics import NormalDist
+    import pandas as pd
 
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / trials
-    denominator = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    # At p = 0 or 1 the interval touches the bound exactly; rounding must not move it.
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == trials else min(1.0, centre + half)
-    return (min(low, p), max(high, p))
+    rows = []
+    for name, index in groups.items():
+        cx, cy = CORNERS[name]
+        cstar = stats["consensus_consistency"][index]
+        cstar = cstar[np.isfinite(cstar)]
+        low, high = bootstrap_interval(np.mean, cstar, n_boot=500, seed=seed) if len(cstar) else (np.nan, np.nan)
+        rows.append({"corner": name, "points": len(index),
+                     "mean distance to corner": float(np.hypot(stats["depth_val"][index] / max_depth - cx,
+                                                               stats["depth_train"][index] / max_depth - cy).mean()),
+                     "mean PD_val": float(stats["depth_val"][index].mean()),
+                     "mean PD_train": float(stats["depth_train"][index].mean()),
+                     "C*": float(cstar.mean()) if len(cstar) else np.nan, "C* low": low, "C* high": high,
+                     "Ĉ": float(np.nanmean(stats["consistency"][index])),
+                     "consensus ≠ label": int(np.sum(stats["consensus"][index] != stats["labels"][index]))})
+    return pd.DataFrame(rows).set_index("corner")
 
 
 def split_points(points, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,6 +149,33 @@ def _accuracy_report(hits: int, trials: int) -> dict:
     low, high = wilson_interval(hits, trials)
     return {"hits": int(hits), "trials": int(trials), "accuracy": hits / trials if trials else math.nan,
             "ci_low": low, "ci_high": high}
+
+
+def middle_probe(n_probes: int) -> int:
+    """The probe in the middle of the network, fixed before any data are seen: ``(n_probes - 1) // 2``.
+
+    MLP (9 probes): 4 (``hidden4``); VGG16 (15): 7 (``conv7``); ResNet18 (11): 5 (``block4``),
+    the paper's "layer 4".
+
+    >>> middle_probe(11), middle_probe(15), middle_probe(9)
+    (5, 7, 4)
+    """
+    return (n_probes - 1) // 2
+
+
+def probe_fix(counts: dict, points, *, target: str, layer: int) -> dict:
+    """Accuracy of the network and of probe ``layer`` over the held-out appearances of ``points``.
+
+    ``counts`` (:func:`pdlib.ensembles.held_out_probe_counts`) should come from models that did
+    not choose ``points``, so that the group is not selected on the very predictions it is scored on.
+
+    Returns ``network`` and ``probe`` reports: ``hits``, ``trials``, ``accuracy`` and a 95 % Wilson interval.
+    """
+    points = np.asarray(points, dtype=np.int64)
+    trials = int(counts["n_held_out"][points].sum())
+    return {"layer": layer, "points": len(points),
+            "network": _accuracy_report(int(counts["network_hits"][target][points].sum()), trials),
+            "probe": _accuracy_report(int(counts["hits"][target][layer, points].sum()), trials)}
 
 
 def choose_probe_layer(counts: dict, points, *, target: str, seed: int = 0) -> dict:
@@ -218,3 +248,31 @@ def pd_switch_rule(counts: dict, points, *, target: str, seed: int = 0) -> dict:
         "network": _accuracy_report(int(counts["network_hits"][target][evaluate].sum()), trials),
         "rule": _accuracy_report(int(rule[layer, threshold, evaluate].sum()), trials),
     }
+
+
+def _percent(report: dict) -> str:
+    return (f"{100 * report['accuracy']:.1f} % ({report['hits']}/{report['trials']}; "
+            f"{100 * report['ci_low']:.1f}–{100 * report['ci_high']:.1f})")
+
+
+def fix_table(decoupled: dict, splits: list, probe_names) -> "pandas.DataFrame":
+    """The k-NN fix: the decoupled result (:func:`probe_fix`) and each halving (:func:`choose_probe_layer`)."""
+    import pandas as pd
+
+    rows = [{"evaluation": "decoupled: group from the first half of the networks, scored on the others",
+             "probe": f"{probe_names[decoupled['layer']]} (fixed in advance)",
+             "network": _percent(decoupled["network"]), "probe accuracy": _percent(decoupled["probe"])}]
+    rows += [{"evaluation": f"halving {i + 1}: layer chosen on {s['selection']} points, scored on {s['evaluation']}",
+              "probe": probe_names[s["layer"]], "network": _percent(s["network"]),
+              "probe accuracy": _percent(s["probe"])} for i, s in enumerate(splits)]
+    return pd.DataFrame(rows)
+
+
+def rule_table(rule: dict, probe_names, n_probes: int) -> "pandas.DataFrame":
+    """The PD switch rule (:func:`pd_switch_rule`) as one row."""
+    import pandas as pd
+
+    switch = "never" if rule["threshold"] >= n_probes else f"PD ≥ {rule['threshold']}"
+    return pd.DataFrame([{"rule": f"use {probe_names[rule['layer']]} when {switch}",
+                          "points (choose / score)": f"{rule['selection']} / {rule['evaluation']}",
+                          "network": _percent(rule["network"]), "rule accuracy": _percent(rule["rule"])}])

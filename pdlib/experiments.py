@@ -18,13 +18,13 @@ import numpy as np
 
 from pdlib.cache import Artifact, load_or_compute
 from pdlib.data import DatasetNotFoundError, load_dataset
-from pdlib.ensembles import Ensemble, run_ensemble
+from pdlib.ensembles import Ensemble, ensemble_statistics, run_ensemble
 from pdlib.margins import input_margin, output_margin
 from pdlib.profiles import Profile
 from pdlib.runs import RUNS_KIND, RunConfig, load_model, run_data, run_model
 from pdlib.training import TrainConfig
 
-__all__ = ["TASKS", "Task", "available_tasks", "run_config", "seed_runs", "ensemble", "KEEP_WEIGHTS",
+__all__ = ["TASKS", "Task", "available_tasks", "plan_tasks", "run_config", "seed_configs", "seed_runs", "ensemble", "ensemble_stats", "KEEP_WEIGHTS",
            "noisy_label_runs", "zero_hinge_configs", "margin_statistics", "figure_footer"]
 
 #: Ensemble models whose weights are stored (the sensitivity appendix re-probes them).
@@ -69,20 +69,39 @@ def available_tasks(names) -> tuple[list[str], list[str]]:
     return found, missing
 
 
+def plan_tasks(profile: Profile, figure: str) -> tuple[list[str], list[str]]:
+    """The tasks of ``figure``'s set-up that can run here, and those whose files are missing.
+
+    The ``paper`` profiles need every task: a missing dataset raises an error naming the command
+    that downloads it. Other profiles run what is on disk and report the rest as not tested.
+    """
+    found, missing = available_tasks(profile.setup(figure).datasets)
+    if missing and profile.name.startswith("paper"):
+        names = " ".join(sorted({TASKS[task].dataset for task in missing}))
+        raise DatasetNotFoundError(f"the {profile.name} profile needs {', '.join(missing)} for {figure}; "
+                                   f"run `python -m pdlib download {names}` first")
+    return found, missing
+
+
 def run_config(profile: Profile, task: str, arch: str, seed: int = 0, *, n_pool: int = 0, **changes) -> RunConfig:
     """The :class:`RunConfig` of one network on ``task`` at ``profile``'s scale."""
     spec = TASKS[task]
-    return RunConfig(dataset=spec.dataset, classes=spec.classes, arch=arch, width=profile.width(arch),
-                     train=profile.train_config(arch), n_pool=n_pool or profile.n_pool, n_test=profile.n_test,
-                     seed=seed, **changes)
+    fields = dict(dataset=spec.dataset, classes=spec.classes, arch=arch, width=profile.width(arch),
+                  train=profile.train_config(arch), n_pool=n_pool or profile.n_pool, n_test=profile.n_test, seed=seed)
+    return RunConfig(**{**fields, **changes})
+
+
+def seed_configs(profile: Profile, figure: str, task: str, arch: str, n_models: int = 0) -> list[RunConfig]:
+    """The configs of a ``seeds`` figure's networks: seeds ``0 .. n - 1`` on the whole pool."""
+    setup = profile.setup(figure)
+    return [run_config(profile, task, arch, seed, n_pool=setup.n_pool) for seed in range(n_models or setup.n_models)]
 
 
 def seed_runs(profile: Profile, figure: str, task: str, arch: str, n_models: int = 0,
               progress: bool | None = None) -> list[Artifact]:
-    """The networks of a ``seeds`` figure: seeds ``0 .. n - 1`` on the whole pool (cached, with weights)."""
-    setup = profile.setup(figure)
-    return [run_model(run_config(profile, task, arch, seed, n_pool=setup.n_pool), keep_weights=True,
-                      progress=progress) for seed in range(n_models or setup.n_models)]
+    """The networks of a ``seeds`` figure (:func:`seed_configs`), cached with their weights."""
+    return [run_model(config, keep_weights=True, progress=progress)
+            for config in seed_configs(profile, figure, task, arch, n_models)]
 
 
 def ensemble(profile: Profile, figure: str, task: str, arch: str, n_models: int = 0, *, label_noise: float = 0.0,
@@ -100,6 +119,11 @@ def ensemble(profile: Profile, figure: str, task: str, arch: str, n_models: int 
                         progress=progress)
 
 
+def ensemble_stats(profile: Profile, figure: str, task: str, arch: str, n_models: int = 0, **kwargs) -> dict:
+    """:func:`pdlib.ensembles.ensemble_statistics` of :func:`ensemble` (trained first where missing)."""
+    return ensemble_statistics(ensemble(profile, figure, task, arch, n_models, **kwargs))
+
+
 def noisy_label_runs(profile: Profile, task: str, arch: str, n_seeds: int, *, noise: float = 0.4,
                      epoch_factor: int = 2, n_checkpoints: int = 40, progress: bool | None = None
                      ) -> list[Artifact]:
@@ -115,7 +139,7 @@ def noisy_label_runs(profile: Profile, task: str, arch: str, n_seeds: int, *, no
             for seed in range(n_seeds)]
 
 
-def zero_hinge_configs(profile: Profile, task: str, arch: str, *, n_train: int, lr: float = 1e-5,
+def zero_hinge_configs(profile: Profile, task: str, arch: str, *, n_train: int, lr: float = 0.0,
                        head_init_scale: float = 1e-4, momentum: float = 0.9, seed: int = 0) -> dict:
     """The three networks of Fig. 6 right, on the same ``n_train`` points and the same initialisation.
 
@@ -123,6 +147,7 @@ def zero_hinge_configs(profile: Profile, task: str, arch: str, *, n_train: int, 
     - ``0-Hinge``: full-batch gradient descent with momentum on the 0-Hinge loss, constant
       learning rate ``lr``, no weight decay, at most ``profile.hinge_steps`` steps; it stops at
       the first step where the loss is exactly 0 (every training point classified correctly);
+      ``lr`` 0 means the profile's ``hinge_lr``;
     - ``cross-entropy``: the control, the profile's SGD with momentum and large initial
       learning rate, for twice the profile's epochs (the training set is smaller than the pool).
 
@@ -132,7 +157,8 @@ def zero_hinge_configs(profile: Profile, task: str, arch: str, *, n_train: int, 
     """
     base = profile.train_config(arch)
     ce = dataclasses.replace(base, epochs=2 * base.epochs, n_checkpoints=profile.n_checkpoints)
-    hinge = TrainConfig(epochs=profile.hinge_steps, batch_size=n_train, lr=lr, momentum=momentum, weight_decay=0.0,
+    hinge = TrainConfig(epochs=profile.hinge_steps, batch_size=n_train, lr=lr or profile.hinge_lr, momentum=momentum,
+                        weight_decay=0.0,
                         warmup_fraction=0.0, n_checkpoints=max(profile.n_checkpoints, profile.hinge_steps // 50),
                         loss="zero_hinge", schedule="constant", stop_at_zero_loss=True,
                         micro_batch=profile.hinge_micro_batch)
@@ -141,7 +167,7 @@ def zero_hinge_configs(profile: Profile, task: str, arch: str, *, n_train: int, 
             for name, train in (("untrained", untrained), ("0-Hinge", hinge), ("cross-entropy", ce))}
 
 
-def margin_statistics(runs: list[Artifact], configs: list[RunConfig]) -> dict:
+def margin_statistics(configs: list[RunConfig]) -> dict:
     """Output and input margins of the test points under each network, with their PD.
 
     The input margin needs the network: it is loaded from the run's stored weights (never
@@ -150,19 +176,22 @@ def margin_statistics(runs: list[Artifact], configs: list[RunConfig]) -> dict:
     Returns
     -------
     dict of ndarray
-        ``depth``, ``output_margin`` and ``input_margin``, each (n_models, n_test); ``labels`` (n_test,).
+        ``depth``, ``output_margin`` and ``input_margin``, each (n_models, n_test); ``labels``
+        (n_test,); ``n_probes``.
     """
     def compute(config):
         return {"input_margin": input_margin(load_model(config), run_data(config).test_inputs)}, {}
 
     out = {"depth": [], "output_margin": [], "input_margin": []}
+    runs = [run_model(config, keep_weights=True) for config in configs]
     for run, config in zip(runs, configs):
         test = run["is_test"]
         cached = load_or_compute(f"margins-{RUNS_KIND}", config, lambda config=config: compute(config))
         out["depth"].append(run["depth"][test].astype(np.int64))
         out["output_margin"].append(output_margin(run["logits"][test]))
         out["input_margin"].append(cached["input_margin"])
-    return {**{name: np.stack(values) for name, values in out.items()}, "labels": runs[0]["labels"][runs[0]["is_test"]]}
+    return {**{name: np.stack(values) for name, values in out.items()}, "labels": runs[0]["labels"][runs[0]["is_test"]],
+            "n_probes": len(runs[0].meta["probe_names"])}
 
 
 def figure_footer(profile: Profile, figure: str, *, task: str | None = None, arch: str | None = None,

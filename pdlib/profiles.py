@@ -83,6 +83,7 @@ class Profile:
     vgg16_train: TrainConfig  # optimiser and epochs for VGG16
     resnet18_train: TrainConfig  # optimiser and epochs for ResNet18
     n_checkpoints: int  # prediction snapshots over training, for the iteration learned
+    hinge_lr: float  # learning rate of the 0-Hinge network's full-batch gradient descent
     hinge_steps: int  # most full-batch steps of the 0-Hinge network (it stops once the loss is 0)
     hinge_micro_batch: int  # images per forward pass of the full-batch 0-Hinge steps (0 = all at once)
     plan: tuple[tuple[str, Setup], ...]  # figure key (FIGURES) -> its networks
@@ -182,7 +183,7 @@ PROFILES = {
         mlp_train=TrainConfig(epochs=30, batch_size=64, lr=0.05),
         vgg16_train=TrainConfig(epochs=12, batch_size=64, lr=0.05),
         resnet18_train=TrainConfig(epochs=10, batch_size=64, lr=0.05),
-        n_checkpoints=10, hinge_steps=1500, hinge_micro_batch=0, plan=SMOKE_PLAN),
+        n_checkpoints=10, hinge_lr=1e-3, hinge_steps=1500, hinge_micro_batch=0, plan=SMOKE_PLAN),
     # The default of `make book`, sized from measured CPU throughput on 2 cores (MLP 7x256 ~20k
     # img/s, VGG16 width 8 ~1.3k img/s, ResNet18 width 8 ~1k img/s).
     "laptop": Profile(
@@ -191,21 +192,21 @@ PROFILES = {
         mlp_train=TrainConfig(epochs=30, batch_size=128, lr=0.05),
         vgg16_train=TrainConfig(epochs=15, batch_size=128, lr=0.05),
         resnet18_train=TrainConfig(epochs=12, batch_size=128, lr=0.1),
-        n_checkpoints=20, hinge_steps=3000, hinge_micro_batch=0, plan=LAPTOP_PLAN),
+        n_checkpoints=20, hinge_lr=1e-5, hinge_steps=3000, hinge_micro_batch=0, plan=LAPTOP_PLAN),
     # The paper's set-ups: full-width networks on full datasets, 250-model ensembles. For a GPU.
     "paper": Profile(
         name="paper", n_pool=0, n_test=0, mlp_width=2048, conv_width=64,
         mlp_train=TrainConfig(epochs=40, batch_size=128, lr=0.05),
         vgg16_train=TrainConfig(epochs=40, batch_size=128, lr=0.05),
         resnet18_train=TrainConfig(epochs=40, batch_size=128, lr=0.1),
-        n_checkpoints=40, hinge_steps=3000, hinge_micro_batch=1000, plan=PAPER_PLAN),
+        n_checkpoints=40, hinge_lr=1e-5, hinge_steps=3000, hinge_micro_batch=1000, plan=PAPER_PLAN),
     # The paper's plan (datasets, architectures, probes, chapters) at toy scale, on stand-in files.
     "paper-dryrun": Profile(
         name="paper-dryrun", n_pool=300, n_test=100, mlp_width=16, conv_width=2,
         mlp_train=TrainConfig(epochs=3, batch_size=50, lr=0.05),
         vgg16_train=TrainConfig(epochs=2, batch_size=50, lr=0.05),
         resnet18_train=TrainConfig(epochs=2, batch_size=50, lr=0.05),
-        n_checkpoints=4, hinge_steps=20, hinge_micro_batch=32, plan=_dryrun_plan()),
+        n_checkpoints=4, hinge_lr=1e-3, hinge_steps=20, hinge_micro_batch=32, plan=_dryrun_plan()),
 }
 
 

@@ -1,15 +1,18 @@
 """How prediction depth moves with the choices the paper leaves open (the sensitivity appendix).
 
-A trained network is re-probed once, and every variant is derived from the same
-embeddings and neighbour lists:
+A cached network is loaded from its stored weights (never retrained) and re-probed once; every
+variant is derived from the same embeddings and neighbour lists:
 
 - ``k``: the first ``k`` of each point's 100 nearest neighbours (the lists are sorted);
-- counting a training point among its own neighbours instead of leaving it out: the point
-  itself (distance 0) followed by its first ``k - 1`` leave-one-out neighbours;
-- probes fitted on the ensemble's consensus labels instead of the training labels: the
-  same neighbours, other labels;
-- reduced embeddings for wide convolutional maps (2 x 2 average pooling, or a Gaussian
-  random projection), which need their own neighbour search.
+- counting a training point among its own neighbours instead of leaving it out: the point itself
+  (distance 0) followed by its first ``k - 1`` leave-one-out neighbours;
+- probes fitted on the ensemble's consensus labels instead of the training labels: the same
+  neighbours, other labels;
+- reduced embeddings for wide convolutional maps (2 x 2 average pooling, or a Gaussian random
+  projection), which need their own neighbour search.
+
+Embeddings are captured probe group by probe group within the memory budget of
+:func:`pdlib.probes.captures`, so this runs at the paper's scale too.
 """
 
 from __future__ import annotations
@@ -18,68 +21,46 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pdlib.capture import capture_embeddings
-from pdlib.depth import prediction_depth
 from pdlib.knn import knn_neighbours, vote
-from pdlib.models import INPUT, SOFTMAX
-from pdlib.runs import RunConfig, run_data, run_model, trained_model
+from pdlib.metrics import prediction_depth
+from pdlib.probes import captures
+from pdlib.runs import RunConfig, load_model, run_data, run_model
 
-__all__ = ["DEFAULT_VARIANT", "neighbour_variants", "reduced_embedding_variants", "rank_correlation"]
+__all__ = ["DEFAULT_VARIANT", "neighbour_variants", "reduced_embedding_variants", "variants_table", "reduced_tables"]
 
 #: The paper's choice, against which every variant is compared.
 DEFAULT_VARIANT = "k = 30, leave-one-out, training labels"
 
 
-def rank_correlation(a, b) -> float:
-    """Spearman rank correlation over the pairs where both are finite (average ranks for ties).
-
-    NaN when fewer than 3 pairs remain or either side is constant.
-    """
-    from scipy.stats import spearmanr
-
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    keep = np.isfinite(a) & np.isfinite(b)
-    a, b = a[keep], b[keep]
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float(spearmanr(a, b).statistic)
-
-
-def _recapture(config: RunConfig, progress):
-    """A cached run, its retrained network, its inputs (pool then test) and every probe's embedding."""
-    run = run_model(config, progress=progress)
-    model = trained_model(config, progress=progress)
+def _network(config: RunConfig):
+    """The cached run, its network (from stored weights), and its pool-then-test inputs."""
+    run = run_model(config, keep_weights=True)
     data = run_data(config)
-    inputs = torch.cat([data.pool_inputs, data.test_inputs])
-    return run, model, inputs, capture_embeddings(model, inputs, progress=progress)
+    return run, load_model(config), torch.cat([data.pool_inputs, data.test_inputs])
 
 
-def _probe_all(embeddings: dict, in_train: np.ndarray, k: int) -> dict:
-    """Leave-one-out neighbours of the training points and neighbours of the others, per probe."""
+def _neighbours(embedding: np.ndarray, in_train: np.ndarray, k: int) -> np.ndarray:
+    """Leave-one-out neighbours of the training points, plain neighbours of the others (n, k), as
+    indices into the training points."""
     train, held_out = np.flatnonzero(in_train), np.flatnonzero(~in_train)
-    out = {}
-    for name, embedding in embeddings.items():
-        reference = embedding[train]
-        neighbours = np.empty((len(in_train), k), dtype=np.int64)
-        neighbours[train] = knn_neighbours(reference, None, k=k)
-        neighbours[held_out] = knn_neighbours(reference, embedding[held_out], k=k)
-        out[name] = neighbours  # indices into the training points
-    return out
+    neighbours = np.empty((len(in_train), k), dtype=np.int64)
+    neighbours[train] = knn_neighbours(embedding[train], None, k=k)
+    neighbours[held_out] = knn_neighbours(embedding[train], embedding[held_out], k=k)
+    return neighbours
 
 
-def _depth(neighbours: dict, labels: np.ndarray, network: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    predictions = np.stack([vote(lists, labels, n_classes)[0] for lists in neighbours.values()])
+def _depth(predictions: list, network: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    predictions = np.stack(predictions)
     return predictions, prediction_depth(predictions, network)
 
 
-def neighbour_variants(config: RunConfig, consensus, *, ks=(1, 5, 10, 30, 100), progress: bool | None = None) -> dict:
-    """PD of every point of one network under each probe variant that reuses the neighbours.
+def neighbour_variants(config: RunConfig, consensus, *, ks=(1, 5, 10, 30, 100)) -> dict:
+    """PD of every point of one network under each variant that reuses the neighbour lists.
 
     Parameters
     ----------
     config : RunConfig
-        A cached run (e.g. one model of an ensemble); its weights come from
-        :func:`pdlib.runs.trained_model`.
+        A cached run with stored weights (e.g. one of the first models of an ensemble).
     consensus : array-like of int, shape (n_pool,)
         Consensus class of each pool point (-1 where unknown: the label is kept).
     ks : sequence of int
@@ -88,103 +69,152 @@ def neighbour_variants(config: RunConfig, consensus, *, ks=(1, 5, 10, 30, 100), 
     Returns
     -------
     dict
-        ``variants``: name to (probe predictions (n_probes, n), PD (n,)), the default
-        first; ``in_train`` (n,) bool; ``network`` (n,) predictions; ``cached_depth``
-        (n,) the run's stored PD, which the default variant must reproduce.
+        ``variants``: name to (probe predictions (n_probes, n), PD (n,)), the default first;
+        ``in_train`` (n,) bool; ``cached_depth`` (n,), the run's stored PD, which the default
+        variant must reproduce.
     """
     if config.k not in ks:
         raise ValueError(f"ks must include the run's k = {config.k}, got {ks}")
-    run, model, inputs, captured = _recapture(config, progress)
-    in_train = run["in_train"]
-    n_classes = captured.logits.shape[1]
-    network = captured.logits.argmax(axis=1)
-    train = np.flatnonzero(in_train)
-    fit_labels = run["fit_labels"][train]
-    neighbours = _probe_all(captured.embeddings, in_train, max(ks))
-
-    variants = {}
-    for k in sorted(ks, key=lambda value: value != config.k):
-        name = DEFAULT_VARIANT if k == config.k else f"k = {k}"
-        variants[name] = _depth({p: lists[:, :k] for p, lists in neighbours.items()}, fit_labels, network, n_classes)
-    # Counting the point itself: only training points change (held-out points are not in the support set).
+    run, model, inputs = _network(config)
+    in_train, train = run["in_train"], np.flatnonzero(run["in_train"])
+    fit_labels, n_classes = run["fit_labels"][train], run["logits"].shape[1]
+    consensus = np.asarray(consensus, dtype=np.int64)
+    consensus_labels = np.where(consensus >= 0, consensus, run["fit_labels"][~run["is_test"]])[train]
     position = np.full(len(in_train), -1)
     position[train] = np.arange(len(train))
-    with_self = {}
-    for probe, lists in neighbours.items():
-        lists = lists[:, :config.k].copy()
-        lists[train] = np.concatenate([position[train, None], lists[train, :config.k - 1]], axis=1)
-        with_self[probe] = lists
-    variants["point counts itself"] = _depth(with_self, fit_labels, network, n_classes)
-    consensus = np.asarray(consensus, dtype=np.int64)
-    pool_labels = run["fit_labels"][~run["is_test"]]
-    consensus_labels = np.where(consensus >= 0, consensus, pool_labels)[train]
-    variants["consensus labels"] = _depth({p: lists[:, :config.k] for p, lists in neighbours.items()},
-                                          consensus_labels, network, n_classes)
-    return {"variants": variants, "in_train": in_train, "network": network, "cached_depth": run["depth"]}
-
-
-def _map_shapes(model, sample: torch.Tensor, names) -> dict:
-    """Shape of each probe's activation for one input, e.g. (C, H, W) for a convolutional map."""
-    shapes, handles = {}, []
-    modules = dict(model.named_modules())
-    for name in names:
-        if name not in (INPUT, SOFTMAX):
-            handles.append(modules[name].register_forward_hook(
-                lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:]))))
-    try:
-        with torch.inference_mode():
-            model(sample)
-    finally:
-        for handle in handles:
-            handle.remove()
-    shapes[INPUT] = tuple(sample.shape[1:])
-    return shapes
+    names = [DEFAULT_VARIANT if k == config.k else f"k = {k}" for k in sorted(ks, key=lambda k: k != config.k)]
+    predictions = {name: [] for name in names + ["point counts itself", "consensus labels"]}
+    network = None
+    for group, (captured,) in captures(model, [inputs], progress=False):
+        network = captured.logits.argmax(axis=1)
+        for probe in group:
+            lists = _neighbours(captured.embeddings[probe], in_train, max(ks))
+            for name, k in zip(names, sorted(ks, key=lambda k: k != config.k)):
+                predictions[name].append(vote(lists[:, :k], fit_labels, n_classes)[0])
+            # Only training points change when a point counts itself (the others are not in the support set).
+            with_self = lists[:, :config.k].copy()
+            with_self[train] = np.concatenate([position[train, None], lists[train, :config.k - 1]], axis=1)
+            predictions["point counts itself"].append(vote(with_self, fit_labels, n_classes)[0])
+            predictions["consensus labels"].append(vote(lists[:, :config.k], consensus_labels, n_classes)[0])
+    return {"variants": {name: _depth(values, network) for name, values in predictions.items()},
+            "in_train": in_train, "cached_depth": run["depth"]}
 
 
 def reduced_embedding_variants(config: RunConfig, *, min_features: int = 1024, projection_dim: int = 256,
-                               seed: int = 0, progress: bool | None = None) -> dict:
-    """Exact probes against probes on reduced embeddings, for probes wider than ``min_features``.
+                               seed: int = 0) -> dict:
+    """Exact probes against probes on reduced embeddings, for convolutional maps wider than ``min_features``.
 
-    Reductions (only for convolutional maps with more than ``min_features`` numbers; the
-    other probes are left exact):
-
-    - ``average pooling 2x2``: the map pooled over 2 x 2 windows (4x fewer features);
-    - ``random projection to {projection_dim}``: a fixed Gaussian projection (seeded), which
-      preserves distances up to a factor 1 ± O(1/sqrt(projection_dim)).
+    Reductions (other probes stay exact): ``average pooling 2x2`` (4x fewer features) and
+    ``random projection to {projection_dim}`` (a fixed Gaussian projection, seeded, preserving
+    distances up to a factor 1 ± O(1/sqrt(projection_dim))).
 
     Returns
     -------
     dict
-        ``probe_names``; ``reduced`` (list of the probe names that were reduced);
-        ``variants``: name to (probe predictions (n_probes, n), PD (n,)), exact first;
-        ``features``: name to the number of features of each probe.
+        ``probe_names``; ``reduced`` (the probes that were reduced); ``variants``: name to (probe
+        predictions (n_probes, n), PD (n,)), exact first; ``features``: name to features per probe.
     """
-    run, model, inputs, captured = _recapture(config, progress)
-    names = list(captured.embeddings)
-    shapes = _map_shapes(model, inputs[:1], names)
-    wide = [name for name in names if len(shapes.get(name, ())) == 3 and captured.embeddings[name].shape[1] > min_features]
-    in_train = run["in_train"]
-    network = captured.logits.argmax(axis=1)
-    n_classes = captured.logits.shape[1]
+    run, model, inputs = _network(config)
+    in_train, n_classes = run["in_train"], run["logits"].shape[1]
     fit_labels = run["fit_labels"][in_train]
+    shapes = _map_shapes(model, inputs[:1])
+    generator = np.random.default_rng(seed)
 
     def pooled(name, embedding):
-        maps = torch.from_numpy(embedding).view(-1, *shapes[name])
-        return F.avg_pool2d(maps, 2, ceil_mode=True).flatten(1).numpy()
-
-    generator = np.random.default_rng(seed)
+        return F.avg_pool2d(torch.from_numpy(embedding).view(-1, *shapes[name]), 2, ceil_mode=True).flatten(1).numpy()
 
     def projected(name, embedding):
         matrix = generator.standard_normal((embedding.shape[1], projection_dim)).astype(np.float32)
         return embedding @ (matrix / np.sqrt(projection_dim))
 
     reductions = {"exact": None, "average pooling 2x2": pooled, f"random projection to {projection_dim}": projected}
-    variants, features = {}, {}
-    for variant, reduce in reductions.items():
-        embeddings = {name: (reduce(name, emb) if reduce is not None and name in wide else emb)
-                      for name, emb in captured.embeddings.items()}
-        features[variant] = [embeddings[name].shape[1] for name in names]
-        neighbours = _probe_all(embeddings, in_train, config.k)
-        variants[variant] = _depth(neighbours, fit_labels, network, n_classes)
-    return {"probe_names": names, "reduced": wide, "variants": variants, "features": features,
-            "cached_depth": run["depth"]}
+    predictions = {name: [] for name in reductions}
+    features = {name: [] for name in reductions}
+    names, wide, network = [], [], None
+    for group, (captured,) in captures(model, [inputs], progress=False):
+        network = captured.logits.argmax(axis=1)
+        for probe in group:
+            embedding = captured.embeddings[probe]
+            names.append(probe)
+            is_wide = len(shapes.get(probe, ())) == 3 and embedding.shape[1] > min_features
+            wide += [probe] if is_wide else []
+            for variant, reduce in reductions.items():
+                reduced = reduce(probe, embedding) if reduce is not None and is_wide else embedding
+                features[variant].append(reduced.shape[1])
+                lists = _neighbours(reduced, in_train, config.k)
+                predictions[variant].append(vote(lists, fit_labels, n_classes)[0])
+    return {"probe_names": names, "reduced": wide, "features": features, "cached_depth": run["depth"],
+            "variants": {name: _depth(values, network) for name, values in predictions.items()}}
+
+
+def _map_shapes(model, sample: torch.Tensor) -> dict:
+    """Shape of each probed module's output for one input, e.g. (C, H, W) for a convolutional map."""
+    shapes, modules = {}, dict(model.named_modules())
+    handles = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:])))
+               for name in model.probe_points if name in modules]
+    try:
+        with torch.inference_mode():
+            model(sample)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
+
+
+def variants_table(reprobed: list, stats: dict):
+    """Each variant of :func:`neighbour_variants` against the default, over every (network, point) pair.
+
+    Parameters
+    ----------
+    reprobed : list of dict
+        :func:`neighbour_variants` of several networks of one ensemble.
+    stats : dict
+        :func:`pdlib.ensembles.ensemble_statistics` of that ensemble (for the consistency score).
+
+    Returns
+    -------
+    pandas.DataFrame indexed by variant: mean PD of training / held-out points, and Spearman rank
+    correlations with the default variant and with the consistency score.
+    """
+    import pandas as pd
+
+    from pdlib.metrics import rank_correlation
+
+    n_pool = len(stats["labels"])
+    held = np.concatenate([~r["in_train"][:n_pool] for r in reprobed])
+    consistency = np.tile(stats["consistency"], len(reprobed))
+    default = np.concatenate([r["variants"][DEFAULT_VARIANT][1][:n_pool] for r in reprobed])
+    rows = []
+    for name in reprobed[0]["variants"]:
+        depth = np.concatenate([r["variants"][name][1][:n_pool] for r in reprobed])
+        rows.append({"variant": name, "mean PD (train)": depth[~held].mean(), "mean PD (held out)": depth[held].mean(),
+                     "rank corr. with default (train)": rank_correlation(depth[~held], default[~held]),
+                     "rank corr. with default (held out)": rank_correlation(depth[held], default[held]),
+                     "rank corr. PD_train vs consistency": rank_correlation(depth[~held], consistency[~held]),
+                     "rank corr. PD_val vs consistency": rank_correlation(depth[held], consistency[held])})
+    return pd.DataFrame(rows).set_index("variant")
+
+
+def reduced_tables(reduced: dict):
+    """Per reduced probe, label agreement with the exact probe; per variant, PD agreement with exact PD.
+
+    Returns ``(per_probe, summary)`` DataFrames from :func:`reduced_embedding_variants`'s output.
+    """
+    import pandas as pd
+
+    from pdlib.metrics import rank_correlation
+
+    names = reduced["probe_names"]
+    exact_predictions, exact_depth = reduced["variants"]["exact"]
+    per_probe = pd.DataFrame(
+        [{"variant": variant, "probe": name, "features (exact)": reduced["features"]["exact"][i],
+          "features (reduced)": reduced["features"][variant][i],
+          "label agreement with exact (%)": 100 * np.mean(predictions[i] == exact_predictions[i])}
+         for variant, (predictions, _) in reduced["variants"].items() if variant != "exact"
+         for i, name in enumerate(names) if name in reduced["reduced"]],
+        columns=["variant", "probe", "features (exact)", "features (reduced)", "label agreement with exact (%)"])
+    summary = pd.DataFrame([{"variant": variant, "PD agreement with exact (%)": 100 * np.mean(depth == exact_depth),
+                             "rank corr. of PD with exact": rank_correlation(depth, exact_depth),
+                             "mean PD": depth.mean()}
+                            for variant, (_, depth) in reduced["variants"].items()]).set_index("variant")
+    return per_probe, summary

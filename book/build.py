@@ -1,26 +1,27 @@
-"""Execute the chapter notebooks with papermill, then build the Jupyter Book.
+"""Execute the chapter notebooks with papermill, then build the Jupyter Book (``make book``).
 
-Run as ``python -m pdlib.book --profile laptop`` (``make book``). For each chapter
-listed in ``_toc.yml`` as ``book/chapters/<stem>``:
+Run as ``python book/build.py --profile laptop``. For each chapter listed in ``_toc.yml`` as
+``book/chapters/<stem>``:
 
-1. ``notebooks/<stem>.md`` (jupytext MyST) is converted to ``.ipynb``, because
-   papermill cannot read text notebooks;
-2. papermill executes it with ``-p profile <profile>`` in the ``python3`` kernel, with
-   the book root as working directory;
-3. a "Parameters" admonition (parameter values, wall time, the command that re-runs
-   it) is inserted after the title cell, and the result is written atomically to
-   ``book/chapters/<stem>.ipynb`` (git-ignored; the book renders these).
+1. ``notebooks/<stem>.md`` (jupytext MyST) is converted to ``.ipynb``, because papermill
+   cannot read text notebooks;
+2. papermill executes it with ``-p profile <profile>`` in the ``python3`` kernel, with the book
+   root as working directory;
+3. the visible parameters cell is rewritten to show the values the page was run with, a
+   "Parameters of this run" box (wall time, hardware, the set-up of each figure in the
+   profile's plan, the command that re-runs the page) is inserted after the title, and the
+   result is written atomically to ``book/chapters/<stem>.ipynb`` (git-ignored).
 
-Then ``jupyter-book build . --builder html -W -n --keep-going --all`` writes
-``_build/html``; any Sphinx warning fails the command. Wall times are printed and
-saved to ``_build/timings.json``.
+Then ``jupyter-book build . --builder html -W -n --keep-going --all`` writes ``_build/html``;
+Sphinx's ``-W`` turns any warning into a failed build. Wall times are printed and saved to
+``_build/timings.json``.
 
-``--refs-only`` executes every notebook in the smoke profile and writes the nbval
-references ``tests/notebooks/<NN>_<stem>.ipynb`` instead (no book build), numbered in
-book order so that nbval runs them in that order.
+The ``paper-dryrun`` profile first writes small stand-in datasets in each real format
+(``book/standins.py``) and runs on them, with a run cache of its own.
 
-This module imports nothing from the rest of pdlib, so it also runs as a script:
-``python pdlib/book.py --root DIR``.
+``--refs-only`` executes every notebook in the smoke profile and writes the nbval references
+``tests/notebooks/<NN>_<stem>.ipynb`` instead (no book build), numbered in book order so that
+nbval runs them in that order.
 """
 
 from __future__ import annotations
@@ -42,15 +43,12 @@ from pathlib import Path
 
 __all__ = ["PROFILES", "toc_files", "toc_chapters", "notebook_sources", "execute_chapter", "build_book", "main"]
 
-PROFILES = ("smoke", "laptop", "paper")
+PROFILES = ("smoke", "laptop", "paper", "paper-dryrun")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHAPTER_DIR = "book/chapters"  # executed notebooks the book renders (git-ignored)
 REFS_DIR = "tests/notebooks"  # committed smoke-profile executions, the nbval references
 SOURCE_DIR = "notebooks"  # jupytext MyST sources
 KERNEL = "python3"
-#: Lines of the jupyter-book log that count as a failed build even if its exit status is 0.
-_WARNING_LINE = re.compile(r"(WARNING|ERROR|CRITICAL|SEVERE):")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class BookError(RuntimeError):
@@ -208,30 +206,30 @@ def _hardware() -> str:
     return text
 
 
-def parameters_markdown(stem: str, profile: str, parameters: dict, seconds: float, date: str) -> str:
-    """The "Parameters" admonition inserted after a chapter's title.
+def parameters_markdown(stem: str, profile: str, seconds: float, date: str) -> str:
+    """The "Parameters of this run" box inserted after a chapter's title: how the page was made,
+    the set-up of each of its figures in the profile's plan, and how to re-run it."""
+    plan = ""
+    try:
+        from pdlib.profiles import CHAPTER_FIGURES, FIGURES, PROFILES
 
-    ``parameters`` maps each name of the parameters cell to ``(value, default)``:
-    the value used (papermill's injected one, or the default) and the default source
-    expression, both as Python source text.
-    """
-    rows = "\n".join(f"| {_cell(name)} | {_cell(value)} | {_cell(default)} |"
-                     for name, (value, default) in parameters.items())
+        if stem in CHAPTER_FIGURES and profile in PROFILES:
+            rows = "\n".join(f"| {FIGURES[f]} | {PROFILES[profile].setup(f).describe(PROFILES[profile])} |"
+                             for f in CHAPTER_FIGURES[stem])
+            plan = f"\n\n| Figure | Networks in the {profile} profile |\n|:--|:--|\n{rows}"
+    except ImportError:  # the runner also works on a book without pdlib
+        pass
     return f"""\
 ````{{admonition}} Parameters of this run: profile {profile}
 :class: note dropdown
 
 This page was executed by papermill with profile **{profile}**, in {_format_seconds(seconds)}
-on {_hardware()} ({date}).
-
-| Parameter | Value used | Default in `notebooks/{stem}.md` |
-|:--|:--|:--|
-{rows}
+on {_hardware()} ({date}). The code cell under "parameters" shows the values it ran with.{plan}
 
 To re-run this chapter alone and rebuild the book:
 
 ```bash
-python -m pdlib.book --profile {profile} --only {stem}
+python book/build.py --profile {profile} --only {stem}
 ```
 
 or by hand, without the book (the executed notebook is `out.ipynb`):
@@ -243,6 +241,26 @@ papermill notebooks/{stem}.ipynb out.ipynb -p profile {profile}
 
 The whole book: `make book PROFILE={profile}`.
 ````"""
+
+
+def show_values_used(nb, injected: dict) -> None:
+    """Rewrite the parameters cell so that it shows the values papermill injected, and hide
+    papermill's own injected cell: the page shows each parameter once, with the value used."""
+    from papermill.translators import PythonTranslator
+
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "parameters" in tags:
+            lines = []
+            for line in cell.source.splitlines():
+                match = re.match(r"^(\w+)\s*=\s*(.*?)(\s*#.*)?$", line)
+                if match and match.group(1) in injected:
+                    value = PythonTranslator.translate(injected[match.group(1)])
+                    line = f"{match.group(1)} = {value}{match.group(3) or ''}"
+                lines.append(line)
+            cell.source = "\n".join(lines)
+        elif "injected-parameters" in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
 
 
 def parameter_defaults(source: str) -> dict[str, str]:
@@ -328,19 +346,11 @@ def execute_chapter(source: Path, destination: Path, profile: str, root: Path, *
 
     injected = result.metadata.get("papermill", {}).get("parameters", {})
     if kind == "book":
-        from papermill.translators import PythonTranslator
-
-        parameters = {name: (PythonTranslator.translate(injected[name]) if name in injected else default, default)
-                      for name, default in defaults.items()}
-        date = datetime.date.today().isoformat()
+        show_values_used(result, injected)
         admonition = nbformat.v4.new_markdown_cell(
-            parameters_markdown(stem, profile, parameters, seconds, date),
-            metadata={"tags": ["pdlib-parameters"]},
-        )
+            parameters_markdown(stem, profile, seconds, datetime.date.today().isoformat()),
+            metadata={"tags": ["pdlib-parameters"]})
         result.cells.insert(_after_title(result), admonition)
-        for cell in result.cells:  # the admonition shows the injected values; hide papermill's cell
-            if "injected-parameters" in cell.metadata.get("tags", []):
-                cell.metadata["tags"] = [*cell.metadata["tags"], "remove-cell"]
     else:
         _strip_volatile_metadata(result)
     result.metadata.setdefault("pdlib", {})["profile"] = profile
@@ -352,26 +362,16 @@ def execute_chapter(source: Path, destination: Path, profile: str, root: Path, *
 
 
 def build_book(root: Path) -> float:
-    """Run ``jupyter-book build`` (HTML, warnings are errors); returns its wall time in seconds."""
+    """Run ``jupyter-book build`` (HTML; ``-W``: any Sphinx warning fails it); returns its wall time."""
     command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
                "build", str(root), "--builder", "html", "-W", "-n", "--keep-going", "--all"]
     print("[book] jupyter-book build", root, "--builder html -W -n --keep-going --all", flush=True)
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    problems = []
-    assert process.stdout is not None
-    for line in process.stdout:
-        sys.stdout.write(line)
-        if _WARNING_LINE.search(line):
-            problems.append(_ANSI.sub("", line).rstrip())
-    returncode = process.wait()
-    seconds = time.perf_counter() - start
-    if returncode != 0 or problems:
-        listed = "\n".join(problems[:50])
-        raise BookError(f"jupyter-book build failed (exit status {returncode}, "
-                        f"{len(problems)} warning/error lines):\n{listed}")
+    returncode = subprocess.run(command, cwd=root).returncode
+    if returncode != 0:
+        raise BookError(f"jupyter-book build failed (exit status {returncode}); its warnings are printed above")
     print(f"[book] HTML in {root / '_build' / 'html'}", flush=True)
-    return seconds
+    return time.perf_counter() - start
 
 
 def _save_timings(root: Path, records: list[dict]) -> Path:
@@ -410,7 +410,7 @@ def _summary(records: list[dict], failures: dict[str, str]) -> str:
 
 def _parse(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m pdlib.book",
+        prog="python book/build.py",
         description="Execute the chapter notebooks with papermill and build the Jupyter Book.",
     )
     parser.add_argument("--profile", choices=PROFILES, default="laptop",
@@ -468,7 +468,7 @@ def _check_executed_chapters(root: Path, profile: str) -> None:
         if used != profile:
             other_profile.append(f"{stem} ({used})")
     if missing:
-        raise BookError(f"not executed yet: {', '.join(missing)}; run python -m pdlib.book --profile {profile} "
+        raise BookError(f"not executed yet: {', '.join(missing)}; run python book/build.py --profile {profile} "
                         f"--only {' '.join(missing)}")
     if other_profile:
         print(f"[book] note: the book mixes profiles; executed with another profile: {', '.join(other_profile)}",
@@ -490,9 +490,24 @@ def main(argv=None) -> int:
     else:
         relay = _relay_progress(root / "_build" / "progress.log")
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # silences a debugger warning at kernel start
+    if args.profile == "paper-dryrun":
+        _use_standins(root)
     progress = not quiet and sys.stderr.isatty()
     with relay:
         return _run(args, root, progress)
+
+
+def _use_standins(root: Path) -> None:
+    """Point the kernels at freshly written stand-in datasets and at a run cache of their own."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from standins import write_standins
+
+    folder = root / "_build" / "paper-dryrun"
+    os.environ["PDLIB_DATA"] = str(write_standins(folder / "data"))
+    base = Path(os.environ.get("PDLIB_CACHE") or REPO_ROOT / "data" / "cache")
+    os.environ["PDLIB_CACHE"] = str(base / "paper-dryrun-standins")
+    print(f"[book] paper-dryrun: stand-in datasets in {os.environ['PDLIB_DATA']}, run cache "
+          f"{os.environ['PDLIB_CACHE']}", flush=True)
 
 
 @contextlib.contextmanager
