@@ -67,11 +67,11 @@ def gallery(runs: list, config) -> dict:
     ``images`` (n, H, W[, 3]) in [0, 1], ``labels``, ``predictions`` (first network), ``depth``
     (mean over the runs) and ``class_names``; ``config`` is the first run's RunConfig.
     """
-    from pdlib.data import DATASETS
+    from pdlib.data import dataset_info
     from pdlib.figures import display_images
     from pdlib.runs import run_data
 
-    pool, data, info = ~runs[0]["is_test"], run_data(config), DATASETS[config.dataset]
+    pool, data, info = ~runs[0]["is_test"], run_data(config), dataset_info(config.dataset)
     return {"images": display_images(data.pool_inputs, info.mean, info.std), "labels": runs[0]["labels"][pool],
             "predictions": runs[0]["network_predictions"][pool].astype(np.int64),
             "depth": np.mean([run["depth"][pool] for run in runs], axis=0), "class_names": data.class_names}

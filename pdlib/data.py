@@ -190,7 +190,7 @@ def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | N
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     folder = data_root(root)
     # digits ignores the data root; one cache entry serves every root.
-    key = "" if name == "digits" else str(folder.resolve())
+    key = "" if name == "digits" or name.startswith(FILE_PREFIX) else str(folder.resolve())
     try:
         pixels, labels = _read(name, split, key)
     except _Missing as missing:
@@ -203,10 +203,86 @@ def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | N
     return LabelledImages(inputs, torch.from_numpy(labels.copy()), info.class_names, name)
 
 
-def _dataset_info(name) -> DatasetInfo:
+def dataset_info(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` of a dataset of :data:`DATASETS` or of one made by :func:`register_arrays`."""
+    if isinstance(name, str) and name.startswith(FILE_PREFIX):
+        return _file_info(name)
     if not isinstance(name, str) or name not in DATASETS:
-        raise ValueError(f"name must be one of {', '.join(DATASETS)}; got {name!r}")
+        raise ValueError(f"name must be one of {', '.join(DATASETS)} or a registered 'file:' dataset; got {name!r}")
     return DATASETS[name]
+
+
+_dataset_info = dataset_info
+
+#: Names of datasets made from arrays start with this, followed by a hash of their contents.
+FILE_PREFIX = "file:"
+
+
+def register_arrays(pixels, labels, class_names, *, folder, is_test=None) -> str:
+    """Make images in memory loadable by name, like the built-in datasets (for ``pdlib audit``).
+
+    The images are written once to ``<folder>/<hash>.npz`` (atomically); the name is
+    ``"file:<hash>"`` with a hash of the contents, so a run cache keyed by it never mixes two
+    datasets. ``$PDLIB_FILE_DATA`` is set to ``folder`` so that child processes find the file.
+
+    Parameters
+    ----------
+    pixels : ndarray of uint8, shape (n, C, H, H)
+    labels : ndarray of int, shape (n,), values in ``[0, len(class_names))``
+    class_names : sequence of str
+    folder : path-like
+    is_test : ndarray of bool, shape (n,), optional
+        Rows that form the ``"test"`` split; by default every row is in ``"train"``.
+
+    Returns
+    -------
+    str
+        The dataset's name, for :func:`load_dataset` and :class:`pdlib.runs.RunConfig`.
+    """
+    import hashlib
+
+    pixels, labels = np.ascontiguousarray(pixels, dtype=np.uint8), np.asarray(labels, dtype=np.int64)
+    is_test = np.zeros(len(labels), bool) if is_test is None else np.asarray(is_test, dtype=bool)
+    if pixels.ndim != 4 or pixels.shape[2] != pixels.shape[3] or len(pixels) != len(labels) != len(is_test):
+        raise ValueError(f"pixels must be (n, C, H, H) uint8 with one label per image; got {pixels.shape}, "
+                         f"{labels.shape}")
+    digest = hashlib.sha256()
+    for part in (pixels.tobytes(), labels.tobytes(), is_test.tobytes(), "\0".join(class_names).encode()):
+        digest.update(part)
+    name, folder = FILE_PREFIX + digest.hexdigest()[:16], Path(folder).resolve()
+    path = folder / f"{name[len(FILE_PREFIX):]}.npz"
+    if not path.exists():
+        train = pixels[~is_test].astype(np.float64) / 255.0
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as out:
+            np.savez(out, pixels=pixels, labels=labels, is_test=is_test, class_names=np.asarray(class_names, dtype=str),
+                     mean=train.mean(axis=(0, 2, 3)), std=np.maximum(train.std(axis=(0, 2, 3)), 1e-3))
+        os.replace(out.name, path)
+    os.environ["PDLIB_FILE_DATA"] = str(folder)
+    return name
+
+
+def _file_path(name: str) -> Path:
+    folder = os.environ.get("PDLIB_FILE_DATA")
+    path = Path(folder or ".") / f"{name[len(FILE_PREFIX):]}.npz"
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{name}: no {path.name} in $PDLIB_FILE_DATA ({folder}); register it with "
+                                   "pdlib.data.register_arrays first")
+    return path
+
+
+@functools.lru_cache(maxsize=8)
+def _file_info(name: str) -> DatasetInfo:
+    with np.load(_file_path(name), allow_pickle=False) as data:
+        classes, shape = tuple(str(c) for c in data["class_names"]), data["pixels"].shape
+        return DatasetInfo(name, len(classes), shape[1], shape[2], classes, tuple(data["mean"].tolist()),
+                           tuple(data["std"].tolist()))
+
+
+def _read_file(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(_file_path(name), allow_pickle=False) as data:
+        rows = data["is_test"] if split == "test" else ~data["is_test"]
+        return data["pixels"][rows], data["labels"][rows]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,7 +293,7 @@ def _dataset_info(name) -> DatasetInfo:
 
 @functools.lru_cache(maxsize=8)
 def _read(name: str, split: str, root: str) -> tuple[np.ndarray, np.ndarray]:
-    pixels, labels = _READERS[name](split, Path(root))
+    pixels, labels = _read_file(name, split) if name.startswith(FILE_PREFIX) else _READERS[name](split, Path(root))
     pixels, labels = np.ascontiguousarray(pixels), labels.astype(np.int64)
     for array in (pixels, labels):
         array.setflags(write=False)  # cached: a stray in-place write would corrupt later loads

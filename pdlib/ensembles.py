@@ -156,11 +156,15 @@ def _execute(pending, executor, device, keep, ray_address, threads):
         yield refs.pop(done[0]), ray.get(done[0])
 
 
-def ensemble_statistics(ensemble: Ensemble) -> dict:
+def ensemble_statistics(ensemble: Ensemble, *, reference: str = "labels") -> dict:
     """Per-point statistics of an ensemble, from its models' (r, n) arrays of predictions and depths.
 
     At the paper's scale (250 models, 50,000 points) these arrays take about 25 MB each, so
     they are stacked and handed to the batch functions of :mod:`pdlib.metrics`.
+
+    ``reference`` names the labels that consistency and the consensus tie rule refer to:
+    ``"labels"`` (the ground truth) or ``"fit_labels"`` (the labels the networks were trained on,
+    which is all a user auditing a dataset knows).
 
     Returns
     -------
@@ -182,7 +186,7 @@ def ensemble_statistics(ensemble: Ensemble) -> dict:
     train_accuracy, labels, n_probes, n_classes = [], None, 0, 0
     for artifact in ensemble.artifacts():
         pool = ~artifact["is_test"]
-        labels, n_probes, n_classes = artifact["labels"][pool], len(artifact.meta["probe_names"]), \
+        labels, n_probes, n_classes = artifact[reference][pool], len(artifact.meta["probe_names"]), \
             artifact["logits"].shape[1]
         history = artifact["checkpoint_predictions"]
         rows["predictions"].append(artifact["network_predictions"][pool])

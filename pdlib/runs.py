@@ -17,7 +17,7 @@ import torch
 
 from pdlib._checks import default_device
 from pdlib.cache import Artifact, load_artifact, load_or_compute
-from pdlib.data import DATASETS, load_dataset
+from pdlib.data import dataset_info, load_dataset
 from pdlib.models import make_model
 from pdlib.probes import probe_model
 from pdlib.sampling import corrupt_labels, select_classes, stratified_subset, train_val_split
@@ -104,7 +104,7 @@ def _prepare(config: RunConfig) -> _Prepared:
     """Data, labels, split and initial network of ``config`` (deterministic)."""
     data = run_data(config)
     n_pool = len(data.pool_labels)
-    info = DATASETS[config.dataset]
+    info = dataset_info(config.dataset)
     n_classes = len(config.classes) or info.n_classes
     fit_labels, corrupted = (corrupt_labels(data.pool_labels, config.label_noise, n_classes, config.data_seed,
                                             pair=config.noise_pair or None)
@@ -250,7 +250,7 @@ def load_model(config: RunConfig, *, device=None) -> torch.nn.Module:
     if artifact.weights_path is None:
         raise FileNotFoundError(f"run cached without its weights: recompute it with run_model(config, "
                                 f"keep_weights=True) ({artifact.path})")
-    info = DATASETS[config.dataset]
+    info = dataset_info(config.dataset)
     model = make_model(config.arch, len(artifact.meta["class_names"]), info.in_channels, info.image_size,
                        width=config.width)
     model.load_state_dict(artifact.load_weights())

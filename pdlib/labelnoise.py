@@ -1,0 +1,164 @@
+"""Per-example difficulty and label-error scores from a 90:10 ensemble, and how well they find errors.
+
+Everything is computed from the *given* labels (those the networks were trained on), which is
+all a user auditing a dataset knows. :func:`example_scores` gives one row per example;
+:data:`METHODS` are the rankings compared in the "Finding label errors" chapter, all from the
+same ensemble so that every method gets the same compute.
+
+The suspicion score
+    ``suspicion = (1 - Ĉ) * (1 + (PD_train - PD_val) / max_PD) / 2``, in [0, 1].
+
+    ``1 - Ĉ`` is the share of held-out networks that reject the given label (Eq. 1). The second
+    factor is the position along the diagonal of the (PD_val, PD_train) plane, from the
+    "ambiguous unless the label is given" corner (0) to the "looks like a different class" corner
+    (1): a mislabeled image is decided early as another class when held out (low PD_val), and its
+    wrong label can only be memorised late when trained on (high PD_train). A point is suspicious
+    when held-out networks reject its label *and* the plane says it looks like a different class;
+    an ambiguous point (both PDs high) gets half the weight of its rejection.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pdlib.difficulty import CORNERS
+from pdlib.ensembles import Ensemble, ensemble_statistics
+from pdlib.metrics import bootstrap_interval
+
+__all__ = ["suspicion_score", "example_scores", "METHODS", "method_scores", "detection_table"]
+
+
+def suspicion_score(consistency, depth_val, depth_train, max_depth: int) -> np.ndarray:
+    """The suspicion score (module docstring), shape (n,); NaN where a point was never held out or trained on.
+
+    >>> suspicion_score([0.0, 1.0, 0.5], [0, 0, 8], [8, 0, 8], 8).tolist()
+    [1.0, 0.0, 0.25]
+    """
+    consistency, val, train = (np.asarray(a, dtype=np.float64) for a in (consistency, depth_val, depth_train))
+    return (1 - consistency) * (1 + (train - val) / max_depth) / 2
+
+
+def _held_out_means(ensemble: Ensemble, n_classes: int) -> dict:
+    """Out-of-fold softmax probabilities, output margins, AUM and training loss, averaged per point."""
+    sums = {"probabilities": 0.0, "margin": 0.0, "aum": 0.0, "loss": 0.0}
+    held_count = train_count = 0
+    for artifact in ensemble.artifacts():
+        pool = ~artifact["is_test"]
+        held = ~artifact["in_train"][pool]
+        logits = artifact["logits"][pool].astype(np.float64)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        given = artifact["fit_labels"][pool]
+        top_two = np.sort(logits, axis=1)[:, -2:]
+        sums["probabilities"] = sums["probabilities"] + np.where(held[:, None], np.exp(log_p), 0.0)
+        sums["margin"] = sums["margin"] + np.where(held, top_two[:, 1] - top_two[:, 0], 0.0)
+        sums["aum"] = sums["aum"] + np.where(held, 0.0, np.nan_to_num(artifact["aum"][pool].astype(np.float64)))
+        sums["loss"] = sums["loss"] + np.where(held, 0.0, -log_p[np.arange(len(given)), given])
+        held_count, train_count = held_count + held, train_count + ~held
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"probabilities": sums["probabilities"] / held_count[:, None],
+                "output margin": sums["margin"] / held_count, "AUM": sums["aum"] / train_count,
+                "training loss": sums["loss"] / train_count}
+
+
+def example_scores(ensemble: Ensemble, *, class_names=None):
+    """One row per pool example, in pool order: the audit table.
+
+    Columns: ``given label``, ``consensus class``, ``C*``, ``Ĉ``, ``PD_train``, ``PD_val``,
+    ``iteration learned`` (rescaled, mean over all appearances), ``output margin`` (mean over
+    held-out appearances, in logits), ``AUM`` (mean over training appearances), ``training loss``,
+    ``difficulty type`` (nearest corner of the rescaled plane), ``distance to corner`` and
+    ``suspicion``; plus ``probabilities``, the out-of-fold softmax (n, n_classes), in ``.attrs``.
+
+    Returns
+    -------
+    pandas.DataFrame indexed by pool position
+    """
+    import pandas as pd
+
+    stats = ensemble_statistics(ensemble, reference="fit_labels")
+    max_depth = stats["n_probes"] - 1
+    means = _held_out_means(ensemble, stats["n_classes"])
+    x, y = stats["depth_val"] / max_depth, stats["depth_train"] / max_depth
+    corners = list(CORNERS)
+    distance = np.stack([np.hypot(x - cx, y - cy) for cx, cy in CORNERS.values()])
+    nearest = np.nanargmin(np.where(np.isfinite(distance), distance, np.inf), axis=0)
+    names = (lambda c: class_names[c] if c >= 0 else "") if class_names is not None else (lambda c: c)
+    iteration = np.nanmean(stats["iteration"], axis=0) if np.isfinite(stats["iteration"]).any() else \
+        np.full(len(x), np.nan)
+    table = pd.DataFrame({
+        "given label": [names(c) for c in stats["labels"]],
+        "consensus class": [names(c) for c in stats["consensus"]],
+        "C*": stats["consensus_consistency"], "Ĉ": stats["consistency"],
+        "PD_train": stats["depth_train"], "PD_val": stats["depth_val"], "iteration learned": iteration,
+        "output margin": means["output margin"], "AUM": means["AUM"], "training loss": means["training loss"],
+        "difficulty type": [corners[i] for i in nearest],
+        "distance to corner": distance[nearest, np.arange(len(x))],
+        "suspicion": suspicion_score(stats["consistency"], stats["depth_val"], stats["depth_train"], max_depth),
+        "held out": stats["n_held_out"], "trained on": stats["n_trained"]})
+    table.index.name = "pool index"
+    table.attrs.update(probabilities=means["probabilities"], labels=stats["labels"], consensus=stats["consensus"],
+                       n_models=stats["n_models"], max_depth=max_depth)
+    return table
+
+
+#: Label-error rankings compared in the book; higher score = more likely mislabeled.
+METHODS = ("pdlib suspicion score", "PD plane: 'looks like a different class' corner",
+           "consensus ≠ label, ranked by C*", "consistency Ĉ", "cleanlab label quality", "AUM", "training loss")
+
+
+def method_scores(table) -> dict:
+    """Each method's score for every example of :func:`example_scores` (NaN-free; higher = more suspicious)."""
+    from cleanlab.rank import get_label_quality_scores
+
+    labels, consensus = table.attrs["labels"], table.attrs["consensus"]
+    probabilities = np.nan_to_num(table.attrs["probabilities"], nan=1.0 / table.attrs["probabilities"].shape[1])
+    cx, cy = CORNERS["looks like a different class"]
+    max_depth = table.attrs["max_depth"]
+    corner = -np.hypot(table["PD_val"].to_numpy() / max_depth - cx, table["PD_train"].to_numpy() / max_depth - cy)
+    cstar = table["C*"].to_numpy()
+    scores = {METHODS[0]: table["suspicion"].to_numpy(), METHODS[1]: corner,
+              METHODS[2]: np.where(consensus != labels, cstar, -cstar), METHODS[3]: 1 - table["Ĉ"].to_numpy(),
+              METHODS[4]: 1 - get_label_quality_scores(labels, probabilities),
+              METHODS[5]: -table["AUM"].to_numpy(), METHODS[6]: table["training loss"].to_numpy()}
+    return {name: np.nan_to_num(score, nan=-np.inf) for name, score in scores.items()}
+
+
+def _precision_at_k(score, truth, k: int) -> float:
+    order = np.lexsort((np.arange(len(score)), -score))  # ties by index: deterministic
+    return float(truth[order[:k]].mean())
+
+
+def detection_table(scores: dict, corrupted, *, n_boot: int = 200, seed: int = 0):
+    """AUROC, average precision and precision at k (k = number of corrupted labels), with 95 % intervals.
+
+    Parameters
+    ----------
+    scores : dict of str to ndarray, shape (n,)
+        :func:`method_scores`.
+    corrupted : ndarray of bool, shape (n,)
+        Which labels were flipped.
+
+    Returns
+    -------
+    pandas.DataFrame indexed by method
+    """
+    import pandas as pd
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    truth = np.asarray(corrupted, dtype=bool)
+    k = int(truth.sum())
+    measures = {"AUROC": lambda s, t: roc_auc_score(t, s) if 0 < t.sum() < len(t) else np.nan,
+                "average precision": lambda s, t: average_precision_score(t, s) if t.any() else np.nan,
+                "precision at k": lambda s, t: _precision_at_k(s, t, max(1, int(t.sum())))}
+    rows = []
+    for method, score in scores.items():
+        finite = np.where(np.isfinite(score), score, np.min(score[np.isfinite(score)], initial=0) - 1)
+        row = {"method": method}
+        for name, measure in measures.items():
+            low, high = bootstrap_interval(measure, finite, truth, n_boot=n_boot, seed=seed)
+            row |= {name: measure(finite, truth), f"{name} low": low, f"{name} high": high}
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("method")
+    table.attrs["k"] = k
+    return table
