@@ -105,16 +105,18 @@ def seed_runs(profile: Profile, figure: str, task: str, arch: str, n_models: int
 
 
 def ensemble(profile: Profile, figure: str, task: str, arch: str, n_models: int = 0, *, label_noise: float = 0.0,
-             noise_pair: tuple = (), executor: str = "local", progress: bool | None = None) -> Ensemble:
+             noise_pair: tuple = (), holdout_folds: int = 0, executor: str = "local",
+             progress: bool | None = None) -> Ensemble:
     """The 90:10 ensemble of an ``ensemble`` figure (cached, resumable; ``executor="ray"`` spreads it).
 
     Figures with the same task, architecture and pool share models: an ensemble of 10 is the first
-    10 models of one of 40.
+    10 models of one of 40. ``holdout_folds=10`` holds out folds instead of random subsets, so that
+    every point is held out equally often (see :class:`pdlib.runs.RunConfig`).
     """
     setup = profile.setup(figure)
     train = dataclasses.replace(profile.train_config(arch), n_checkpoints=profile.n_checkpoints)
     template = run_config(profile, task, arch, n_pool=setup.n_pool, holdout_fraction=0.1, train=train,
-                          label_noise=label_noise, noise_pair=tuple(noise_pair))
+                          label_noise=label_noise, noise_pair=tuple(noise_pair), holdout_folds=holdout_folds)
     return run_ensemble(template, n_models or setup.n_models, executor=executor, keep_weights=KEEP_WEIGHTS,
                         progress=progress)
 

@@ -25,7 +25,8 @@ from pdlib.difficulty import CORNERS
 from pdlib.ensembles import Ensemble, ensemble_statistics
 from pdlib.metrics import bootstrap_interval
 
-__all__ = ["suspicion_score", "example_scores", "METHODS", "method_scores", "detection_table"]
+__all__ = ["suspicion_score", "example_scores", "METHODS", "method_scores", "detection_table", "judge_methods",
+           "fig_detection", "summary_table"]
 
 
 def suspicion_score(consistency, depth_val, depth_train, max_depth: int) -> np.ndarray:
@@ -162,3 +163,64 @@ def detection_table(scores: dict, corrupted, *, n_boot: int = 200, seed: int = 0
     table = pd.DataFrame(rows).set_index("method")
     table.attrs["k"] = k
     return table
+
+
+def judge_methods(table, reference: str = METHODS[0], measure: str = "AUROC") -> tuple[str, str]:
+    """Where ``reference`` stands among the methods of :func:`detection_table` on ``measure``.
+
+    Returns ``(standing, reason)`` with standing "best" (its 95 % interval lies above every other
+    method's), "behind" (some method's interval lies above its own), or "tied" (otherwise).
+
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"AUROC": [0.9, 0.7], "AUROC low": [0.85, 0.6], "AUROC high": [0.95, 0.8]},
+    ...                  index=["a", "b"])
+    >>> judge_methods(t, "a")[0], judge_methods(t, "b")[0]
+    ('best', 'behind')
+    """
+    mine = table.loc[reference]
+    others = table.drop(index=reference)
+    above = others[others[f"{measure} low"] > mine[f"{measure} high"]]
+    if len(above):
+        best = above[measure].idxmax()
+        return "behind", (f"{reference} {measure} {mine[measure]:.3f} is below {best} {above.loc[best, measure]:.3f} "
+                          "(95 % intervals apart)")
+    if (mine[f"{measure} low"] > others[f"{measure} high"]).all():
+        return "best", f"{reference} {measure} {mine[measure]:.3f} is above every other method (95 % intervals apart)"
+    tied = others[others[f"{measure} high"] >= mine[f"{measure} low"]].index.tolist()
+    return "tied", f"{reference} {measure} {mine[measure]:.3f}; intervals overlap with {', '.join(tied)}"
+
+
+def fig_detection(tables: dict, *, footer: str, measures=("AUROC", "average precision", "precision at k")):
+    """One panel per measure: each method's value and 95 % interval, one marker per noise setting."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from pdlib.figures import WIDTH, _finish
+
+    settings = list(tables)
+    fig, axes = plt.subplots(1, len(measures), figsize=(WIDTH, 0.35 * len(METHODS) + 1.6), sharey=True)
+    colours = dict(zip(settings, sns.color_palette("deep", len(settings))))
+    for ax, measure in zip(axes, measures):
+        for offset, setting in zip(np.linspace(-0.3, 0.3, len(settings)), settings):
+            t = tables[setting].reindex(METHODS)
+            y = np.arange(len(METHODS)) + offset
+            ax.errorbar(t[measure], y, xerr=[t[measure] - t[f"{measure} low"], t[f"{measure} high"] - t[measure]],
+                        fmt="o", ms=3, lw=1, color=colours[setting], label=setting)
+        ax.set(xlabel=measure, xlim=(0, 1.02))
+    axes[0].set_yticks(np.arange(len(METHODS)))
+    axes[0].set_yticklabels([m.replace(": ", ":\n") for m in METHODS], fontsize=7)
+    axes[0].invert_yaxis()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(settings), fontsize=7,
+               bbox_to_anchor=(0.5, -0.08))
+    fig.tight_layout()
+    return _finish(fig, footer, "label_error_detection")
+
+
+def summary_table(tables: dict, measures=("AUROC", "average precision", "precision at k")):
+    """The detection tables of several settings as one table of "value [low, high]" strings."""
+    import pandas as pd
+
+    rows = [{"setting": setting, "method": method, "k": table.attrs["k"],
+             **{m: f"{row[m]:.3f} [{row[f'{m} low']:.3f}, {row[f'{m} high']:.3f}]" for m in measures}}
+            for setting, table in tables.items() for method, row in table.iterrows()]
+    return pd.DataFrame(rows)

@@ -45,6 +45,10 @@ class RunConfig:
     n_test: int = 0  # images drawn (stratified) from the test split and scored; 0 = all
     classes: tuple[int, ...] = ()  # class subset, relabelled 0..m-1 in this order; () = all classes
     holdout_fraction: float = 0.0  # fraction of the pool held out as validation split (0.1 = 90:10)
+    # 0: each seed holds out its own random subset (the paper). n > 0: the pool is cut once (by
+    # data_seed) into n equal folds and seed s holds out fold s mod n, so that in an ensemble of
+    # r = m * n models every point is held out exactly m times (holdout_fraction is then 1 / n).
+    holdout_folds: int = 0
     label_noise: float = 0.0  # fraction of pool labels replaced by another class (fixed by data_seed)
     noise_pair: tuple[int, ...] = ()  # (a, b): flip labels only between classes a and b; () = uniform noise
     seed: int = 0  # seeds initialisation, batch order and the holdout split
@@ -109,8 +113,14 @@ def _prepare(config: RunConfig) -> _Prepared:
     fit_labels, corrupted = (corrupt_labels(data.pool_labels, config.label_noise, n_classes, config.data_seed,
                                             pair=config.noise_pair or None)
                              if config.label_noise > 0 else (data.pool_labels, np.zeros(n_pool, dtype=bool)))
-    in_train = (train_val_split(n_pool, config.seed, 1 - config.holdout_fraction)
-                if config.holdout_fraction > 0 else np.ones(n_pool, dtype=bool))
+    if config.holdout_folds:
+        fold = np.empty(n_pool, dtype=np.int64)
+        fold[np.random.default_rng(config.data_seed).permutation(n_pool)] = np.arange(n_pool) % config.holdout_folds
+        in_train = fold != config.seed % config.holdout_folds
+    elif config.holdout_fraction > 0:
+        in_train = train_val_split(n_pool, config.seed, 1 - config.holdout_fraction)
+    else:
+        in_train = np.ones(n_pool, dtype=bool)
     model = make_model(config.arch, n_classes, info.in_channels, info.image_size, width=config.width, seed=config.seed,
                        head_init_scale=config.head_init_scale)
     return _Prepared(data, n_classes, fit_labels, corrupted, in_train, model)
