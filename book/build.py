@@ -290,9 +290,25 @@ def _strip_volatile_metadata(nb) -> None:
         papermill_meta.pop(key, None)
 
 
+# Appended to every chapter before it runs, removed after: the kernel's peak resident memory.
+_MEMORY_PROBE = """import re
+print("pdlib-peak-rss-kb", re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))"""
+
+
+def _pop_memory_probe(nb) -> float | None:
+    """Remove the memory probe cell; returns the kernel's peak RSS in MB (None where unknown)."""
+    for index, cell in enumerate(nb.cells):
+        if "pdlib-memory" in cell.metadata.get("tags", []):
+            del nb.cells[index]
+            text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+            match = re.search(r"pdlib-peak-rss-kb (\d+)", text)
+            return round(int(match.group(1)) / 1024, 1) if match else None
+    return None
+
+
 def execute_chapter(source: Path, destination: Path, profile: str, root: Path, *, kind: str = "book",
-                    progress: bool = False, failed_dir: Path | None = None) -> float:
-    """Convert, execute and write one chapter; returns the execution wall time in seconds.
+                    progress: bool = False, failed_dir: Path | None = None) -> tuple[float, float | None]:
+    """Convert, execute and write one chapter; returns its wall time (s) and its kernel's peak memory (MB).
 
     Parameters
     ----------
@@ -327,6 +343,8 @@ def execute_chapter(source: Path, destination: Path, profile: str, root: Path, *
             defaults = parameter_defaults(cells[0].source)
         except SyntaxError as error:
             raise BookError(f"{source}: the parameters cell is not plain Python: {error}") from None
+        if kind == "book":
+            nb.cells.append(nbformat.v4.new_code_cell(_MEMORY_PROBE, metadata={"tags": ["remove-cell", "pdlib-memory"]}))
         jupytext.write(nb, notebook)
         if "profile" not in defaults:
             raise BookError(f"{source}: the parameters cell must define `profile`")
@@ -343,6 +361,7 @@ def execute_chapter(source: Path, destination: Path, profile: str, root: Path, *
             raise
         seconds = time.perf_counter() - start
         result = nbformat.read(executed, as_version=4)
+    peak = _pop_memory_probe(result)
 
     injected = result.metadata.get("papermill", {}).get("parameters", {})
     if kind == "book":
@@ -353,9 +372,9 @@ def execute_chapter(source: Path, destination: Path, profile: str, root: Path, *
         result.cells.insert(_after_title(result), admonition)
     else:
         _strip_volatile_metadata(result)
-    result.metadata.setdefault("pdlib", {})["profile"] = profile
+    result.metadata.setdefault("pdlib", {}).update(profile=profile, peak_rss_mb=peak)
     _write_atomic(result, destination)
-    return seconds
+    return seconds, peak
 
 
 # --------------------------------------------------------------------------- build
@@ -395,9 +414,10 @@ def _save_timings(root: Path, records: list[dict]) -> Path:
 
 def _summary(records: list[dict], failures: dict[str, str]) -> str:
     width = max([len("chapter")] + [len(r["chapter"]) for r in records] + [len(s) for s in failures])
-    lines = [f"{'chapter':<{width}}  {'stage':<8}  {'seconds':>8}  status", "-" * (width + 30)]
+    lines = [f"{'chapter':<{width}}  {'stage':<8}  {'seconds':>8}  {'peak MB':>8}  status", "-" * (width + 40)]
     for r in records:
-        lines.append(f"{r['chapter']:<{width}}  {r['stage']:<8}  {r['seconds']:>8.1f}  ok")
+        peak = f"{r['peak_rss_mb']:>8.0f}" if r.get("peak_rss_mb") else f"{'-':>8}"
+        lines.append(f"{r['chapter']:<{width}}  {r['stage']:<8}  {r['seconds']:>8.1f}  {peak}  ok")
     for stem, error in failures.items():
         lines.append(f"{stem:<{width}}  {'execute':<8}  {'-':>8}  FAILED: {error}")
     total = sum(r["seconds"] for r in records)
@@ -562,7 +582,7 @@ def _run(args, root: Path, progress: bool) -> int:
             print(f"[book] {stem} ...", flush=True)
             name = f"{book_order.index(stem) + 1:02d}_{stem}.ipynb" if args.refs_only else f"{stem}.ipynb"
             try:
-                seconds = execute_chapter(
+                seconds, peak = execute_chapter(
                     root / SOURCE_DIR / f"{stem}.md", target / name, args.profile, root, kind=kind,
                     progress=progress, failed_dir=root / "_build" / "failed",
                 )
@@ -579,7 +599,8 @@ def _run(args, root: Path, progress: bool) -> int:
                 continue
             print(f"[book] {stem} done in {seconds:.1f} s", flush=True)
             records.append({"profile": args.profile, "chapter": stem, "stage": "execute" if kind == "book" else "refs",
-                            "seconds": round(seconds, 2), "hostname": host, "cpu_count": cores, "date": now()})
+                            "seconds": round(seconds, 2), "peak_rss_mb": peak, "hostname": host, "cpu_count": cores,
+                            "date": now()})
         build_error = None
         if not failures and not args.refs_only and not args.no_build:
             _check_executed_chapters(root, args.profile)

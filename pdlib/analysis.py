@@ -298,7 +298,8 @@ def hinge_summary(runs: dict, *, seed: int = 0) -> dict:
     Returns
     -------
     dict
-        ``table`` (DataFrame by network), ``curves`` {network: {split: (n_probes,)}}, the bootstrap
+        ``table`` (DataFrame by network), ``curves`` {network: {split: (n_probes,)}} and the
+        same as ``by_split`` {split: {network: (n_probes,)}}, the bootstrap
         measurements the verdict needs (``margin_ratio``, ``pd_gap``, ``gain_excess``: each (value,
         low, high)) and ``softmax_only``: the share of 0-Hinge training points whose softmax probe
         disagrees with the network (their PD is the last layer by that alone).
@@ -326,7 +327,8 @@ def hinge_summary(runs: dict, *, seed: int = 0) -> dict:
 
     hinge = runs["0-Hinge"]
     train = hinge["in_train"] & ~hinge["is_test"]
-    return {"table": pd.DataFrame(rows).set_index("network"), "curves": curves,
+    by_split = {split: {net: c[split] for net, c in curves.items()} for split in next(iter(curves.values()))}
+    return {"table": pd.DataFrame(rows).set_index("network"), "curves": curves, "by_split": by_split,
             "margin_ratio": measure(lambda h, c: c.mean() / max(h.mean(), 1e-30), m_h, m_c),
             "pd_gap": measure(lambda h, c: h.mean() - c.mean(), d_h, d_c),
             "gain_excess": measure(lambda h, c, u: (h - u).mean() - 0.25 * (c - u).mean(), h_h, h_c, h_u),

@@ -25,7 +25,7 @@ from pdlib.runs import RUNS_KIND, RunConfig, load_model, run_data, run_model
 from pdlib.training import TrainConfig
 
 __all__ = ["TASKS", "Task", "available_tasks", "plan_tasks", "run_config", "seed_configs", "seed_runs", "ensemble", "ensemble_stats", "KEEP_WEIGHTS",
-           "noisy_label_runs", "zero_hinge_configs", "margin_statistics", "figure_footer"]
+           "noisy_label_runs", "zero_hinge_configs", "margin_statistics", "figure_footer", "fig4_panels"]
 
 #: Ensemble models whose weights are stored (the sensitivity appendix re-probes them).
 KEEP_WEIGHTS = 4
@@ -204,3 +204,25 @@ def figure_footer(profile: Profile, figure: str, *, task: str | None = None, arc
              f"{n_models or setup.n_models} network{'s' if (n_models or setup.n_models) != 1 else ''}"
              + (" on 90:10 splits" if setup.kind == "ensemble" else "")]
     return " · ".join(parts + ([extra] if extra else []))
+
+
+def fig4_panels(profile: Profile, *, executor: str = "local") -> tuple[dict, dict]:
+    """Fig. 4 left and middle: C* against PD over the ensemble of ``fig4_left``, and, per task of
+    ``fig4_middle``, PD of one full-pool network against C* of the others (test points).
+
+    Returns ``(panels, bounds)``: panels {title: (depth (n,), C* (n,))} and the lower envelopes
+    (:func:`pdlib.analysis.bound_with_interval`) of the ensemble and of the first task across networks.
+    """
+    from pdlib.analysis import bound_with_interval, cross_model_consensus
+
+    left, middle = profile.setup("fig4_left"), profile.setup("fig4_middle")
+    stats = ensemble_stats(profile, "fig4_left", left.datasets[0], left.archs[0], executor=executor)
+    seen, max_depth = stats["n_held_out"] > 0, stats["n_probes"] - 1
+    panels = {f"ensemble, {left.datasets[0]}": (stats["depth_val"][seen], stats["consensus_consistency"][seen])}
+    bounds = {"ensemble": bound_with_interval(*panels[f"ensemble, {left.datasets[0]}"], max_depth)}
+    for task in plan_tasks(profile, "fig4_middle")[0]:
+        cross = cross_model_consensus(seed_runs(profile, "fig4_middle", task, middle.archs[0]))
+        panels[f"1 vs others, {task}"] = (cross["depth"], cross["consensus_consistency"])
+        bounds.setdefault("across networks", bound_with_interval(cross["depth"], cross["consensus_consistency"],
+                                                                max_depth))
+    return panels, bounds

@@ -169,10 +169,13 @@ def fig4_consensus_consistency(panels: dict, *, max_depth: int, footer: str, bou
     ``bound``: :func:`pdlib.metrics.lower_envelope` of PD rescaled to [0, 1].
     """
     x_bins, y_bins = np.linspace(-0.5, max_depth + 0.5, 2 * max_depth + 2), np.linspace(-0.025, 1.025, 22)
-    fig, axes = plt.subplots(1, len(panels), figsize=(min(WIDTH, 3.9 * len(panels)), 3.2), squeeze=False)
-    for ax, (title, (depth, cstar)) in zip(axes[0], panels.items()):
+    columns, rows = min(3, len(panels)), -(-len(panels) // 3)
+    fig, axes = plt.subplots(rows, columns, figsize=(min(WIDTH, 3.2 * columns + 0.8), 3.0 * rows), squeeze=False)
+    for ax, (title, (depth, cstar)) in zip(axes.flat, panels.items()):
         image = _hist2d(ax, np.asarray(depth, float), np.asarray(cstar, float), x_bins=x_bins, y_bins=y_bins,
-                        xlabel="prediction depth", ylabel="consensus-consistency C*", title=title)
+                        xlabel="prediction depth", ylabel="C*", title=title)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
     fig.colorbar(image, ax=axes, fraction=0.025, label="points (log)")
     if bound is not None and np.isfinite(bound["slope"]):
         xs = np.array([0.0, 1.0])
@@ -225,8 +228,9 @@ def fig5_noise_curves(training: list, inference: list, probe_labels, *, footer: 
     right.set_xticks(np.arange(len(probe_labels)))
     right.set_xticklabels(probe_labels, rotation=70, fontsize=6.5)
     right.set_title("inference learning curve (k-NN probes)", fontsize=9)
-    fig.legend(*left.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=7, bbox_to_anchor=(0.5, -0.12))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.86))
+    fig.legend(*left.get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=7, bbox_to_anchor=(0.5, 1.0),
+               frameon=False)
     return _finish(fig, footer + f" · {len(training)} seeds, one line each", "fig5_noise_curves")
 
 
@@ -282,7 +286,8 @@ def fig7_difficulty_plane(depth_val, depth_train, consensus_matches, *, max_dept
         axes[0].plot(np.where(inside, arc_x, np.nan), np.where(inside, arc_y, np.nan), color=colour, lw=1.6, label=name)
     for ax in axes:
         ax.set(xlim=(edges[0], edges[-1]), ylim=(edges[0], edges[-1]), aspect="equal")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=7, bbox_to_anchor=(0.45, -0.1))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=7,
+               bbox_to_anchor=(0.45, 0.93), frameon=False)
     fig.colorbar(image, ax=axes, label="points (log)", fraction=0.02)
     return _finish(fig, footer + " · outlines: the corner groups", "fig7_difficulty_plane")
 
@@ -296,8 +301,9 @@ def fig7_corner_gallery(images, groups: dict, labels, consensus, class_names, *,
             if col < len(index):
                 point = index[col]
                 _image(ax, images[point])
-                ax.set_title(f"label {class_names[labels[point]]}\nconsensus {class_names[consensus[point]]}",
-                             fontsize=6, color="crimson" if consensus[point] != labels[point] else "black")
+                agreed = class_names[consensus[point]] if consensus[point] >= 0 else "none"
+                ax.set_title(f"label {class_names[labels[point]]}\nconsensus {agreed}", fontsize=6,
+                             color="crimson" if consensus[point] != labels[point] else "black")
         axes[row, 0].set_ylabel(name.replace(" the label", "\nthe label").replace(" a different", "\na different"),
                                 fontsize=7, rotation=0, ha="right", va="center")
     fig.subplots_adjust(hspace=0.8, wspace=0.1, left=0.25)
@@ -317,8 +323,9 @@ def fig8_group_curves(curves: dict, probe_labels, *, footer: str):
         ax.set_xticks(x)
         ax.set_xticklabels(probe_labels, rotation=70, fontsize=6.5)
     axes[0].set(ylabel="confidence (solid), accuracy (dotted)", ylim=(-0.02, 1.02))
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=7, bbox_to_anchor=(0.5, -0.14))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=7,
+               bbox_to_anchor=(0.5, 1.0), frameon=False)
     return _finish(fig, footer + " · validation-split appearances", "fig8_group_curves")
 
 

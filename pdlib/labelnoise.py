@@ -25,8 +25,9 @@ from pdlib.difficulty import CORNERS
 from pdlib.ensembles import Ensemble, ensemble_statistics
 from pdlib.metrics import bootstrap_interval
 
-__all__ = ["suspicion_score", "example_scores", "METHODS", "method_scores", "detection_table", "judge_methods",
-           "fig_detection", "summary_table"]
+__all__ = ["suspicion_score", "example_scores", "METHODS", "method_scores", "auroc", "average_precision",
+           "precision_at_k", "detection_table", "judge_methods",
+           "fig_detection", "summary_table", "top_suspects"]
 
 
 def suspicion_score(consistency, depth_val, depth_train, max_depth: int) -> np.ndarray:
@@ -125,9 +126,47 @@ def method_scores(table) -> dict:
     return {name: np.nan_to_num(score, nan=-np.inf) for name, score in scores.items()}
 
 
-def _precision_at_k(score, truth, k: int) -> float:
-    order = np.lexsort((np.arange(len(score)), -score))  # ties by index: deterministic
-    return float(truth[order[:k]].mean())
+def auroc(score, truth) -> float:
+    """Area under the ROC curve (ties count half): the rank statistic, as scikit-learn's ``roc_auc_score``.
+
+    >>> auroc([0.1, 0.4, 0.35, 0.8], [False, False, True, True])
+    0.75
+    """
+    from scipy.stats import rankdata
+
+    score, truth = np.asarray(score, dtype=np.float64), np.asarray(truth, dtype=bool)
+    positives, negatives = truth.sum(), (~truth).sum()
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    return float((rankdata(score)[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def average_precision(score, truth) -> float:
+    """Average precision over the distinct thresholds, as scikit-learn's ``average_precision_score``.
+
+    >>> round(average_precision([0.1, 0.4, 0.35, 0.8], [False, False, True, True]), 4)
+    0.8333
+    """
+    score, truth = np.asarray(score, dtype=np.float64), np.asarray(truth, dtype=bool)
+    if not truth.any():
+        return float("nan")
+    order = np.argsort(-score, kind="stable")
+    score, truth = score[order], truth[order]
+    ends = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]  # last index of each distinct score
+    true_positives = np.cumsum(truth)[ends]
+    precision, recall = true_positives / (ends + 1), true_positives / truth.sum()
+    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+
+
+def precision_at_k(score, truth, k: int | None = None) -> float:
+    """Fraction of the ``k`` highest scores that are true (ties by index); ``k`` defaults to the number true.
+
+    >>> precision_at_k([0.1, 0.4, 0.35, 0.8], [False, False, True, True])
+    0.5
+    """
+    score, truth = np.asarray(score, dtype=np.float64), np.asarray(truth, dtype=bool)
+    k = max(1, int(truth.sum())) if k is None else k
+    return float(truth[np.lexsort((np.arange(len(score)), -score))[:k]].mean())
 
 
 def detection_table(scores: dict, corrupted, *, n_boot: int = 200, seed: int = 0):
@@ -145,13 +184,10 @@ def detection_table(scores: dict, corrupted, *, n_boot: int = 200, seed: int = 0
     pandas.DataFrame indexed by method
     """
     import pandas as pd
-    from sklearn.metrics import average_precision_score, roc_auc_score
 
     truth = np.asarray(corrupted, dtype=bool)
     k = int(truth.sum())
-    measures = {"AUROC": lambda s, t: roc_auc_score(t, s) if 0 < t.sum() < len(t) else np.nan,
-                "average precision": lambda s, t: average_precision_score(t, s) if t.any() else np.nan,
-                "precision at k": lambda s, t: _precision_at_k(s, t, max(1, int(t.sum())))}
+    measures = {"AUROC": auroc, "average precision": average_precision, "precision at k": precision_at_k}
     rows = []
     for method, score in scores.items():
         finite = np.where(np.isfinite(score), score, np.min(score[np.isfinite(score)], initial=0) - 1)
@@ -191,28 +227,28 @@ def judge_methods(table, reference: str = METHODS[0], measure: str = "AUROC") ->
 
 
 def fig_detection(tables: dict, *, footer: str, measures=("AUROC", "average precision", "precision at k")):
-    """One panel per measure: each method's value and 95 % interval, one marker per noise setting."""
+    """One panel per measure: each method's value and 95 % interval, one colour per noise setting."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     from pdlib.figures import WIDTH, _finish
 
     settings = list(tables)
-    fig, axes = plt.subplots(1, len(measures), figsize=(WIDTH, 0.35 * len(METHODS) + 1.6), sharey=True)
+    fig, axes = plt.subplots(1, len(measures), figsize=(WIDTH, 0.42 * len(METHODS) + 1.6), sharey=True)
     colours = dict(zip(settings, sns.color_palette("deep", len(settings))))
+    rows = np.arange(len(METHODS))
     for ax, measure in zip(axes, measures):
         for offset, setting in zip(np.linspace(-0.3, 0.3, len(settings)), settings):
-            t = tables[setting].reindex(METHODS)
-            y = np.arange(len(METHODS)) + offset
-            ax.errorbar(t[measure], y, xerr=[t[measure] - t[f"{measure} low"], t[f"{measure} high"] - t[measure]],
-                        fmt="o", ms=3, lw=1, color=colours[setting], label=setting)
-        ax.set(xlabel=measure, xlim=(0, 1.02))
-    axes[0].set_yticks(np.arange(len(METHODS)))
-    axes[0].set_yticklabels([m.replace(": ", ":\n") for m in METHODS], fontsize=7)
+            t = tables[setting].reindex(list(METHODS))
+            error = np.vstack([t[measure] - t[f"{measure} low"], t[f"{measure} high"] - t[measure]])
+            ax.errorbar(t[measure], rows + offset, xerr=np.clip(error, 0, None), fmt="o", ms=3, lw=1,
+                        color=colours[setting], label=setting)
+        ax.set(xlabel=measure, xlim=(0, 1.02), yticks=rows)
+    axes[0].set_yticklabels([m.replace(": ", ":\n").replace(", ranked", ",\nranked") for m in METHODS], fontsize=7)
     axes[0].invert_yaxis()
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(settings), fontsize=7,
-               bbox_to_anchor=(0.5, -0.08))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=len(settings), fontsize=7,
+               bbox_to_anchor=(0.5, 1.0), frameon=False)
     return _finish(fig, footer, "label_error_detection")
 
 
@@ -224,3 +260,9 @@ def summary_table(tables: dict, measures=("AUROC", "average precision", "precisi
              **{m: f"{row[m]:.3f} [{row[f'{m} low']:.3f}, {row[f'{m} high']:.3f}]" for m in measures}}
             for setting, table in tables.items() for method, row in table.iterrows()]
     return pd.DataFrame(rows)
+
+
+def top_suspects(table, n: int) -> np.ndarray:
+    """Pool indices of the ``n`` examples of highest suspicion (ties by index), most suspicious first."""
+    score = table["suspicion"].fillna(-1.0).to_numpy()
+    return np.lexsort((np.arange(len(score)), -score))[:n]

@@ -169,8 +169,8 @@ SMOKE_PLAN = _plan(
 
 
 def _dryrun_plan() -> tuple[tuple[str, Setup], ...]:
-    """The paper's plan with every count cut to at most 4 networks (10 per ensemble) and small pools."""
-    caps = {"ensemble": 10, "seeds": 2, "noise": 2, "hinge": 1, "reprobe": 2}
+    """The paper's plan with at most 4 networks per ensemble, 2 per seed set, and small pools."""
+    caps = {"ensemble": 4, "seeds": 2, "noise": 2, "hinge": 1, "reprobe": 2}
     return tuple((figure, dataclasses.replace(setup, n_models=min(setup.n_models, caps[setup.kind]),
                                               n_pool=min(setup.n_pool, 100) if setup.n_pool else 0))
                  for figure, setup in PAPER_PLAN)
@@ -202,7 +202,7 @@ PROFILES = {
         n_checkpoints=40, hinge_lr=1e-5, hinge_steps=3000, hinge_micro_batch=1000, plan=PAPER_PLAN),
     # The paper's plan (datasets, architectures, probes, chapters) at toy scale, on stand-in files.
     "paper-dryrun": Profile(
-        name="paper-dryrun", n_pool=300, n_test=100, mlp_width=16, conv_width=2,
+        name="paper-dryrun", n_pool=200, n_test=60, mlp_width=16, conv_width=2,
         mlp_train=TrainConfig(epochs=3, batch_size=50, lr=0.05),
         vgg16_train=TrainConfig(epochs=2, batch_size=50, lr=0.05),
         resnet18_train=TrainConfig(epochs=2, batch_size=50, lr=0.05),

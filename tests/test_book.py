@@ -1,105 +1,340 @@
-"""The smoke book builds without a warning and renders offline in a headless browser.
+"""The smoke book builds without a warning, renders offline in a headless browser, and shows
+the reader only rendered content.
 
-Two fast checks keep the prose honest: the profile table of ``book/reproduce.md`` matches
-``pdlib.profiles``, and every chapter in ``_toc.yml`` has a notebook source.
-
-The book is built once per session, with ``python -m pdlib.book --profile smoke``, into a
+The book is built once per session, with ``python book/build.py --profile smoke``, into a
 temporary copy of the book's sources (so a ``laptop`` build in ``book/chapters`` and
 ``_build`` is left alone). Set ``PDLIB_BOOK_ROOT`` to a book root whose ``_build/html`` is
-already built to check that instead.
+already built to check that instead (``PDLIB_BOOK_ROOT=. pytest tests/test_book.py`` checks
+the laptop book); each page is then held to the profile its executed notebook records in
+``metadata["pdlib"]["profile"]``.
 
-Every page listed in ``_toc.yml`` is then opened in headless Chromium, served from
-``http.server`` on 127.0.0.1, and driven over the Chrome DevTools Protocol: it must render
-(a title, no error output), every ``<img>`` must load, MathJax must typeset every formula,
-and no request may leave 127.0.0.1.
+Every page listed in ``_toc.yml`` is opened in headless Chromium, served from ``http.server``
+on 127.0.0.1, and driven over the Chrome DevTools Protocol (``tests/_browser.py``): it must
+render (a title, no error output), every ``<img>`` must load, MathJax must typeset every
+formula, no request may leave 127.0.0.1, and no code block may be wider than its column at
+a 1280 px window. The rendered page must not show the reader (issue 15):
+
+1. ``NBVAL_CHECK_OUTPUT`` anywhere;
+2. an ``assert`` in a visible code cell;
+3. MyST that was not rendered: a role (``{doc}`...```, ``{glue:text}``), ``{cite:``, a
+   `````` fence or a ``:::`` fence in the page's text (code listings excepted);
+4. a parameters cell or a "Parameters of this run" box that names another profile than
+   the one the page ran with;
+5. a visible code line over 88 characters (checked in the executed notebooks, and by
+   measuring every code block in the browser);
+6. a table cell printing an integer as a float (``40.000``).
+
+Each check is a function of the page's HTML (or of a notebook), unit-tested below on small
+hand-written pages, so that it is known to fail on a bad page and pass on a good one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import html.parser
-import http.server
+import base64
+import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import threading
-import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from pdlib.book import CHAPTER_DIR, toc_files
-
+import _browser
 
 REPO = Path(__file__).resolve().parents[1]
-BUILD_TIMEOUT_S = 1500  # the smoke book: ~90 s per notebook on 2 cores, plus the Sphinx build
-LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-LOCAL_SCHEMES = {"data", "blob", "about"}
+BUILD_TIMEOUT_S = 2400  # the smoke book: ~90 s per notebook on 2 idle cores, plus the Sphinx build
+MAX_CODE_LINE = 88  # characters of a visible code line (black's default; it fits the column)
 
 
-def _chromium() -> str | None:
-    for candidate in (os.environ.get("PDLIB_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser"), shutil.which("google-chrome")):
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+def _load_runner():
+    """``book/build.py``, the book's runner (a script, not part of the pdlib package)."""
+    spec = importlib.util.spec_from_file_location("pdlib_book_build", REPO / "book" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-# --------------------------------------------------------------------------- fast checks
+build = _load_runner()
+CHAPTER_DIR = build.CHAPTER_DIR
 
 
-def _profile_table(text: str) -> dict[str, list[str]]:
-    """Rows of the profile table in book/reproduce.md: field name -> [smoke, laptop, paper] cells."""
-    rows = {}
-    for line in text.splitlines():
-        match = re.match(r"\|\s*`(\w+)`[^|]*\|(.*)\|\s*$", line)
-        if match:
-            rows[match.group(1)] = [cell.strip() for cell in match.group(2).split("|")]
-    return rows
+# --------------------------------------------------------------------------- page checks
 
 
-def test_reproduce_page_lists_the_profiles_as_defined():
-    import dataclasses
+def _soup(html: str):
+    from bs4 import BeautifulSoup
 
-    from pdlib.profiles import PROFILES
+    return BeautifulSoup(html, "html.parser")
 
-    table = _profile_table((REPO / "book" / "reproduce.md").read_text())
-    order = ["smoke", "laptop", "paper"]
-    assert set(PROFILES) == set(order), f"reproduce.md describes smoke, laptop and paper; pdlib has {sorted(PROFILES)}"
-    for field in dataclasses.fields(PROFILES["smoke"]):
-        if field.name == "name":
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("\xa0", " ")).strip()
+
+
+def _classes(tag) -> list[str]:
+    return tag.get("class") or []
+
+
+_NOT_SHOWN = {"script", "style", "template", "noscript"}
+
+
+def _reader_text(soup, *, code: bool) -> str:
+    """The text of the page's body as a reader sees it: no scripts, styles or formulas (their
+    TeX braces are not MyST). With ``code=False``, code listings and inline code are left out
+    too (they may show MyST syntax on purpose), but cell outputs always count."""
+    from bs4.element import PreformattedString
+
+    body = soup.body or soup
+    parts = []
+    for string in body.find_all(string=True):
+        if isinstance(string, PreformattedString):  # comments, CDATA, doctype
             continue
-        assert field.name in table, f"book/reproduce.md: the profile table has no row for `{field.name}`"
-        for profile, cell in zip(order, table[field.name]):
-            value = getattr(PROFILES[profile], field.name)
-            if isinstance(value, str):
-                assert cell.strip("` ") == value, (
-                    f"book/reproduce.md: `{field.name}` for {profile} reads {cell!r}, pdlib.profiles has {value!r}")
-                continue
-            if dataclasses.is_dataclass(value):  # a TrainConfig: "epochs / batch size / peak learning rate"
-                expected = [value.epochs, value.batch_size, value.lr]
-            else:
-                expected = [value]
-            written = [float(x) for x in re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", cell)]
-            assert written == [float(x) for x in expected], (
-                f"book/reproduce.md: `{field.name}` for {profile} reads {cell!r}, pdlib.profiles has {expected}")
-            if dataclasses.is_dataclass(value):  # the page's prose states the rest of the optimiser
-                stated = {"momentum": 0.9, "weight_decay": 5e-4, "warmup_fraction": 0.1}
-                actual = {key: getattr(value, key) for key in stated}
-                assert actual == stated, f"book/reproduce.md states {stated} for every profile; {profile} has {actual}"
+        in_code = in_output = hidden = False
+        for parent in string.parents:
+            if parent is None or parent is body:
+                break
+            name, classes = parent.name or "", _classes(parent)
+            if name in _NOT_SHOWN or name == "math" or name.startswith("mjx-") or "math" in classes:
+                hidden = True
+                break
+            in_code |= name in ("pre", "code")
+            in_output |= "cell_output" in classes
+        if not hidden and (code or in_output or not in_code):
+            parts.append(str(string))
+    return "".join(parts)
+
+
+def _excerpt(text: str, start: int, end: int, width: int = 40) -> str:
+    return _squash(text[max(0, start - width):end + width])
+
+
+def check_nbval_markers(html: str) -> list[str]:
+    """``NBVAL_CHECK_OUTPUT`` (an nbval marker: a test, not prose) anywhere in the page."""
+    text = _reader_text(_soup(html), code=True)
+    return [f"nbval marker shown: ...{_excerpt(text, m.start(), m.end())}..."
+            for m in re.finditer(r"NBVAL_\w+", text)]
+
+
+def check_asserts(html: str) -> list[str]:
+    """``assert`` statements in the inputs of visible code cells (they belong in removed cells)."""
+    problems = []
+    for cell_input in _soup(html).find_all("div", class_="cell_input"):
+        for line in cell_input.get_text().splitlines():
+            if re.match(r"\s*assert\b", line):
+                problems.append(f"assert in a visible code cell: {line.strip()[:120]!r}")
+    return problems
+
+
+_RAW_MYST = re.compile(r"""
+    \{[a-z][\w-]*(?::[\w-]*)+\}   # a domain role or an unformatted template: {glue:text}, {cite:p}, {glue:}
+  | \{[a-z][\w-]*\}`             # a role with its target: {doc}`methods`
+  | \{(?:doc|ref|numref|eq|glue|math|term|download|abbr|cite|index|code-cell|figure|image|admonition|note
+        |warning|tip|important|seealso|dropdown|margin|toctree|bibliography|list-table|table|tableofcontents)\}
+  | \{cite:                      # a citation cut short
+  | ```                          # a backtick fence
+  | :::                          # a colon fence
+""", re.VERBOSE)
+
+
+def check_raw_myst(html: str) -> list[str]:
+    """MyST roles, directives and fences that reached the reader as text (code listings and
+    inline code excepted; cell outputs included)."""
+    text = _reader_text(_soup(html), code=False)
+    found = {f"unrendered MyST {m.group()!r}: ...{_excerpt(text, m.start(), m.end())}...": None
+             for m in _RAW_MYST.finditer(text)}
+    return list(found)
+
+
+def check_parameters(html: str, profile: str, stem: str | None = None) -> list[str]:
+    """The parameters cell reads ``profile = "<profile>"``, papermill's injected cell is hidden,
+    and the "Parameters of this run" box names ``profile``. A chapter (``stem`` given) must
+    have both, and its box the command that re-runs it."""
+    soup = _soup(html)
+    problems, parameter_cells = [], []
+    for cell in soup.find_all("div", class_="cell"):
+        cell_input = cell.find("div", class_="cell_input")
+        if cell_input is None:
+            continue
+        source = cell_input.get_text()
+        if "tag_injected-parameters" in _classes(cell):
+            problems.append(f"papermill's injected parameters cell is shown: {_squash(source)[:120]!r}")
+        elif "tag_parameters" in _classes(cell) or re.match(r"\s*profile\s*=", source):
+            parameter_cells.append(source)
+    if stem is not None and not parameter_cells:
+        problems.append("no parameters cell (a code cell tagged `parameters` that starts with `profile =`)")
+    for source in parameter_cells:
+        line = re.search(r"^\s*profile\s*=\s*(.*?)\s*(?:#.*)?$", source, re.MULTILINE)
+        if line is None:
+            problems.append(f"the parameters cell does not set `profile`: {_squash(source)[:120]!r}")
+        elif line.group(1) not in (f'"{profile}"', f"'{profile}'"):
+            problems.append(f"the parameters cell reads {line.group(0).strip()!r}; "
+                            f"the page ran with profile {profile!r}")
+    titles = [t for t in soup.find_all(class_="admonition-title") if "Parameters of this run" in t.get_text()]
+    if stem is not None and not titles:
+        problems.append("no 'Parameters of this run' box")
+    if len(titles) > 1:
+        problems.append(f"{len(titles)} 'Parameters of this run' boxes")
+    expected = f"Parameters of this run: profile {profile}"
+    for title in titles:
+        if _squash(title.get_text()) != expected:
+            problems.append(f"the box is titled {_squash(title.get_text())!r}, not {expected!r}")
+        rerun = f"papermill notebooks/{stem}.ipynb out.ipynb -p profile {profile}"
+        if stem is not None and rerun not in _squash(title.parent.get_text()):
+            problems.append(f"the box lacks the re-run command {rerun!r}")
+    return problems
+
+
+# A whole cell that is an integer written as a float: 40.000, 4,000.0, -12.00. Not 0, 1 or 100,
+# which float columns reach legitimately (a probability, a correlation, a percentage).
+_INTEGER_AS_FLOAT = re.compile(r"[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)\.0+")
+
+
+def check_integer_floats(html: str) -> list[str]:
+    """Table cells (``<td>``) whose whole text is an integer printed as a float, e.g. ``40.000``."""
+    problems = []
+    for cell in _soup(html).find_all("td"):
+        text = _squash(cell.get_text())
+        if not _INTEGER_AS_FLOAT.fullmatch(text):
+            continue
+        if abs(float(text.replace(",", "").replace("\u2212", "-"))) in (0, 1, 100):
+            continue
+        row = cell.find_parent("tr")
+        first = row.find(["th", "td"]) if row is not None else None
+        label = _squash(first.get_text())[:60] if first is not None and first is not cell else ""
+        problems.append(f"table cell {text!r} prints an integer as a float" + (f" (row {label!r})" if label else ""))
+    return problems
+
+
+def page_problems(html: str, profile: str | None, stem: str | None = None) -> list[str]:
+    """Every check of the rendered page (the code-width checks are separate)."""
+    problems = check_nbval_markers(html) + check_asserts(html) + check_raw_myst(html)
+    if profile is not None:
+        problems += check_parameters(html, profile, stem)
+    return problems + check_integer_floats(html)
+
+
+_HIDDEN_TAGS = {"remove-cell", "remove_cell", "remove-input", "remove_input"}
+
+
+def check_code_lines(nb, limit: int = MAX_CODE_LINE) -> list[str]:
+    """Lines longer than ``limit`` in the code cells a page shows (not tagged remove-cell or remove-input)."""
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        hidden = cell.get("metadata", {}).get("mystnb", {}).get("remove_code_source", False)
+        if cell.get("cell_type") != "code" or tags & _HIDDEN_TAGS or hidden:
+            continue
+        for number, line in enumerate(cell.source.splitlines(), 1):
+            if len(line) > limit:
+                problems.append(f"cell {index} line {number} ({len(line)} > {limit} characters): {line}")
+    return problems
+
+
+# --------------------------------------------------------------------------- the checks, on small pages
+
+
+def _page(body: str) -> str:
+    return (f"<!DOCTYPE html><html><head><title>t</title></head><body><main><h1>Title</h1>{body}</main>"
+            f"<script>var s = '```{{doc}}`x` NBVAL_CHECK_OUTPUT';</script></body></html>")
+
+
+def _code_cell(source: str, tags: str = "") -> str:
+    escaped = source.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return (f'<div class="cell {tags} docutils container"><div class="cell_input docutils container">'
+            f'<div class="highlight-ipython3 notranslate"><div class="highlight"><pre><span></span>{escaped}\n'
+            f'</pre></div></div></div></div>')
+
+
+def _box(profile: str, stem: str = "section3_consistency") -> str:
+    return (f'<div class="admonition note dropdown"><p class="admonition-title">Parameters of this run: '
+            f'profile {profile}</p><p>Executed with profile <strong>{profile}</strong>.</p>'
+            f'<div class="highlight-bash notranslate"><div class="highlight"><pre><span></span>'
+            f'<span class="w">papermill</span> notebooks/{stem}.ipynb out.ipynb -p profile {profile}\n'
+            f'</pre></div></div></div>')
+
+
+GOOD_CHAPTER = _page(
+    _box("smoke")
+    + _code_cell('profile = "smoke"  # smoke | laptop | paper | paper-dryrun', "tag_parameters")
+    + _code_cell("stats = run(config)\nprint(stats)")
+    + '<div class="cell docutils container"><div class="cell_output docutils container">'
+      '<table><thead><tr><th></th><th>accuracy</th><th>networks</th></tr></thead><tbody>'
+      '<tr><th>easy</th><td>0.500</td><td>40</td></tr><tr><th>hard</th><td>1.000</td><td>4,000</td></tr>'
+      '<tr><th>exact</th><td>100.00</td><td>0.000</td></tr><tr><th>ci</th><td>0.200 [0.000, 0.250]</td>'
+      '<td>47.0 % (39/83)</td></tr></tbody></table></div></div>'
+    + '<p>Write <code class="docutils literal">{doc}`methods`</code> and <code>:::</code> for a fence; '
+      'see <a href="methods.html">Methods</a>, <span class="math notranslate">\\(x_{i} = {a}\\)</span>.</p>'
+    + '<div class="highlight-md"><div class="highlight"><pre>```{figure} a.png\n```\n:::{note}\n:::</pre></div></div>'
+)
+
+
+def test_checks_pass_a_good_page():
+    assert page_problems(GOOD_CHAPTER, "smoke", "section3_consistency") == []
+    assert page_problems(_page("<p>Methods: nothing to run.</p>"), "smoke") == []
+
+
+@pytest.mark.parametrize("body, expected", [
+    (_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)"), "NBVAL_CHECK_OUTPUT"),
+    ("<p>checked: NBVAL_CHECK_OUTPUT</p>", "NBVAL_CHECK_OUTPUT"),
+    (_code_cell("x = 1\nassert x == 1, 'one'"), "assert x == 1, 'one'"),
+    (_code_cell("for t in ts:\n    assert t > 0"), "assert t > 0"),
+    ("<p>The ensemble reaches {glue:text}`acc:.2f` on average.</p>", "{glue:text}"),
+    ("<p>The ensemble reaches {glue:}`acc` on average.</p>", "{glue:}"),
+    ('<p>See {doc} <code class="docutils literal">methods</code>.</p>', "{doc}"),
+    ("<p>As in {doc}`methods`.</p>", "{doc}`"),
+    ("<p>PD {cite:p}`baldock2021` orders images.</p>", "{cite:p}"),
+    ("<p>PD {cite:t orders images.</p>", "{cite:"),
+    ("<p>```{figure} fig.png</p>", "```"),
+    ("<p>:::{note}</p><p>A note.</p><p>:::</p>", ":::"),
+    ('<div class="cell"><div class="cell_output"><pre>{glue:text}`x`</pre></div></div>', "{glue:text}"),
+    ('<table><tr><th>networks</th><td>40.000</td></tr></table>', "'40.000'"),
+    ('<table><tr><th>pool</th><td> 4000.000 </td></tr></table>', "'4000.000'"),
+    ('<table><tr><th>pool</th><td>4,000.0</td></tr></table>', "'4,000.0'"),
+    ('<table><tr><td>12.00</td></tr></table>', "'12.00'"),
+])
+def test_checks_fail_a_bad_page(body, expected):
+    problems = page_problems(_page(body), None)
+    assert problems, f"no problem found in {body!r}"
+    assert any(expected in problem for problem in problems), problems
+
+
+@pytest.mark.parametrize("page, expected", [
+    (GOOD_CHAPTER.replace('profile = "smoke"', 'profile = "laptop"'), "reads 'profile = \"laptop\""),
+    (GOOD_CHAPTER.replace("this run: profile smoke", "this run: profile laptop"), "profile laptop'"),
+    (GOOD_CHAPTER.replace("-p profile smoke", "-p profile laptop"), "lacks the re-run command"),
+    (GOOD_CHAPTER.replace("tag_parameters", "").replace('profile = "smoke"', 'n = 3\nprofile = "smoke"'),
+     "no parameters cell"),
+    (GOOD_CHAPTER.replace("Parameters of this run", "Settings"), "no 'Parameters of this run' box"),
+    (GOOD_CHAPTER + _code_cell('# Parameters\nprofile = "smoke"', "tag_injected-parameters remove-cell"),
+     "injected parameters cell is shown"),
+])
+def test_parameters_check_fails_on_the_wrong_profile(page, expected):
+    problems = check_parameters(page, "smoke", "section3_consistency")
+    assert any(expected in problem for problem in problems), problems
+    assert check_parameters(GOOD_CHAPTER, "smoke", "section3_consistency") == []
+    assert check_parameters(GOOD_CHAPTER, "paper", "section3_consistency"), "a smoke page passed as paper"
+
+
+def test_code_line_check_reports_the_long_line():
+    import nbformat
+
+    long = "x = " + "1 + " * 30 + "1"
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Title\n\n" + "word " * 40),
+        nbformat.v4.new_code_cell("short = 1\n" + long),
+        nbformat.v4.new_code_cell(long, metadata={"tags": ["remove-cell"]}),
+        nbformat.v4.new_code_cell(long, metadata={"tags": ["remove-input"]}),
+        nbformat.v4.new_code_cell("y = " + "2" * (MAX_CODE_LINE - 4)),  # exactly the limit
+    ])
+    assert check_code_lines(nb) == [f"cell 1 line 2 ({len(long)} > {MAX_CODE_LINE} characters): {long}"]
 
 
 def test_toc_chapters_have_sources():
-    from pdlib.book import notebook_sources, toc_chapters
-
-    missing = [stem for stem in toc_chapters(REPO) if stem not in notebook_sources(REPO)]
+    missing = [stem for stem in build.toc_chapters(REPO) if stem not in build.notebook_sources(REPO)]
     assert not missing, f"_toc.yml lists chapters without notebooks/<name>.md: {missing}"
 
 
@@ -118,6 +353,15 @@ def _copy_book_sources(root: Path) -> None:
         (root / "data").symlink_to(REPO / "data", target_is_directory=True)
 
 
+def _build_report(log: str) -> str:
+    """What a failed build said: each failed chapter's error, Sphinx's warnings, the summary."""
+    failed = [block[:3000] for block in re.findall(r"^\[book\] \S+ FAILED.*?(?=^\[book\]|\Z)", log, re.S | re.M)]
+    warnings = [line for line in log.splitlines()
+                if re.search(r"\b(WARNING|ERROR)\b", line) and "IPKernelApp" not in line]
+    summary = log[log.find("[book] wall times"):] if "[book] wall times" in log else log[-4000:]
+    return "\n".join(failed + warnings[:60] + [summary[-4000:]])
+
+
 @pytest.fixture(scope="module")
 def book_root(tmp_path_factory) -> Path:
     prebuilt = os.environ.get("PDLIB_BOOK_ROOT")
@@ -128,82 +372,105 @@ def book_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("book")
     _copy_book_sources(root)
     env = {**os.environ, "PDLIB_QUIET": "1"}
+    command = [sys.executable, str(REPO / "book" / "build.py"), "--profile", "smoke", "--root", str(root)]
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "pdlib.book", "--profile", "smoke", "--root", str(root)],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
-        )
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     except subprocess.TimeoutExpired as error:
-        pytest.fail(f"the smoke book did not build within {BUILD_TIMEOUT_S} s:\n{(error.stdout or '')[-4000:]}")
-    log = done.stdout + done.stderr
-    assert done.returncode == 0, f"python -m pdlib.book --profile smoke failed:\n{log[-8000:]}"
+        out = error.stdout.decode(errors="replace") if isinstance(error.stdout, bytes) else (error.stdout or "")
+        pytest.fail(f"the smoke book did not build within {BUILD_TIMEOUT_S} s:\n{out[-4000:]}")
+    assert done.returncode == 0, (f"python book/build.py --profile smoke failed (exit status {done.returncode}):\n"
+                                  f"{_build_report(done.stdout + done.stderr)}")
     return root
 
 
 @pytest.fixture(scope="module")
 def toc_pages(book_root) -> list[str]:
-    pages = toc_files(book_root)
+    pages = build.toc_files(book_root)
     assert pages, "_toc.yml lists no pages"
     return pages
 
 
+@pytest.fixture(scope="module")
+def page_profiles(book_root, toc_pages) -> dict[str, str | None]:
+    """``{page: profile}``: each chapter's from its executed notebook; the book's for the other pages."""
+    import nbformat
+
+    chapters, problems = {}, []
+    for page in toc_pages:
+        if page.startswith(CHAPTER_DIR + "/"):
+            path = book_root / f"{page}.ipynb"
+            profile = nbformat.read(path, as_version=4).metadata.get("pdlib", {}).get("profile") \
+                if path.is_file() else None
+            if profile is None:
+                problems.append(f"{path}: no executed notebook recording metadata['pdlib']['profile']")
+            chapters[page] = profile
+    assert not problems, "\n".join(problems)
+    if not os.environ.get("PDLIB_BOOK_ROOT"):
+        assert set(chapters.values()) <= {"smoke"}, f"a smoke build recorded other profiles: {chapters}"
+    used = set(chapters.values())
+    book_profile = used.pop() if len(used) == 1 else None  # a mixed book: pages without a profile skip the check
+    return {page: chapters.get(page, book_profile) for page in toc_pages}
+
+
+def _stem(page: str) -> str | None:
+    return page[len(CHAPTER_DIR) + 1:] if page.startswith(CHAPTER_DIR + "/") else None
+
+
+def _report(problems: dict[str, list[str]], what: str) -> str:
+    return f"{what}:\n" + "\n".join(f"{page}:\n  " + "\n  ".join(items) for page, items in problems.items())
+
+
 @pytest.mark.book
 @pytest.mark.slow
-def test_every_toc_page_is_built(book_root, toc_pages):
+def test_every_toc_page_is_built(book_root, toc_pages, page_profiles):
     html_dir = book_root / "_build" / "html"
     missing = [page for page in toc_pages if not (html_dir / f"{page}.html").is_file()]
     assert not missing, f"pages in _toc.yml without HTML: {missing}"
     timings = json.loads((book_root / "_build" / "timings.json").read_text())
-    chapters = [p[len(CHAPTER_DIR) + 1:] for p in toc_pages if p.startswith(CHAPTER_DIR + "/")]
-    timed = {r["chapter"] for r in timings if r.get("stage") == "execute" and r.get("profile") == "smoke"}
-    assert set(chapters) <= timed, f"chapters without a smoke timing: {set(chapters) - timed}"
+    timed = {(r["chapter"], r.get("profile")) for r in timings if r.get("stage") == "execute"}
+    untimed = [page for page in toc_pages if _stem(page) and (_stem(page), page_profiles[page]) not in timed]
+    assert not untimed, f"chapters without an execute timing for their profile in _build/timings.json: {untimed}"
 
 
 @pytest.mark.book
 @pytest.mark.slow
-def test_chapters_show_their_parameters(book_root, toc_pages):
+def test_reproduce_page_shows_every_profile_and_figure(book_root):
+    from pdlib.profiles import FIGURES, PROFILES
+
+    page = book_root / "_build" / "html" / "book" / "reproduce.html"
+    text = _squash(_soup(page.read_text()).get_text())
+    missing = [f"profile {name!r}" for name in PROFILES
+               if not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)]
+    missing += [f"figure {description!r}" for description in FIGURES.values() if description not in text]
+    assert not missing, "book/reproduce (the plan table of pdlib.profiles.plan_table()) lacks:\n" + "\n".join(missing)
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_pages_show_only_rendered_content(book_root, toc_pages, page_profiles):
+    """The built HTML files; the browser test repeats these checks on the live page."""
+    problems = {}
     for page in toc_pages:
-        if not page.startswith(CHAPTER_DIR + "/"):
-            continue
-        stem = page[len(CHAPTER_DIR) + 1:]
-        text = re.sub(r"<[^>]+>", "", (book_root / "_build" / "html" / f"{page}.html").read_text())
-        text = re.sub(r"\s+", " ", text)
-        assert "Parameters of this run" in text, f"{page}: no Parameters admonition"
-        assert "with profile smoke" in text and "Parameters of this run: profile smoke" in text, f"{page}: the admonition does not name the profile"
-        rerun = f"papermill notebooks/{stem}.ipynb out.ipynb -p profile smoke"
-        assert rerun in text, f"{page}: the admonition lacks the re-run command {rerun!r}"
+        html = (book_root / "_build" / "html" / f"{page}.html").read_text(errors="replace")
+        found = page_problems(html, page_profiles[page], _stem(page))
+        if found:
+            problems[page] = found
+    assert not problems, _report(problems, "pages that show the reader source, tests or wrong values")
 
 
-# --------------------------------------------------------------------------- static check
+@pytest.mark.book
+@pytest.mark.slow
+def test_visible_code_lines_fit_the_column(book_root, toc_pages):
+    import nbformat
 
-
-class _ResourceLinks(html.parser.HTMLParser):
-    """URLs a page loads by itself (not plain <a> links)."""
-
-    LOADING_RELS = {"stylesheet", "preload", "modulepreload", "icon", "shortcut icon", "prefetch",
-                    "preconnect", "dns-prefetch", "manifest", "apple-touch-icon"}
-
-    def __init__(self):
-        super().__init__()
-        self.urls: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag in ("script", "img", "iframe", "source", "video", "audio", "embed", "track") and attrs.get("src"):
-            self.urls.append(attrs["src"])
-        elif tag == "link" and attrs.get("href") and (attrs.get("rel") or "").lower() in self.LOADING_RELS:
-            self.urls.append(attrs["href"])
-        elif tag == "object" and attrs.get("data"):
-            self.urls.append(attrs["data"])
-
-
-def _is_local(url: str) -> bool:
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme in LOCAL_SCHEMES:
-        return True
-    if parsed.scheme in ("", "file") and not parsed.netloc:
-        return True
-    return parsed.scheme in ("http", "https", "ws", "wss") and parsed.hostname in LOCAL_HOSTS
+    problems = {}
+    for page in toc_pages:
+        if _stem(page):
+            found = check_code_lines(nbformat.read(book_root / f"{page}.ipynb", as_version=4))
+            if found:
+                problems[f"{page}.ipynb"] = found
+    assert not problems, _report(problems, f"visible code lines over {MAX_CODE_LINE} characters "
+                                           f"(wrap them, or tag the cell remove-input)")
 
 
 @pytest.mark.book
@@ -212,12 +479,12 @@ def test_html_loads_only_local_resources(book_root):
     html_dir = book_root / "_build" / "html"
     remote = []
     for page in sorted(html_dir.rglob("*.html")):
-        parser = _ResourceLinks()
+        parser = _browser.ResourceLinks()
         parser.feed(page.read_text(errors="replace"))
-        remote += [f"{page.relative_to(html_dir)}: {url}" for url in parser.urls if not _is_local(url)]
+        remote += [f"{page.relative_to(html_dir)}: {url}" for url in parser.urls if not _browser.is_local(url)]
     for css in sorted((html_dir / "_static").rglob("*.css")):
         for url in re.findall(r"url\(\s*['\"]?([^'\")]+)", css.read_text(errors="replace")):
-            if not _is_local(url):
+            if not _browser.is_local(url):
                 remote.append(f"{css.relative_to(html_dir)}: {url}")
     assert not remote, "the built HTML loads remote resources:\n" + "\n".join(remote[:40])
     mathjax = html_dir / "_static" / "mathjax" / "tex-chtml.js"
@@ -227,217 +494,51 @@ def test_html_loads_only_local_resources(book_root):
 # --------------------------------------------------------------------------- browser
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def server(book_root):
-    handler = functools.partial(_QuietHandler, directory=str(book_root / "_build" / "html"))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-
-
-class DevTools:
-    """A minimal Chrome DevTools Protocol client over tornado's websocket (no extra dependency)."""
-
-    def __init__(self, ws_url: str):
-        from tornado.websocket import websocket_connect
-
-        self.loop = asyncio.new_event_loop()
-        self.events: list[dict] = []
-        self._id = 0
-
-        async def connect():  # inside the loop, so tornado binds the connection to it
-            return await asyncio.wait_for(websocket_connect(ws_url, max_message_size=64 * 2**20), 30)
-
-        self._ws = self.loop.run_until_complete(connect())
-
-    async def _call(self, method: str, params: dict) -> dict:
-        self._id += 1
-        call_id = self._id
-        await self._ws.write_message(json.dumps({"id": call_id, "method": method, "params": params}))
-        while True:
-            message = await self._ws.read_message()
-            if message is None:
-                raise ConnectionError("the browser closed the DevTools connection")
-            data = json.loads(message)
-            if data.get("id") == call_id:
-                if "error" in data:
-                    raise RuntimeError(f"{method}: {data['error']}")
-                return data.get("result", {})
-            if "method" in data:
-                self.events.append(data)
-
-    def call(self, method: str, timeout: float = 60, **params) -> dict:
-        return self.loop.run_until_complete(asyncio.wait_for(self._call(method, params), timeout))
-
-    def evaluate(self, expression: str, timeout: float = 60):
-        result = self.call("Runtime.evaluate", timeout=timeout, expression=expression, awaitPromise=True,
-                           returnByValue=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"JavaScript failed: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    def close(self):
-        self._ws.close()
-        self.loop.close()
+    with _browser.serve(book_root / "_build" / "html") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    chromium = _chromium()
+    chromium = _browser.find_chromium()
     if chromium is None:
         if os.environ.get("CI"):
             pytest.fail("Chromium is not installed, and CI is set: the offline browser test must run in CI "
                         "(make browser installs Debian's chromium)")
         pytest.skip("Chromium is not installed (make browser installs it); the offline browser test is skipped")
-    profile = Path(tempfile.mkdtemp(prefix="pdlib-chromium-"))
-    command = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--no-default-browser-check", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--disable-extensions", "--disable-default-apps", "--mute-audio",
-        "--metrics-recording-only", "--disable-features=Translate,OptimizationHints,MediaRouter",
-        # Any host but this machine fails to resolve: the test is hermetic even where there is internet,
-        # and a remote request still shows up in the Network events below.
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
-        f"--user-data-dir={profile}", "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
-        "--window-size=1280,1000", "about:blank",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    client = None
     try:
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if process.poll() is not None:
-                pytest.fail(f"Chromium exited with status {process.returncode}:\n{process.stderr.read()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("Chromium did not open its DevTools port within 60 s")
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as response:
-            targets = json.load(response)
-        page = next(t for t in targets if t.get("type") == "page")
-        client = DevTools(page["webSocketDebuggerUrl"])
-        for domain in ("Page", "Runtime", "Network", "Log"):
-            client.call(f"{domain}.enable")
-        client.call("Network.setCacheDisabled", cacheDisabled=True)
-        yield client
-    finally:
-        if client is not None:
-            client.close()
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        shutil.rmtree(profile, ignore_errors=True)
+        with _browser.chromium_session(chromium) as client:
+            yield client
+    except _browser.BrowserError as error:
+        pytest.fail(str(error))
 
 
-# Runs in the page once it has loaded: force lazy images to load, wait for them, for MathJax
-# and for web fonts, then report what the test checks.
-_INSPECT_PAGE = r"""
-(async () => {
-  const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
-  const images = Array.from(document.images);
-  images.forEach(img => { if (img.loading === 'lazy') img.loading = 'eager'; });
-  await Promise.race([
-    Promise.all(images.map(img => img.complete ? null :
-      new Promise(resolve => { img.addEventListener('load', resolve); img.addEventListener('error', resolve); }))),
-    sleep(20000)]);
-  let mathjax = 'absent';
-  if (document.querySelector('script[src*="mathjax"]')) {
-    for (let i = 0; i < 200 && !(window.MathJax && MathJax.startup && MathJax.startup.promise); i++) await sleep(100);
-    if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-      await MathJax.startup.promise;
-      mathjax = 'ready';
-    } else {
-      mathjax = 'not started';
-    }
-  }
-  await document.fonts.ready;
-  await sleep(500);
-  const h1 = document.querySelector('main h1, article h1, h1');
-  const mathNodes = Array.from(document.querySelectorAll('.math'));
-  return {
-    title: document.title,
-    h1: h1 ? h1.textContent.trim() : '',
-    mathjax: mathjax,
-    mathNodes: mathNodes.length,
-    untypeset: mathNodes.filter(n => !n.querySelector('mjx-container')).map(n => n.textContent.slice(0, 80)),
-    mjxContainers: document.querySelectorAll('mjx-container').length,
-    mathErrors: document.querySelectorAll('mjx-merror').length,
-    images: images.map(img => ({src: img.currentSrc || img.src, complete: img.complete, width: img.naturalWidth})),
-    errorOutputs: document.querySelectorAll('.output.traceback, .output.error, .cell_output .traceback').length,
-    systemMessages: Array.from(document.querySelectorAll('.system-message, .problematic'))
-      .map(n => n.textContent.trim().slice(0, 120)),
-    parameters: !!Array.from(document.querySelectorAll('.admonition-title'))
-      .find(n => n.textContent.includes('Parameters of this run')),
-  };
-})()
-"""
-
-
-def _visit(client: DevTools, url: str) -> tuple[dict, list[dict]]:
-    client.events.clear()
-    client.call("Page.navigate", url=url)
-    deadline = time.monotonic() + 60
-    while client.evaluate("document.readyState") != "complete":
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not finish loading within 60 s")
-        time.sleep(0.2)
-    report = client.evaluate(_INSPECT_PAGE, timeout=90)
-    client.evaluate("1")  # collects the events that arrived while the page settled
-    return report, list(client.events)
-
-
-def _network_problems(events: list[dict]) -> tuple[list[str], list[str]]:
-    """(requests that left 127.0.0.1, local requests that failed or returned an HTTP error)."""
-    remote, failed = [], []
-    urls = {}
-    for event in events:
-        method, params = event.get("method"), event.get("params", {})
-        if method == "Network.requestWillBeSent":
-            url = params["request"]["url"]
-            urls[params["requestId"]] = url
-            if not _is_local(url):
-                remote.append(url)
-        elif method == "Network.responseReceived" and params["response"].get("status", 200) >= 400:
-            failed.append(f"HTTP {params['response']['status']}: {params['response']['url']}")
-        elif method == "Network.loadingFailed" and not params.get("canceled"):
-            url = urls.get(params["requestId"], "?")
-            if _is_local(url):
-                failed.append(f"{params.get('errorText')}: {url}")
-    return remote, failed
-
-
-def _console_errors(events: list[dict]) -> list[str]:
-    errors = []
-    for event in events:
-        method, params = event.get("method"), event.get("params", {})
-        if method == "Runtime.exceptionThrown":
-            details = params.get("exceptionDetails", {})
-            errors.append(details.get("exception", {}).get("description") or details.get("text", "exception"))
-        elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
-            errors.append(f"{params['entry'].get('source')}: {params['entry'].get('text')}")
-    return errors
+@pytest.mark.slow
+def test_code_width_probe_finds_a_wide_line(browser):
+    """The browser's width check, on a hand-written page: a line too wide for its column is found."""
+    long = "x = " + "1 + " * 60 + "1"
+    page = ("<html><body><main style='width: 600px'><div class='cell'><div class='cell_input'><div class='highlight'>"
+            "<pre style='overflow: auto'>short = 1</pre></div></div>"
+            "<div class='cell_output'><div class='highlight'>"
+            f"<pre style='overflow: auto'>{long}</pre></div></div></div>"
+            f"<details><summary>more</summary><div class='highlight'><pre style='overflow: auto'>y = 2\n{long}</pre>"
+            "</div></details></main></body></html>")
+    _browser.visit(browser, "data:text/html;base64," + base64.b64encode(page.encode()).decode())
+    report = _browser.wide_code(browser)
+    assert report["viewport"] == _browser.WINDOW[0]
+    assert [w["line"] for w in report["wide"]] == [long], report  # the hidden one, not the output
 
 
 @pytest.mark.book
 @pytest.mark.slow
-def test_pages_render_offline_in_chromium(browser, server, toc_pages):
+def test_pages_render_offline_in_chromium(browser, server, toc_pages, page_profiles):
     problems: dict[str, list[str]] = {}
     pages_with_math = images_on_chapters = 0
     for page in toc_pages:
-        report, events = _visit(browser, f"{server}/{page}.html")
-        remote, failed = _network_problems(events)
+        report, events = _browser.visit(browser, f"{server}/{page}.html")
+        remote, failed = _browser.network_problems(events)
         found = []
         if not report["title"] or not report["h1"]:
             found.append(f"no title (document.title={report['title']!r}, h1={report['h1']!r})")
@@ -456,16 +557,17 @@ def test_pages_render_offline_in_chromium(browser, server, toc_pages):
                 found.append(f"formulas not typeset by MathJax: {report['untypeset'][:5]}")
             if report["mathErrors"]:
                 found.append(f"{report['mathErrors']} MathJax error(s)")
-        if page.startswith(CHAPTER_DIR + "/"):
+        if _stem(page):
             images_on_chapters += len(report["images"])
-            if not report["parameters"]:
-                found.append("no 'Parameters of this run' admonition")
+        found += page_problems(report["html"], page_profiles[page], _stem(page))
+        width = _browser.wide_code(browser)
+        found += [f"code wider than its column at {width['viewport']} px ({w['scrollWidth']} > {w['clientWidth']} px): "
+                  f"{w['line'].strip()[:160]!r}" for w in width["wide"]]
         found += [f"request left 127.0.0.1: {url}" for url in remote]
         found += [f"local request failed: {failure}" for failure in failed]
-        found += [f"JavaScript error: {error}" for error in _console_errors(events)]
+        found += [f"JavaScript error: {error}" for error in _browser.console_errors(events)]
         if found:
             problems[page] = found
-    assert not problems, "pages with problems:\n" + "\n".join(
-        f"{page}:\n  " + "\n  ".join(items) for page, items in problems.items())
+    assert not problems, _report(problems, "pages with problems")
     assert pages_with_math, "no page has math: the MathJax check did not run"
     assert images_on_chapters, "no chapter has a figure: the image check did not run"

@@ -1,4 +1,5 @@
-"""Cache: config hashing, atomic writes, provenance, load-or-compute."""
+"""pdlib.cache: config hashing, atomic writes (a writer killed at any point leaves no artifact), provenance,
+load-or-compute, stored weights and the note about old cache formats."""
 
 import json
 import os
@@ -6,12 +7,18 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pdlib.cache import config_hash, load_artifact, load_or_compute
+import torch
+
+from pdlib.cache import Artifact, cache_root, config_hash, load_artifact, load_or_compute, save_artifact
 from pdlib.training import TrainConfig
+
+
+CACHE_PY = Path(__file__).resolve().parents[1] / "pdlib" / "cache.py"
 
 
 @dataclass(frozen=True)
@@ -58,11 +65,15 @@ def test_npz_without_metadata_is_not_trusted(tmp_path):
 @pytest.mark.parametrize("kill_at", ["compute", "arrays", "metadata"])
 def test_killed_writer_leaves_no_artifact(tmp_path, kill_at):
     """SIGKILL while computing, while writing the arrays, or between arrays and metadata."""
+    # pdlib.cache loaded on its own, without the package (and torch): the test is about the writes
     script = textwrap.dedent(f"""
-        import os, signal
+        import importlib.util, os, signal, sys
         from dataclasses import dataclass
         import numpy as np
-        import pdlib.cache as cache
+        spec = importlib.util.spec_from_file_location("standalone_cache", {str(CACHE_PY)!r})
+        cache = sys.modules["standalone_cache"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(cache)
+        cache.provenance = lambda device=None: {{}}
 
         @dataclass(frozen=True)
         class Config:
@@ -100,7 +111,54 @@ def test_killed_writer_leaves_no_artifact(tmp_path, kill_at):
 
 
 def test_cache_root_follows_environment(tmp_path, monkeypatch):
-    from pdlib.cache import cache_root
-
     monkeypatch.setenv("PDLIB_CACHE", str(tmp_path))
     assert cache_root() == tmp_path
+    monkeypatch.delenv("PDLIB_CACHE")
+    assert cache_root() == Path(__file__).resolve().parents[1] / "data" / "cache"
+
+
+def test_hash_of_nested_values():
+    @dataclass(frozen=True)
+    class Nested:
+        values: tuple = ()
+        table: dict = None
+
+    assert config_hash(Nested((1, 2))) == config_hash(Nested([1, 2]))  # tuples and lists are both JSON lists
+    assert config_hash(Nested((np.int64(3),))) == config_hash(Nested((3,)))  # numpy scalars as Python numbers
+    assert config_hash(Nested(table={"b": 1, "a": 2})) == config_hash(Nested(table={"a": 2, "b": 1}))
+    assert config_hash(Nested((1, 2))) != config_hash(Nested((2, 1)))
+    assert config_hash(Config("a", 1)) != config_hash(Nested())  # the type's name is part of the key
+
+
+def test_stored_weights(tmp_path):
+    weights = {"w": torch.arange(6.0).view(2, 3), "b": torch.zeros(2)}
+    with_weights = load_or_compute("runs", Config("w", 1), lambda: ({"x": np.ones(2)}, {}, weights), root=tmp_path)
+    again = load_artifact("runs", Config("w", 1), root=tmp_path)
+    assert again.meta["has_weights"] and again.weights_path == again.path.with_suffix(".pt")
+    loaded = again.load_weights()
+    assert loaded.keys() == weights.keys() and all(torch.equal(loaded[k], weights[k]) for k in weights)
+    assert with_weights.weights_path is not None
+    without = load_or_compute("runs", Config("w", 2), lambda: ({"x": np.ones(2)}, {}), root=tmp_path)
+    assert without.weights_path is None and not without.meta["has_weights"]
+    with pytest.raises(FileNotFoundError, match="without its network's weights"):
+        without.load_weights()
+    assert Artifact({"x": np.ones(1)}, {}).weights_path is None  # in memory, never saved
+
+
+def test_saved_metadata_and_arrays(tmp_path):
+    artifact = save_artifact("runs", Config("s", 3), {"x": [1, 2, 3]}, {"note": "hi"}, root=tmp_path)
+    assert artifact["x"].tolist() == [1, 2, 3] and artifact.meta["note"] == "hi"
+    meta = json.loads(artifact.path.with_suffix(".json").read_text())
+    assert meta["kind"] == "runs" and meta["hash"] == config_hash(Config("s", 3))
+    assert meta["config"]["__type__"] == "Config" and meta["config"]["name"] == "s"
+    assert not list(tmp_path.rglob("*.tmp"))  # no temporary file left behind
+
+
+def test_old_cache_formats_are_named_once(tmp_path):
+    import pdlib.cache as cache
+
+    (tmp_path / "runs-v1").mkdir()
+    (tmp_path / "runs-v2").mkdir()
+    with pytest.warns(UserWarning, match=r"older formats \(runs-v1, runs-v2\)"):
+        load_artifact("runs-v3", Config("a", 1), root=tmp_path)
+    assert tmp_path in cache._noted

@@ -1,28 +1,23 @@
-"""pdlib.data: loaders (real Fashion-MNIST, small fake files in each on-disk format), protocols, errors."""
+"""pdlib.data: loaders for real Fashion-MNIST and for small files in each on-disk format (written by the
+book's stand-in writers), datasets registered from arrays, the data root, and clear errors."""
 
-import gzip
 import os
-import pickle
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.io
 import torch
 
 from pdlib import data as pd_data
-from pdlib.data import (
-    DATASETS,
-    DatasetNotFoundError,
-    LabelledImages,
-    corrupt_labels,
-    load_dataset,
-    select_classes,
-    stratified_subset,
-    train_val_split,
-)
+from pdlib.data import (DATASETS, FILE_PREFIX, DatasetNotFoundError, dataset_info, load_dataset,
+                        register_arrays)
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "book"))
+import standins  # noqa: E402  (the writers of book/standins.py: the real on-disk formats)
 
 DEBIAN_TRAIN_IMAGES = pd_data.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz"
 
@@ -32,6 +27,30 @@ def normalised(pixels, name, pixel_max=255.0):
     info = DATASETS[name]
     mean, std = (np.array(v).reshape(-1, 1, 1) for v in (info.mean, info.std))
     return (pixels / pixel_max - mean) / std
+
+
+@pytest.fixture
+def written(monkeypatch):
+    """Run the stand-in writers small, and record what they write: {split: (pixels (n, C, H, W), labels)} per call."""
+    monkeypatch.setattr(standins, "SIZES", {"train": 30, "test": 12})
+    calls = []
+    original = standins._images
+
+    def recording(*args):
+        pixels, labels = original(*args)
+        calls.append((pixels.transpose(0, 3, 1, 2).copy(), labels.copy()))
+        return pixels, labels
+
+    monkeypatch.setattr(standins, "_images", recording)
+    return calls
+
+
+@pytest.fixture(autouse=True)
+def fresh_reads():
+    """Files are read once per process and cached by path: tests that rewrite a folder must not see old reads."""
+    pd_data._read.cache_clear()
+    yield
+    pd_data._read.cache_clear()
 
 
 @pytest.fixture
@@ -53,54 +72,10 @@ def offline(monkeypatch):
     return attempts
 
 
-# --- writing small files in each dataset's on-disk format -------------------------------------
+# --- real files --------------------------------------------------------------------------------
 
 
-def write_idx(path: Path, array: np.ndarray):
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "wb") as file:
-        file.write(header + array.astype(np.uint8).tobytes())
-
-
-def write_cifar(root: Path, name: str, rng, n_per_file=4):
-    """Pickled batches like torchvision's extracted archives; returns {split: (pixels, labels)}."""
-    if name == "cifar10":
-        folder, files, key = "cifar-10-batches-py", {"train": [f"data_batch_{i}" for i in range(1, 6)],
-                                                     "test": ["test_batch"]}, b"labels"
-        meta = ("batches.meta", {b"label_names": [c.encode() for c in DATASETS[name].class_names]})
-    else:
-        folder, files, key = "cifar-100-python", {"train": ["train"], "test": ["test"]}, b"fine_labels"
-        meta = ("meta", {b"fine_label_names": [c.encode() for c in DATASETS[name].class_names]})
-    (root / folder).mkdir(parents=True)
-    written = {}
-    for split, names in files.items():
-        pixels = rng.integers(0, 256, size=(n_per_file * len(names), 3072), dtype=np.uint8)
-        labels = rng.integers(0, DATASETS[name].n_classes, size=len(pixels))
-        for i, file_name in enumerate(names):
-            part = slice(i * n_per_file, (i + 1) * n_per_file)
-            with open(root / folder / file_name, "wb") as file:
-                pickle.dump({b"data": pixels[part], key: labels[part].tolist()}, file)
-        written[split] = (pixels.reshape(-1, 3, 32, 32), labels)
-    with open(root / folder / meta[0], "wb") as file:
-        pickle.dump(meta[1], file)
-    return written
-
-
-def write_svhn(root: Path, rng, n=20):
-    written = {}
-    for split in ("train", "test"):
-        pixels = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
-        digits = np.arange(n) % 10
-        stored = np.where(digits == 0, 10, digits).astype(np.uint8)  # SVHN stores the digit 0 as 10
-        scipy.io.savemat(root / f"{split}_32x32.mat", {"X": pixels.transpose(2, 3, 1, 0), "y": stored[:, None]})
-        written[split] = (pixels, digits)
-    return written
-
-
-# --- loaders ------------------------------------------------------------------------------------
-
-
+@pytest.mark.slow
 def test_real_fashion_mnist(tmp_path):
     if not DEBIAN_TRAIN_IMAGES.is_file():
         message = f"{DEBIAN_TRAIN_IMAGES} missing (apt-get install dataset-fashion-mnist)"
@@ -111,7 +86,6 @@ def test_real_fashion_mnist(tmp_path):
     test = load_dataset("fashion_mnist", "test", root=tmp_path, download=False)
     assert train.inputs.shape == (60000, 1, 28, 28) and test.inputs.shape == (10000, 1, 28, 28)
     assert train.inputs.dtype == torch.float32 and train.labels.dtype == torch.int64
-    assert train.labels.shape == (60000,) and test.labels.shape == (10000,)
     assert set(train.labels.unique().tolist()) == set(range(10))
     assert np.bincount(test.labels.numpy()).tolist() == [1000] * 10
     assert abs(train.inputs.mean().item()) < 0.01 and abs(train.inputs.std().item() - 1) < 0.01
@@ -123,29 +97,41 @@ def test_real_fashion_mnist(tmp_path):
     assert torch.equal(reference.targets, test.labels)
 
 
-@pytest.mark.parametrize("compress", [False, True])
-def test_fashion_mnist_files_in_data_root(tmp_path, rng, no_debian, compress):
-    suffix = ".gz" if compress else ""
-    images = rng.integers(0, 256, size=(6, 28, 28), dtype=np.uint8)
-    labels = np.array([0, 9, 3, 3, 5, 1], dtype=np.uint8)
-    write_idx(tmp_path / f"t10k-images-idx3-ubyte{suffix}", images)
-    write_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", labels)
-    loaded = load_dataset("fashion_mnist", "test", root=tmp_path, download=False)
-    np.testing.assert_allclose(loaded.inputs.numpy(), normalised(images[:, None], "fashion_mnist"), atol=1e-5)
-    assert loaded.labels.tolist() == labels.tolist()
+# --- each on-disk format, written by the stand-in writers --------------------------------------
+
+
+def test_fashion_mnist_stand_in_round_trip(tmp_path, written, no_debian):
+    standins.write_fashion_mnist(tmp_path, np.random.default_rng(0))
+    for split, (pixels, labels) in zip(("train", "test"), written):
+        loaded = load_dataset("fashion_mnist", split, root=tmp_path, download=False)
+        assert loaded.inputs.shape == (len(labels), 1, 28, 28) and loaded.inputs.dtype == torch.float32
+        np.testing.assert_allclose(loaded.inputs.numpy(), normalised(pixels, "fashion_mnist"), atol=1e-5)
+        assert loaded.labels.dtype == torch.int64 and loaded.labels.tolist() == labels.tolist()
+    # the gzipped files were decompressed beside them, where torchvision keeps them
     assert (tmp_path / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_fashion_mnist_files_in_the_data_root_itself(tmp_path, rng, no_debian, compress):
+    suffix = ".gz" if compress else ""
+    images = rng.integers(0, 256, size=(6, 28, 28), dtype=np.uint8)
+    labels = np.array([0, 9, 3, 3, 5, 1], dtype=np.uint8)
+    standins.write_idx(tmp_path / f"t10k-images-idx3-ubyte{suffix}", images)
+    standins.write_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", labels)
+    loaded = load_dataset("fashion_mnist", "test", root=tmp_path, download=False)
+    np.testing.assert_allclose(loaded.inputs.numpy(), normalised(images[:, None], "fashion_mnist"), atol=1e-5)
+    assert loaded.labels.tolist() == labels.tolist()
+
+
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
-def test_cifar_round_trip(tmp_path, rng, name):
-    written = write_cifar(tmp_path, name, rng)
-    for split, (pixels, labels) in written.items():
+def test_cifar_stand_in_round_trip(tmp_path, written, name):
+    standins.write_cifar(tmp_path, name, np.random.default_rng(1))
+    for split, (pixels, labels) in zip(("train", "test"), written):
         loaded = load_dataset(name, split, root=tmp_path, download=False)
         assert loaded.inputs.shape == (len(labels), 3, 32, 32) and loaded.inputs.dtype == torch.float32
         np.testing.assert_allclose(loaded.inputs.numpy(), normalised(pixels, name), atol=1e-5)
         assert loaded.labels.dtype == torch.int64 and loaded.labels.tolist() == labels.tolist()
         assert loaded.class_names == DATASETS[name].class_names and loaded.name == name
-    assert len(load_dataset(name, "train", root=tmp_path).labels) == len(written["train"][1])
 
 
 def test_cifar100_class_names():
@@ -153,23 +139,32 @@ def test_cifar100_class_names():
     assert len(names) == 100 == len(set(names)) and list(names) == sorted(names)
 
 
-def test_svhn_round_trip(tmp_path, rng):
-    written = write_svhn(tmp_path, rng)
-    for split, (pixels, digits) in written.items():
+def test_svhn_stand_in_round_trip(tmp_path, written):
+    standins.write_svhn(tmp_path, np.random.default_rng(2))
+    for split, (pixels, digits) in zip(("train", "test"), written):
         loaded = load_dataset("svhn", split, root=tmp_path, download=False)
         np.testing.assert_allclose(loaded.inputs.numpy(), normalised(pixels, "svhn"), atol=1e-5)
         assert loaded.labels.tolist() == digits.tolist()  # 10 on disk reads as 0
-        assert loaded.class_names == tuple("0123456789")
+        assert 0 in digits.tolist() and loaded.class_names == tuple("0123456789")
 
 
-def test_data_root_from_environment(tmp_path, rng, monkeypatch):
-    written = write_cifar(tmp_path, "cifar10", rng)
+def test_write_standins_gives_a_data_root_for_every_paper_dataset(tmp_path, written, no_debian, monkeypatch):
+    monkeypatch.setenv("PDLIB_DATA", str(standins.write_standins(tmp_path)))
+    for name in ("fashion_mnist", "svhn", "cifar10", "cifar100"):
+        for split, size in (("train", 30), ("test", 12)):
+            assert len(load_dataset(name, split, download=False).labels) == size
+
+
+def test_data_root_from_environment(tmp_path, written, monkeypatch):
+    standins.write_cifar(tmp_path, "cifar10", np.random.default_rng(3))
     monkeypatch.setenv("PDLIB_DATA", str(tmp_path))
-    assert load_dataset("cifar10", "test", download=False).labels.tolist() == written["test"][1].tolist()
+    assert pd_data.data_root() == tmp_path
+    assert load_dataset("cifar10", "test", download=False).labels.tolist() == written[1][1].tolist()
+    assert pd_data.data_root(tmp_path / "x") == tmp_path / "x"  # an explicit root wins
 
 
-def test_results_do_not_share_the_cache(tmp_path, rng):
-    write_cifar(tmp_path, "cifar10", rng)
+def test_results_do_not_share_the_cache(tmp_path, written):
+    standins.write_cifar(tmp_path, "cifar10", np.random.default_rng(4))
     first = load_dataset("cifar10", "test", root=tmp_path)
     expected_inputs, expected_labels = first.inputs.clone(), first.labels.clone()
     first.inputs.zero_()
@@ -187,7 +182,7 @@ def test_results_do_not_share_the_cache(tmp_path, rng):
 def test_missing_files_offline(tmp_path, no_debian, offline, name, folder, file_name):
     root = tmp_path / "data"
     expected_folder = str(root / folder) if folder else str(root)
-    with pytest.raises(DatasetNotFoundError, match="run once with internet access") as without:
+    with pytest.raises(DatasetNotFoundError, match="python -m pdlib download .* once with internet access") as without:
         load_dataset(name, "train", root=root, download=False)
     assert expected_folder in str(without.value) and file_name in str(without.value) and name in str(without.value)
     assert not offline  # download=False never tries the network
@@ -214,114 +209,91 @@ def test_digits(tmp_path):
     assert not (tmp_path / "unused").exists()  # digits is bundled: nothing is written
 
 
-# --- protocols ------------------------------------------------------------------------------------
+# --- datasets registered from arrays ("file:" names) -------------------------------------------
 
 
-def test_select_classes_relabels_in_given_order():
-    labels = torch.tensor([0, 1, 2, 3, 2, 1, 0])
-    inputs = labels.float().view(-1, 1, 1, 1)
-    data = LabelledImages(inputs, labels, ("a", "b", "c", "d"), "toy")
-    chosen = select_classes(data, [2, 0])
-    assert chosen.labels.tolist() == [1, 0, 0, 1] and chosen.inputs.flatten().tolist() == [0, 2, 2, 0]
-    assert chosen.class_names == ("c", "a") and chosen.name == "toy"
-    assert chosen.labels.dtype == torch.int64
+@pytest.fixture
+def file_data(monkeypatch):
+    """register_arrays sets $PDLIB_FILE_DATA; give it back afterwards."""
+    monkeypatch.delenv("PDLIB_FILE_DATA", raising=False)
 
 
-def test_stratified_subset_counts():
-    labels = np.repeat([0, 1, 2], [500, 300, 200])
-    index = stratified_subset(labels, 100, seed=0)
-    assert index.dtype == np.int64 and np.all(np.diff(index) > 0)
-    assert np.bincount(labels[index]).tolist() == [50, 30, 20]
-    # 2.5, 1.5, 1.0 -> floors 2, 1, 1; the one left over goes to the first of the tied remainders
-    small = np.repeat([0, 1, 2], [5, 3, 2])
-    assert np.bincount(small[stratified_subset(torch.as_tensor(small), 5, seed=1)]).tolist() == [3, 1, 1]
+def images(rng, n=40, channels=3, size=6):
+    pixels = rng.integers(0, 256, size=(n, channels, size, size), dtype=np.uint8)
+    return pixels, np.arange(n) % 4
 
 
-def test_stratified_subset_largest_remainder(rng):
-    labels = rng.integers(0, 7, size=1000)
-    counts = np.bincount(labels)
-    for n in (1, 13, 500, 999, 1000):
-        got = np.bincount(labels[stratified_subset(labels, n, seed=n)], minlength=7)
-        exact = n * counts / len(labels)
-        assert got.sum() == n and np.all(got >= np.floor(exact)) and np.all(got <= np.ceil(exact))
+def test_register_arrays_round_trip(tmp_path, rng, file_data):
+    pixels, labels = images(rng)
+    is_test = np.arange(40) >= 30
+    name = register_arrays(pixels, labels, ["a", "b", "c", "d"], folder=tmp_path, is_test=is_test)
+    assert name.startswith(FILE_PREFIX) and os.environ["PDLIB_FILE_DATA"] == str(tmp_path.resolve())
+    train, test = load_dataset(name, "train"), load_dataset(name, "test")
+    # normalised with the mean and std of the file's own training rows, per channel
+    scaled = pixels[~is_test] / 255.0
+    mean, std = scaled.mean(axis=(0, 2, 3)), scaled.std(axis=(0, 2, 3))
+    np.testing.assert_allclose(train.inputs.numpy(), (scaled - mean[:, None, None]) / std[:, None, None], atol=1e-5)
+    np.testing.assert_allclose(test.inputs.numpy(),
+                               (pixels[is_test] / 255.0 - mean[:, None, None]) / std[:, None, None], atol=1e-5)
+    assert train.labels.tolist() == labels[~is_test].tolist() and test.labels.tolist() == labels[is_test].tolist()
+    assert train.class_names == ("a", "b", "c", "d") and train.name == name
+    info = dataset_info(name)
+    assert (info.n_classes, info.in_channels, info.image_size) == (4, 3, 6)
+    np.testing.assert_allclose(info.mean, mean) and np.testing.assert_allclose(info.std, std)
 
 
-def test_stratified_subset_seeded():
-    labels = np.arange(1000) % 10
-    assert np.array_equal(stratified_subset(labels, 100, 3), stratified_subset(labels, 100, 3))
-    assert not np.array_equal(stratified_subset(labels, 100, 3), stratified_subset(labels, 100, 4))
+def test_register_arrays_has_an_empty_test_split_by_default(tmp_path, rng, file_data):
+    pixels, labels = images(rng, channels=1)
+    name = register_arrays(pixels, labels, list("wxyz"), folder=tmp_path)
+    assert len(load_dataset(name, "train").labels) == 40
+    test = load_dataset(name, "test")
+    assert test.inputs.shape == (0, 1, 6, 6) and test.labels.shape == (0,)
 
 
-def test_corrupt_labels(rng):
-    labels = rng.integers(0, 10, size=1001)
-    original = labels.copy()
-    new, corrupted = corrupt_labels(labels, 0.25, 10, seed=0)
-    assert np.array_equal(labels, original)  # input untouched
-    assert new.dtype == np.int64 and corrupted.dtype == bool
-    assert corrupted.sum() == round(0.25 * 1001)
-    assert np.all(new[corrupted] != labels[corrupted]) and np.array_equal(new[~corrupted], labels[~corrupted])
-    assert new.min() >= 0 and new.max() < 10
-    again_new, again_corrupted = corrupt_labels(torch.as_tensor(labels), 0.25, 10, seed=0)
-    assert np.array_equal(new, again_new) and np.array_equal(corrupted, again_corrupted)
-    assert not np.array_equal(corrupt_labels(labels, 0.25, 10, seed=1)[1], corrupted)
+def test_register_arrays_names_by_content(tmp_path, rng, file_data):
+    pixels, labels = images(rng)
+    name = register_arrays(pixels, labels, list("abcd"), folder=tmp_path)
+    (path,) = tmp_path.glob("*.npz")
+    written = path.stat().st_mtime_ns
+    assert register_arrays(pixels.copy(), labels.tolist(), list("abcd"), folder=tmp_path) == name  # written once
+    assert path.stat().st_mtime_ns == written and len(list(tmp_path.glob("*.npz"))) == 1
+    assert register_arrays(pixels, labels[::-1].copy(), list("abcd"), folder=tmp_path) != name
+    assert register_arrays(pixels, labels, list("abce"), folder=tmp_path) != name
+    assert register_arrays(pixels, labels, list("abcd"), folder=tmp_path, is_test=np.arange(40) < 5) != name
 
 
-def test_corrupt_labels_uses_every_other_class():
-    new, _ = corrupt_labels(np.zeros(3000, dtype=np.int64), 1.0, 4, seed=0)
-    counts = np.bincount(new, minlength=4)
-    assert counts[0] == 0 and np.all(np.abs(counts[1:] - 1000) < 100)
+def test_constant_images_do_not_divide_by_zero(tmp_path, file_data):
+    pixels = np.full((8, 1, 4, 4), 7, dtype=np.uint8)
+    name = register_arrays(pixels, np.arange(8) % 2, ["a", "b"], folder=tmp_path)
+    inputs = load_dataset(name).inputs
+    assert torch.isfinite(inputs).all() and (inputs == 0).all()
 
 
-def test_corrupt_labels_edge_rates():
-    labels = np.arange(10) % 2
-    assert not corrupt_labels(labels, 0.0, 2, seed=0)[1].any()
-    new, corrupted = corrupt_labels(labels, 1.0, 2, seed=0)
-    assert corrupted.all() and np.array_equal(new, 1 - labels)
+def test_unregistered_file_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDLIB_FILE_DATA", str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match="register_arrays"):
+        load_dataset(FILE_PREFIX + "0123456789abcdef")
 
 
-def test_corrupt_labels_does_not_write_into_tensor():
-    labels = torch.arange(20) % 5
-    original = labels.clone()
-    corrupt_labels(labels, 0.5, 5, seed=0)
-    assert torch.equal(labels, original)
-
-
-def test_train_val_split():
-    in_train = train_val_split(1001, seed=0)
-    assert in_train.dtype == bool and in_train.shape == (1001,) and in_train.sum() == round(0.9 * 1001)
-    assert np.array_equal(in_train, train_val_split(1001, seed=0))
-    assert not np.array_equal(in_train, train_val_split(1001, seed=1))
-    assert train_val_split(10, seed=0, train_fraction=0.5).sum() == 5
-
-
-# --- bad inputs -----------------------------------------------------------------------------------
-
-TOY = LabelledImages(torch.zeros(4, 1, 2, 2), torch.tensor([0, 1, 2, 0]), ("a", "b", "c"), "toy")
+@pytest.mark.parametrize("pixels, labels, is_test, match", [
+    (np.zeros((4, 6, 6), np.uint8), np.zeros(4, int), None, "pixels must be"),
+    (np.zeros((4, 1, 6, 5), np.uint8), np.zeros(4, int), None, "pixels must be"),
+    (np.zeros((4, 1, 6, 6), np.uint8), np.zeros(3, int), None, "one label per image"),
+    (np.zeros((4, 1, 6, 6), np.uint8), np.zeros(4, int), np.zeros(3, bool), "is_test|one label per image"),
+    (np.zeros((4, 1, 6, 6), np.uint8), np.array([0, 1, 2, 1]), None, "labels"),  # 2 classes named
+    (np.zeros((4, 1, 6, 6), np.uint8), np.array([0, -1, 1, 1]), None, "labels"),
+])
+def test_register_arrays_bad_inputs(tmp_path, file_data, pixels, labels, is_test, match):
+    with pytest.raises(ValueError, match=match):
+        register_arrays(pixels, labels, ["a", "b"], folder=tmp_path, is_test=is_test)
+    assert not list(tmp_path.glob("*.npz"))  # nothing written
 
 
 @pytest.mark.parametrize("call, error, match", [
     (lambda: load_dataset("mnist"), ValueError, "name must be one of .*fashion_mnist.*digits"),
     (lambda: load_dataset("digits", "val"), ValueError, "split"),
     (lambda: load_dataset("digits", root=3), TypeError, "root"),
-    (lambda: select_classes(TOY, [0, 3]), ValueError, "classes"),
-    (lambda: select_classes(TOY, [1, 1]), ValueError, "classes must be distinct"),
-    (lambda: select_classes(TOY, []), ValueError, "classes is empty"),
-    (lambda: select_classes((TOY.inputs, TOY.labels), [0]), TypeError, "data"),
-    (lambda: stratified_subset([0, 1, 1], 4, 0), ValueError, "n=4"),
-    (lambda: stratified_subset([0, 1, 1], 0, 0), ValueError, "n must be >= 1"),
-    (lambda: stratified_subset([], 1, 0), ValueError, "labels is empty"),
-    (lambda: stratified_subset([0, -1], 1, 0), ValueError, "labels"),
-    (lambda: stratified_subset([0.5, 1.0], 1, 0), TypeError, "labels"),
-    (lambda: corrupt_labels([0, 1], -0.1, 2, 0), ValueError, r"rate must be in \[0, 1\]"),
-    (lambda: corrupt_labels([0, 1], 1.5, 2, 0), ValueError, "rate"),
-    (lambda: corrupt_labels([0, 1], "0.1", 2, 0), TypeError, "rate"),
-    (lambda: corrupt_labels([0, 0], 0.5, 1, 0), ValueError, "n_classes must be >= 2"),
-    (lambda: corrupt_labels([0, 2], 0.5, 2, 0), ValueError, "labels contains class 2"),
-    (lambda: corrupt_labels([], 0.5, 2, 0), ValueError, "labels is empty"),
-    (lambda: train_val_split(10, 0, 0.0), ValueError, r"train_fraction must be in \(0, 1\)"),
-    (lambda: train_val_split(10, 0, 1.0), ValueError, "train_fraction"),
-    (lambda: train_val_split(0, 0), ValueError, "n must be >= 1"),
-    (lambda: train_val_split(2.5, 0), TypeError, "n must be an integer"),
+    (lambda: dataset_info(3), ValueError, "name must be one of"),
 ])
 def test_bad_inputs(call, error, match):
     with pytest.raises(error, match=match):

@@ -1,53 +1,173 @@
-"""Section 4: corner groups, Wilson intervals, held-out probe counts and the honest k-NN fix."""
+"""pdlib.difficulty on synthetic per-point arrays and held-out probe counts, against brute force and loops.
 
-import math
+The counts dicts have the structure documented in :func:`pdlib.ensembles.held_out_probe_counts`; here they
+are accumulated by a loop over simulated held-out appearances (the real function is tested against the
+same loop on a trained ensemble in test_ensembles.py).
+"""
+
+import doctest
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from pdlib import difficulty
-from pdlib.ensembles import held_out_probe_counts, run_ensemble
-from pdlib.runs import RunConfig
-from pdlib.training import TrainConfig
+import pdlib.difficulty
+from pdlib import difficulty, make_model
+from pdlib.difficulty import CORNERS
+from pdlib.metrics import wilson_interval
 
-TEMPLATE = RunConfig(dataset="digits", arch="mlp", width=16, n_pool=300, n_test=60, holdout_fraction=0.1,
-                     train=TrainConfig(epochs=4, batch_size=32, lr=0.05), seed=20)
+# --- corner groups -----------------------------------------------------------------------------
 
 
-def test_corner_groups_by_brute_force(rng):
+def brute_force_corner(val, train, max_depth, corner, n, eligible):
+    cx, cy = CORNERS[corner]
+    scored = [(np.hypot(val[i] / max_depth - cx, train[i] / max_depth - cy), i)
+              for i in range(len(val)) if eligible[i] and np.isfinite(val[i]) and np.isfinite(train[i])]
+    return [i for _, i in sorted(scored)[:n]]  # by distance, then by index
+
+
+@pytest.mark.parametrize("n", [1, 10, 60])
+def test_corner_groups_by_brute_force(rng, n):
     val, train = rng.uniform(0, 8, 200), rng.uniform(0, 8, 200)
     val[:3] = np.nan  # never held out: never chosen
-    groups = difficulty.corner_groups(val, train, 8, n=10)
-    assert list(groups) == list(difficulty.CORNERS)
-    for name, (cx, cy) in difficulty.CORNERS.items():
-        distance = np.hypot(val / 8 - cx, train / 8 - cy)
-        distance[np.isnan(distance)] = np.inf
-        np.testing.assert_array_equal(groups[name], np.argsort(distance, kind="stable")[:10])
-    only_some = difficulty.corner_groups(val, train, 8, n=500, candidates=np.arange(200) % 2 == 0)
+    train[5] = np.nan  # never trained on: never chosen
+    groups = difficulty.corner_groups(val, train, 8, n=n)
+    assert list(groups) == list(CORNERS)
+    for name in CORNERS:
+        assert groups[name].dtype == np.int64
+        assert groups[name].tolist() == brute_force_corner(val, train, 8, name, n, np.ones(200, bool))
+        assert not set(groups[name].tolist()) & {0, 1, 2, 5}
+
+
+def test_corner_groups_break_ties_by_index():
+    # integer PDs: many points at exactly the same place in the plane
+    val = np.array([2, 0, 0, 4, 0, 0, 4, 2], dtype=float)
+    train = np.array([2, 4, 0, 0, 0, 4, 0, 2], dtype=float)
+    groups = difficulty.corner_groups(val, train, 4, n=3)
+    assert groups["easy"].tolist() == [2, 4, 0]  # two at the corner (by index), then the nearer of 0 and 7
+    assert groups["looks like a different class"].tolist() == [1, 5, 0]
+    assert groups["ambiguous unless the label is given"].tolist() == [3, 6, 0]
+    assert groups["ambiguous"].tolist() == [0, 7, 1]  # distance ties: (2, 2) before (0, 4) and (4, 0)
+    reordered = difficulty.corner_groups(val[::-1].copy(), train[::-1].copy(), 4, n=3)
+    assert reordered["easy"].tolist() == [3, 5, 0]  # the same points, named by their new indices in index order
+
+
+def test_corner_groups_with_candidates(rng):
+    val, train = rng.uniform(0, 8, 200), rng.uniform(0, 8, 200)
+    val[:3] = np.nan
+    even = np.arange(200) % 2 == 0
+    only_some = difficulty.corner_groups(val, train, 8, n=500, candidates=even)
     assert all(len(g) == 98 and (g % 2 == 0).all() for g in only_some.values())  # 100 even points, 0 and 2 NaN
-    with pytest.raises(ValueError, match="depth_val and depth_train"):
-        difficulty.corner_groups(val, train[:5], 8)
+    for name in CORNERS:
+        assert only_some[name].tolist() == brute_force_corner(val, train, 8, name, 500, even)
+    assert all(len(g) == 0 for g in difficulty.corner_groups(val, train, 8, candidates=np.zeros(200, bool)).values())
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.integers(0, 60), st.integers(1, 60))
-def test_wilson_interval_contains_the_proportion(successes, trials):
-    successes = min(successes, trials)
-    low, high = difficulty.wilson_interval(successes, trials)
-    assert 0 <= low <= successes / trials <= high <= 1
-    wider = difficulty.wilson_interval(successes, trials, confidence=0.99)
-    assert wider[0] <= low + 1e-12 and wider[1] >= high - 1e-12
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: difficulty.corner_groups(np.zeros(5), np.zeros(4), 8), ValueError, "depth_val and depth_train"),
+    (lambda: difficulty.corner_groups(np.zeros((2, 2)), np.zeros((2, 2)), 8), ValueError, "1-D"),
+    (lambda: difficulty.corner_groups(np.zeros(5), np.zeros(5), 0), ValueError, "max_depth must be >= 1"),
+    (lambda: difficulty.corner_groups(np.zeros(5), np.zeros(5), 8.0), TypeError, "max_depth must be an integer"),
+    (lambda: difficulty.corner_groups(np.zeros(5), np.zeros(5), 8, n=0), ValueError, "n must be >= 1"),
+    (lambda: difficulty.corner_groups(np.zeros(5), np.zeros(5), 8, candidates=np.ones(4, bool)), ValueError,
+     "candidates has shape"),
+])
+def test_corner_groups_bad_inputs(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
 
 
-def test_wilson_interval_known_value_and_edges():
-    # Wilson (1927) / Newcombe (1998) example: 81 of 263 -> (0.2553, 0.3662).
-    low, high = difficulty.wilson_interval(81, 263)
-    assert math.isclose(low, 0.2553, abs_tol=5e-4) and math.isclose(high, 0.3662, abs_tol=5e-4)
-    assert all(math.isnan(v) for v in difficulty.wilson_interval(0, 0))
-    with pytest.raises(ValueError, match="successes"):
-        difficulty.wilson_interval(5, 3)
+def test_corner_table(rng):
+    n, max_depth = 300, 10
+    stats = {"depth_val": rng.uniform(0, 10, n), "depth_train": rng.uniform(0, 10, n),
+             "consensus_consistency": rng.uniform(0.3, 1, n), "consistency": rng.uniform(0, 1, n),
+             "labels": rng.integers(0, 3, n)}
+    stats["consensus"] = np.where(rng.random(n) < 0.2, (stats["labels"] + 1) % 3, stats["labels"])
+    stats["consensus_consistency"][[0, 1]] = np.nan
+    groups = difficulty.corner_groups(stats["depth_val"], stats["depth_train"], max_depth, n=20)
+    groups["easy"] = np.r_[groups["easy"][:18], 0, 1]  # two points without C*
+    table = difficulty.corner_table(stats, groups, max_depth)
+    assert list(table.index) == list(CORNERS) and table["points"].tolist() == [20] * 4
+    assert table["consensus ≠ label"].dtype.kind == "i"
+    for name, index in groups.items():
+        row, (cx, cy) = table.loc[name], CORNERS[name]
+        cstar = [stats["consensus_consistency"][i] for i in index if np.isfinite(stats["consensus_consistency"][i])]
+        assert row["C*"] == pytest.approx(np.mean(cstar)) and row["C* low"] <= row["C*"] <= row["C* high"]
+        assert row["mean distance to corner"] == pytest.approx(np.mean(
+            [np.hypot(stats["depth_val"][i] / 10 - cx, stats["depth_train"][i] / 10 - cy) for i in index]))
+        assert row["mean PD_val"] == pytest.approx(stats["depth_val"][index].mean())
+        assert row["consensus ≠ label"] == sum(stats["consensus"][i] != stats["labels"][i] for i in index)
+        assert row["Ĉ"] == pytest.approx(stats["consistency"][index].mean())
+    assert table.loc["easy", "mean PD_val"] < 3 and table.loc["ambiguous", "mean PD_train"] > 7
+
+
+# --- held-out probe counts: a loop over simulated appearances ----------------------------------
+
+
+def simulated_counts(seed, *, n=60, n_probes=5, n_classes=3, k=7, r=8, good_layer=2):
+    """Counts as held_out_probe_counts would accumulate them; probe ``good_layer`` is right most often."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_classes, n)
+    counts = {"n_held_out": np.zeros(n, np.int64), "k": k, "n_probes": n_probes,
+              "votes": {"truth": np.zeros((n_probes, n), np.int64)},
+              "hits": {"truth": np.zeros((n_probes, n), np.int64)},
+              "network_hits": {"truth": np.zeros(n, np.int64)},
+              "rule_hits": np.zeros((n_probes, n_probes + 1, n), np.int64)}
+    right_rate = np.full(n_probes, 0.4)
+    right_rate[good_layer] = 0.9
+    for _ in range(r):
+        for i in np.flatnonzero(rng.random(n) < 0.4):
+            y = labels[i]
+            counts["n_held_out"][i] += 1
+            network = y if rng.random() < 0.3 else (y + 1) % n_classes
+            depth = rng.integers(0, n_probes)
+            for p in range(n_probes):
+                correct = rng.random() < right_rate[p]
+                predicted = y if correct else (y + 1) % n_classes
+                votes_for_y = rng.integers(k // 2 + 1, k + 1) if correct else rng.integers(0, k // 2)
+                counts["votes"]["truth"][p, i] += votes_for_y
+                counts["hits"]["truth"][p, i] += predicted == y
+                for t in range(n_probes + 1):
+                    counts["rule_hits"][p, t, i] += (predicted if depth >= t else network) == y
+            counts["network_hits"]["truth"][i] += network == y
+    return counts
+
+
+def test_group_probe_curves():
+    counts = simulated_counts(0)
+    points = np.arange(0, 60, 3)
+    curves = difficulty.group_probe_curves(counts, points, "truth")
+    appearances = sum(counts["n_held_out"][i] for i in points)
+    assert curves["appearances"] == appearances
+    for p in range(counts["n_probes"]):
+        assert curves["accuracy"][p] == pytest.approx(sum(counts["hits"]["truth"][p, i] for i in points) / appearances)
+        assert curves["confidence"][p] == pytest.approx(
+            sum(counts["votes"]["truth"][p, i] for i in points) / (counts["k"] * appearances))
+    assert curves["network_accuracy"] == pytest.approx(counts["network_hits"]["truth"][points].sum() / appearances)
+    assert np.argmax(curves["accuracy"]) == 2
+    unseen = np.flatnonzero(counts["n_held_out"] == 0)
+    empty = difficulty.group_probe_curves(counts, unseen[:1] if len(unseen) else [], "truth")
+    assert empty["appearances"] == 0 and np.isnan(empty["accuracy"]).all() and np.isnan(empty["network_accuracy"])
+
+
+def test_middle_probe_is_the_papers_layer_4():
+    assert [difficulty.middle_probe(n) for n in (11, 15, 9)] == [5, 7, 4]
+    for arch, name in (("resnet18", "block4"), ("vgg16", "conv7"), ("mlp", "hidden4")):
+        names = make_model(arch, 10, 1, 8, width=2).probe_points
+        assert names[difficulty.middle_probe(len(names))] == name
+
+
+def test_probe_fix_sums_the_held_out_appearances():
+    counts = simulated_counts(1)
+    points = np.arange(20)
+    fix = difficulty.probe_fix(counts, points, target="truth", layer=2)
+    trials = counts["n_held_out"][:20].sum()
+    assert fix["layer"] == 2 and fix["points"] == 20
+    for report, hits in ((fix["network"], counts["network_hits"]["truth"][:20].sum()),
+                         (fix["probe"], counts["hits"]["truth"][2, :20].sum())):
+        assert report["hits"] == hits and report["trials"] == trials
+        assert report["accuracy"] == pytest.approx(hits / trials)
+        assert (report["ci_low"], report["ci_high"]) == pytest.approx(wilson_interval(hits, trials))
+    assert fix["probe"]["ci_low"] > fix["network"]["ci_high"]  # layer 2 is far better in the simulation
 
 
 def test_split_points_is_a_seeded_partition():
@@ -56,76 +176,81 @@ def test_split_points_is_a_seeded_partition():
     assert sorted(np.concatenate([first, second]).tolist()) == (np.arange(11) * 3).tolist()
     again = difficulty.split_points(np.arange(11) * 3, seed=4)
     np.testing.assert_array_equal(first, again[0])
+    assert not np.array_equal(first, difficulty.split_points(np.arange(11) * 3, seed=5)[0])
 
 
-@pytest.fixture(scope="module")
-def ensemble(tmp_path_factory):
-    import os
-
-    os.environ["PDLIB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    return run_ensemble(TEMPLATE, 4, threads=1, progress=False)
-
-
-def test_held_out_probe_counts_against_a_loop(ensemble):
-    runs = list(ensemble.artifacts())
-    pool = ~runs[0]["is_test"]
-    labels = runs[0]["labels"][pool]
-    other = (labels + 1) % 10
-    other[:5] = -1  # unknown targets are never hits
-    counts = held_out_probe_counts(ensemble, {"truth": labels, "other": other})
-    n_probes, n = counts["n_probes"], len(labels)
-    votes = {name: np.zeros((n_probes, n), int) for name in ("truth", "other")}
-    hits = {name: np.zeros((n_probes, n), int) for name in ("truth", "other")}
-    network_hits, rule = np.zeros(n, int), np.zeros((n_probes, n_probes + 1, n), int)
-    n_held_out = np.zeros(n, int)
-    for run in runs:
-        for i in range(n):
-            if run["in_train"][i]:
-                continue
-            n_held_out[i] += 1
-            for name, target in (("truth", labels), ("other", other)):
-                if target[i] < 0:
-                    continue
-                for p in range(n_probes):
-                    votes[name][p, i] += run["votes"][p, i, target[i]]
-                    hits[name][p, i] += run["probe_predictions"][p, i] == target[i]
-            network_hits[i] += run["network_predictions"][i] == labels[i]
-            for p in range(n_probes):
-                for t in range(n_probes + 1):
-                    answer = run["probe_predictions"][p, i] if run["depth"][i] >= t else run["network_predictions"][i]
-                    rule[p, t, i] += answer == labels[i]
-    np.testing.assert_array_equal(counts["n_held_out"], n_held_out)
-    for name in votes:
-        np.testing.assert_array_equal(counts["votes"][name], votes[name])
-        np.testing.assert_array_equal(counts["hits"][name], hits[name])
-    np.testing.assert_array_equal(counts["network_hits"]["truth"], network_hits)
-    np.testing.assert_array_equal(counts["rule_hits"], rule)
-    # t = n_probes never switches; t = 0 always uses the probe.
-    np.testing.assert_array_equal(rule[:, n_probes], np.broadcast_to(network_hits, (n_probes, n)))
-    np.testing.assert_array_equal(rule[:, 0], hits["truth"])
-    assert counts["k"] == 30
-    with pytest.raises(ValueError, match="shape"):
-        held_out_probe_counts(ensemble, {"truth": labels[:10]})
-
-
-def test_group_curves_and_the_honest_choice(ensemble):
-    runs = list(ensemble.artifacts())
-    labels = runs[0]["labels"][~runs[0]["is_test"]]
-    counts = held_out_probe_counts(ensemble, {"ground truth": labels})
+@pytest.mark.parametrize("seed", range(3))
+def test_choose_probe_layer_matches_a_loop(seed):
+    counts = simulated_counts(seed + 10)
     points = np.flatnonzero(counts["n_held_out"] > 0)
-    curves = difficulty.group_probe_curves(counts, points, "ground truth")
-    assert curves["appearances"] == counts["n_held_out"].sum()
-    assert ((0 <= curves["confidence"]) & (curves["confidence"] <= 1)).all()
-    # A predicted class holds at least k / n_classes of the votes: accuracy <= n_classes * confidence.
-    assert (curves["accuracy"] <= np.minimum(1, curves["confidence"] * counts["n_probes"] * 10)).all()
-    fix = difficulty.choose_probe_layer(counts, points, target="ground truth", seed=1)
-    select, evaluate = difficulty.split_points(points, 1)
-    expected_layer = int(np.argmax(counts["hits"]["ground truth"][:, select].sum(1)))
-    assert fix["layer"] == expected_layer
-    assert fix["probe"]["trials"] == counts["n_held_out"][evaluate].sum()
-    assert fix["probe"]["hits"] == counts["hits"]["ground truth"][expected_layer, evaluate].sum()
-    assert fix["probe"]["ci_low"] <= fix["probe"]["accuracy"] <= fix["probe"]["ci_high"]
-    rule = difficulty.pd_switch_rule(counts, points, target="ground truth", seed=1)
-    accuracy = counts["rule_hits"][:, :, select].sum(2)
-    assert accuracy[rule["layer"], rule["threshold"]] == accuracy.max()
-    assert rule["network"]["trials"] == rule["rule"]["trials"]
+    out = difficulty.choose_probe_layer(counts, points, target="truth", seed=seed)
+    select, evaluate = difficulty.split_points(points, seed)
+    trials = sum(counts["n_held_out"][i] for i in select)
+    accuracy = [sum(counts["hits"]["truth"][p, i] for i in select) / trials for p in range(counts["n_probes"])]
+    layer = accuracy.index(max(accuracy))  # ties to the earlier probe
+    assert out["layer"] == layer == 2
+    np.testing.assert_allclose(out["selection_accuracy"], accuracy)
+    assert (out["selection"], out["evaluation"]) == (len(select), len(evaluate))
+    assert out["probe"]["hits"] == sum(counts["hits"]["truth"][layer, i] for i in evaluate)  # scored on the rest
+    assert out["network"]["trials"] == out["probe"]["trials"] == counts["n_held_out"][evaluate].sum()
+
+
+def test_choose_probe_layer_ties_go_to_the_earlier_probe():
+    counts = simulated_counts(2)
+    counts["hits"]["truth"][:] = counts["hits"]["truth"][0]  # every probe equally good
+    points = np.flatnonzero(counts["n_held_out"] > 0)
+    assert difficulty.choose_probe_layer(counts, points, target="truth")["layer"] == 0
+    with pytest.raises(ValueError, match="both halves"):
+        difficulty.choose_probe_layer(counts, np.flatnonzero(counts["n_held_out"] == 0)[:4], target="truth")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pd_switch_rule_matches_a_loop(seed):
+    counts = simulated_counts(seed + 20)
+    points = np.flatnonzero(counts["n_held_out"] > 0)
+    out = difficulty.pd_switch_rule(counts, points, target="truth", seed=seed)
+    select, evaluate = difficulty.split_points(points, seed)
+    n_probes, trials = counts["n_probes"], counts["n_held_out"][select].sum()
+    scores = {(p, t): counts["rule_hits"][p, t, select].sum() / trials for p in range(n_probes)
+              for t in range(n_probes + 1)}
+    best = max(scores.values())
+    chosen = sorted(pt for pt, s in scores.items() if np.isclose(s, best, rtol=0, atol=1e-12))
+    never = [pt for pt in chosen if pt[1] == n_probes]
+    layer, threshold = never[0] if never else chosen[0]
+    assert (out["layer"], out["threshold"]) == (layer, threshold)
+    assert out["rule"]["hits"] == counts["rule_hits"][layer, threshold, evaluate].sum()
+    assert out["network"]["hits"] == counts["network_hits"]["truth"][evaluate].sum()
+    assert out["rule"]["trials"] == out["network"]["trials"]
+
+
+def test_pd_switch_rule_never_switches_without_evidence():
+    counts = simulated_counts(3)
+    # every rule scores like the network: nothing to gain from switching
+    counts["rule_hits"][:] = counts["network_hits"]["truth"][None, None, :]
+    points = np.flatnonzero(counts["n_held_out"] > 0)
+    out = difficulty.pd_switch_rule(counts, points, target="truth")
+    assert out["threshold"] == counts["n_probes"] and out["layer"] == 0
+    assert out["rule"]["hits"] == out["network"]["hits"]
+    with pytest.raises(ValueError, match="no held-out appearances"):
+        difficulty.pd_switch_rule(counts, np.flatnonzero(counts["n_held_out"] == 0)[:4], target="truth")
+
+
+def test_fix_and_rule_tables():
+    counts = simulated_counts(4)
+    points = np.flatnonzero(counts["n_held_out"] > 0)
+    names = ["input", "h1", "h2", "h3", "softmax"]
+    decoupled = difficulty.probe_fix(counts, points, target="truth", layer=2)
+    splits = [difficulty.choose_probe_layer(counts, points, target="truth", seed=s) for s in range(2)]
+    table = difficulty.fix_table(decoupled, splits, names)
+    assert len(table) == 3 and "h2 (fixed in advance)" == table.loc[0, "probe"]
+    assert table["probe accuracy"].str.contains(r"^\d+\.\d % \(\d+/\d+; ").all()
+    rule = difficulty.pd_switch_rule(counts, points, target="truth")
+    row = difficulty.rule_table(rule, names, 5).iloc[0]
+    assert row["rule"].startswith(f"use {names[rule['layer']]} when ")
+    never = difficulty.rule_table({**rule, "threshold": 5}, names, 5).iloc[0]
+    assert never["rule"].endswith("when never")
+
+
+def test_docstring_examples():
+    result = doctest.testmod(pdlib.difficulty)
+    assert result.failed == 0 and result.attempted > 0

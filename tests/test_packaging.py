@@ -1,4 +1,5 @@
-"""environment.yml and pyproject.toml list the same packages with the same pins."""
+"""environment.yml and pyproject.toml list the same packages with the same pins; the package needs no
+compiled code and no removed dependency."""
 
 import re
 import tomllib
@@ -15,7 +16,7 @@ def normalise(requirement: str) -> tuple[str, str]:
 def test_environment_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    wanted = project["dependencies"] + extras["test"] + extras["book"] + extras["bench"] + extras["ray"]
+    wanted = project["dependencies"] + [requirement for extra in extras.values() for requirement in extra]
     pip_section = re.search(r"- pip:\n((?:\s+- .+\n)+)", (ROOT / "environment.yml").read_text()).group(1)
     listed = [line.strip()[2:] for line in pip_section.splitlines() if line.strip()]
     listed = [entry for entry in listed if not entry.startswith("-e")]
@@ -31,3 +32,22 @@ def test_ci_calls_make_test():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make book" in readme and "make test" in readme
+
+
+def test_removed_modules_and_dependencies_stay_removed():
+    import importlib.util
+
+    for module in ("capture", "probing", "depth", "consistency", "_scan", "book"):
+        assert importlib.util.find_spec(f"pdlib.{module}") is None, module
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    everything = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    assert not any(normalise(r)[0] == "threadpoolctl" for r in everything)
+    sources = "".join(path.read_text() for path in (ROOT / "pdlib").glob("*.py"))
+    assert "threadpoolctl" not in sources
+
+
+def test_public_api_is_importable():
+    import pdlib
+
+    for name in pdlib.__all__:
+        assert hasattr(pdlib, name), name

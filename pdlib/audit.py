@@ -1,0 +1,416 @@
+"""Audit a labelled image set: which labels look wrong, which images are hard (python -m pdlib audit).
+
+A 90:10 ensemble of networks is trained on the images, every layer of every network is probed
+with k-NN classifiers (k = 30), and every image is scored (pdlib.labelnoise.example_scores):
+prediction depths PD_train and PD_val, consistency Ĉ, consensus class, C*, iteration learned,
+output margin, AUM, training loss, difficulty type and suspicion score.
+
+Input (DATA)
+  - an image folder in torchvision's ImageFolder layout: one subfolder per class, images found
+    recursively, ordered by class name then path; hidden files and folders are skipped;
+  - a CSV file with columns path,label; relative paths are relative to the CSV's folder;
+  - an .npz file with images (n, H, W) or (n, H, W, C), uint8 or float in [0, 1], labels (n,)
+    of integers or strings, and optionally class_names;
+  - a dataset name pdlib knows (fashion_mnist, cifar10, ...): its training split.
+  Classes are the sorted folder names or labels (integers in numeric order), the npz's
+  class_names, or --classes (labels outside it are an error). Every class needs 2 images or
+  more, and each network's 90 % training split k + 1 = 31 (each training image is classified by
+  its 30 nearest other training images): 35 images in all.
+
+Image policy
+  Images of any size and mode are read with Pillow (EXIF orientation applied) and converted to
+  --mode: grayscale, rgb, or auto (grayscale if every image is grayscale, else rgb); transparent
+  pixels are composited onto white, 16-bit images scaled to 8 bits. Each image is centre-cropped
+  to a square and resized bilinearly to --image-size pixels (default: the most common size if
+  every image is square, else 32), then normalised with the data's own channel mean and std.
+
+Networks and outputs
+  Network i (seed + i) trains on 90 % of the images and holds out fold i mod 10 of a fixed
+  10-fold split: with 10 networks or more, every image is held out at least once. DIR receives
+  scores.csv and scores.parquet (one row per image in the input's order, with index and path),
+  report.html (self-contained: PD plane, a gallery per difficulty type, top suspects,
+  provenance), config.json (settings and the data's fingerprint) and cache/ (the data as read,
+  one artifact per finished network). The same command, or --resume (options left out come from
+  config.json), continues an interrupted audit without retraining finished networks; changing
+  --models reuses them; any other change needs another DIR. Bad input is refused before anything
+  is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from pdlib._progress import progress_bar
+from pdlib.cache import provenance
+from pdlib.data import DATASETS, dataset_info, load_dataset, register_arrays
+from pdlib.ensembles import EXECUTORS, Ensemble, ensemble_configs, run_ensemble
+from pdlib.labelnoise import example_scores
+from pdlib.models import ARCHITECTURES
+from pdlib.report import write_atomically, write_outputs
+from pdlib.runs import RunConfig
+from pdlib.sampling import stratified_subset
+from pdlib.training import TrainConfig
+
+__all__ = ["audit", "AuditInputError", "DEFAULTS", "ARCH_DEFAULTS", "MODES"]
+
+K = 30  # neighbours of every k-NN probe (the paper's)
+FOLDS = 10  # the 90:10 protocol as 10 fixed folds: every image is held out by n_models / 10 networks
+N_CHECKPOINTS = 10  # prediction snapshots per network, for the iteration learned
+MODES = ("auto", "grayscale", "rgb")
+#: Settings used when neither the caller nor (with resume) config.json gives them.
+DEFAULTS = {"arch": "resnet18", "n_models": 16, "epochs": 15, "batch_size": 128, "seed": 0, "mode": "auto",
+            "image_size": None, "classes": None, "n_images": None}
+#: Defaults that depend on the architecture: width (hidden units or first-stage channels) and peak lr.
+ARCH_DEFAULTS = {"mlp": {"width": 256, "lr": 0.05}, "vgg16": {"width": 16, "lr": 0.05},
+                 "resnet18": {"width": 16, "lr": 0.1}}
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
+_GREY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+_OUTPUTS = {"config.json", "scores.csv", "scores.parquet", "report.html", "cache"}
+_FORMAT = "pdlib-audit-1"
+
+
+class AuditInputError(ValueError):
+    """The audit's input or output folder cannot be used; the message names the file or the rule."""
+
+
+def audit(data, *, out, arch=None, n_models=None, width=None, epochs=None, batch_size=None, lr=None, seed=None,
+          image_size=None, mode=None, classes=None, n_images=None, device=None, executor="local",
+          resume=False, quiet=None):
+    """Train a 90:10 ensemble on labelled images and score every image for difficulty and label errors.
+
+    Parameters
+    ----------
+    data : path-like or str
+        Image folder, ``.csv``, ``.npz`` or dataset name (see the module docstring).
+    out : path-like
+        Output folder; created if absent.
+    arch, n_models, width, epochs, batch_size, lr, seed, image_size, mode, classes, n_images, device, executor
+        The options of ``python -m pdlib audit``; ``None`` takes :data:`DEFAULTS` and :data:`ARCH_DEFAULTS`,
+        or with ``resume`` the settings in ``out/config.json``.
+    resume, quiet : bool
+        ``quiet=True`` hides progress bars (like ``PDLIB_QUIET=1``); ``None`` leaves the environment's choice.
+
+    Returns
+    -------
+    pandas.DataFrame, shape (n_images, n_columns)
+        ``index`` (row in the input), ``path`` (for files) and the columns of
+        :func:`pdlib.labelnoise.example_scores`, in the input's order; also written to ``out``.
+
+    Raises
+    ------
+    AuditInputError
+        Bad images, labels, classes or settings, or an ``out`` holding another audit; before
+        anything is written.
+    """
+    start, out = time.perf_counter(), Path(out).expanduser()
+    stored = _stored_config(out)
+    given = {"arch": arch, "n_models": n_models, "width": width, "epochs": epochs, "batch_size": batch_size,
+             "lr": lr, "seed": seed, "image_size": image_size, "mode": mode, "n_images": n_images,
+             "classes": None if classes is None else [str(c) for c in classes]}
+    settings = _settings(given, stored["settings"] if resume and stored else None, executor)
+    with _environment(out, quiet):
+        images = _read(data, settings)
+        try:
+            train = TrainConfig(epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
+                                n_checkpoints=N_CHECKPOINTS)
+        except ValueError as error:
+            raise AuditInputError(str(error)) from None
+        changed = [f"{key} {stored['settings'].get(key)!r} there, {value!r} here" for key, value in settings.items()
+                   if stored and key != "n_models" and stored["settings"].get(key) != value]
+        if changed:  # only the number of networks may change: the others would mix two audits in one cache
+            raise AuditInputError(f"--out {out} holds a different audit ({'; '.join(changed)}); use another "
+                                  "--out, delete it, or pass --resume to continue it with its own settings")
+        name = _register(images, out, stored["dataset"] if stored else None)
+        config = {"format": _FORMAT, "dataset": name, "settings": settings, "input": str(data),
+                  "n_images": len(images.labels), "class_names": list(images.class_names)}
+        write_atomically(out / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2)))
+        template = RunConfig(dataset=name, arch=settings["arch"], width=settings["width"], train=train, n_pool=0,
+                             n_test=0, holdout_fraction=1 / FOLDS, holdout_folds=FOLDS, seed=settings["seed"],
+                             data_seed=settings["seed"], k=K)
+        table, facts = _train_and_score(template, settings["n_models"], images, executor, device)
+        facts |= {"dataset": name, "settings": settings, "source": str(data), "executor": executor,
+                  "wall_seconds": time.perf_counter() - start, "provenance": provenance(device)}
+        write_outputs(out, table, images.pixels, class_names=images.class_names, **facts)
+    table.attrs.update(dataset=name, out=str(out), n_models=facts["n_models"], max_depth=facts["max_depth"])
+    return table
+
+
+class _Images(NamedTuple):
+    """Images as the networks see them, in the input's order (after any subset)."""
+    pixels: np.ndarray  # (n, C, S, S) uint8
+    labels: np.ndarray  # (n,) int64, indices into class_names
+    class_names: tuple
+    index: np.ndarray  # (n,) int64: row in the input (training-split index for a named dataset)
+    paths: list | None  # (n,) str as the input gives them, for files
+
+
+def _settings(given: dict, stored: dict | None, executor: str) -> dict:
+    """Given values, else stored ones (resume), else defaults; checked before anything is read."""
+    chosen = {**(stored or {}), **{key: value for key, value in given.items() if value is not None}}
+    arch = chosen.setdefault("arch", DEFAULTS["arch"])
+    if arch not in ARCHITECTURES:
+        raise AuditInputError(f"arch must be one of {', '.join(ARCHITECTURES)}; got {arch!r}")
+    for key, value in {**DEFAULTS, **ARCH_DEFAULTS[arch]}.items():
+        chosen.setdefault(key, value)
+    for key in ("n_models", "width", "epochs", "batch_size", "image_size", "n_images"):
+        value, least = chosen[key], int(key != "epochs")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise AuditInputError(f"{key} must be an integer >= {least}; got {value!r}")
+    if chosen["mode"] not in MODES or executor not in EXECUTORS:
+        raise AuditInputError(f"mode must be one of {', '.join(MODES)} and executor one of {', '.join(EXECUTORS)}; "
+                              f"got {chosen['mode']!r} and {executor!r}")
+    return {key: chosen[key] for key in (*DEFAULTS, "width", "lr")}
+
+
+def _read(data, settings: dict) -> _Images:
+    """Read, label, check and convert every image (the image policy); resolves mode and size in ``settings``."""
+    sources, raw, known, paths, index = _sources(data)
+    names = settings["classes"] or known or sorted(set(raw), key=_natural_order)
+    if len(set(names)) != len(names):
+        raise AuditInputError(f"a class is named twice: {', '.join(names)}")
+    position = {name: i for i, name in enumerate(names)}
+    outside = sorted(set(raw) - set(position), key=_natural_order)
+    if outside:
+        where = "--classes" if settings["classes"] else "the class names"
+        raise AuditInputError(f"{len(outside)} label(s) are not in {where} ({', '.join(names)}): "
+                              f"{', '.join(outside[:10])}")
+    labels = np.array([position[label] for label in raw], dtype=np.int64)
+    if settings["n_images"] is not None:
+        if settings["n_images"] > len(labels):
+            raise AuditInputError(f"n_images={settings['n_images']} but the input holds {len(labels)} images")
+        keep = stratified_subset(labels, settings["n_images"], settings["seed"])
+        sources = sources[keep] if isinstance(sources, np.ndarray) else [sources[i] for i in keep]
+        labels, index, paths = labels[keep], index[keep], paths and [paths[i] for i in keep]
+    _check_counts(labels, names)
+    headers = [(image.size, image.mode) for image in (_open(source, False) for source in sources)]
+    if settings["mode"] == "auto":
+        settings["mode"] = "grayscale" if all(mode in _GREY_MODES for _, mode in headers) else "rgb"
+    if settings["image_size"] is None:
+        sizes = Counter(size for size, _ in headers)
+        settings["image_size"] = int(sizes.most_common(1)[0][0][0]) if all(w == h for w, h in sizes) else 32
+    pixels = np.stack([_convert(_open(source, True), settings["mode"] == "rgb", settings["image_size"])
+                       for source in progress_bar(sources, desc="reading images", unit="image")])
+    return _Images(pixels, labels, tuple(names), index, paths)
+
+
+def _sources(data):
+    """(images or files, label strings, class names or None, paths or None, input rows) of ``data``."""
+    if isinstance(data, str) and data in DATASETS and not Path(data).exists():
+        return _dataset(data)
+    path = Path(data).expanduser()
+    if path.is_dir():
+        return _image_folder(path)
+    if path.is_file() and path.suffix.lower() in (".csv", ".npz"):
+        return (_csv if path.suffix.lower() == ".csv" else _npz)(path)
+    if path.exists():
+        raise AuditInputError(f"{path}: not an image folder, a .csv or an .npz file")
+    raise AuditInputError(f"{data}: no such file or folder, and not a dataset pdlib knows ({', '.join(DATASETS)})")
+
+
+def _natural_order(label: str):  # integer labels sort numerically, before other labels
+    return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
+
+
+def _image_folder(root: Path):
+    classes = sorted(e.name for e in root.iterdir() if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        raise AuditInputError(f"{root} has no class subfolders (ImageFolder layout: one subfolder per class)")
+    files, raw = [], []
+    for name in classes:
+        found = []  # (folder, file name): sorted like torchvision's ImageFolder
+        for folder, dirs, names in os.walk(root / name, followlinks=True):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            found += [(folder, f) for f in names if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith(".")]
+        files, raw = files + [Path(folder) / f for folder, f in sorted(found)], raw + [name] * len(found)
+    if not files:
+        raise AuditInputError(f"{root} holds no images ({', '.join(IMAGE_SUFFIXES)}) in its class subfolders")
+    return files, raw, classes, [f.relative_to(root).as_posix() for f in files], np.arange(len(files))
+
+
+def _csv(path: Path):
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False).rename(columns=str.strip)
+    except (ValueError, UnicodeDecodeError, OSError) as error:
+        raise AuditInputError(f"{path}: cannot read it as CSV ({error})") from None
+    missing = [column for column in ("path", "label") if column not in table.columns]
+    if missing:
+        raise AuditInputError(f"{path} has no {' or '.join(missing)} column (it has {', '.join(table.columns)}); "
+                              "an audit CSV needs the columns path,label")
+    if table.empty or (table["path"].str.strip() == "").any():
+        raise AuditInputError(f"{path}: no rows, or a row without a path")
+    files = [path.parent / p for p in table["path"]]  # an absolute path replaces the CSV's folder
+    return files, table["label"].str.strip().tolist(), None, table["path"].tolist(), np.arange(len(files))
+
+
+def _npz(path: Path):
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in ("images", "labels", "class_names") if key in stored.files}
+    except (ValueError, OSError) as error:
+        raise AuditInputError(f"{path}: cannot read it as an .npz of numbers and strings ({error})") from None
+    if {"images", "labels"} - set(arrays):
+        raise AuditInputError(f"{path} needs the arrays images and labels (it has {', '.join(arrays)})")
+    images, labels = arrays["images"], arrays["labels"]
+    names = [str(c) for c in arrays["class_names"]] if "class_names" in arrays else None
+    if labels.ndim != 1 or len(images) != len(labels) or not len(labels):
+        raise AuditInputError(f"{path}: images has {len(images)} rows and labels has shape {labels.shape}; every "
+                              "image needs one label")
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 2, 3, 4)):
+        raise AuditInputError(f"{path}: images must be (n, H, W) or (n, H, W, C) with C in 1..4; got {images.shape}")
+    if images.dtype.kind == "f" and np.isfinite(images).all() and images.min() >= 0 and images.max() <= 1:
+        images = np.rint(images * 255)
+    elif images.dtype.kind not in "ui" or images.min() < 0 or images.max() > 255:
+        raise AuditInputError(f"{path}: images must be uint8 or float in [0, 1]; got {images.dtype} values")
+    integers = labels.dtype.kind in "ui"
+    if not integers and labels.dtype.kind not in "SU":
+        raise AuditInputError(f"{path}: labels must be integers or strings; got {labels.dtype}")
+    if integers and names is not None and (labels.min() < 0 or labels.max() >= len(names)):
+        raise AuditInputError(f"{path}: labels must index class_names (0..{len(names) - 1}); found "
+                              f"{labels.min()}..{labels.max()}")
+    raw = [names[v] if integers and names is not None else v.decode() if isinstance(v, bytes) else str(v)
+           for v in labels.tolist()]
+    return images.astype(np.uint8), raw, names, None, np.arange(len(raw))
+
+
+def _dataset(name: str):
+    info, loaded = dataset_info(name), load_dataset(name, "train")
+    # Undo load_dataset's fixed normalisation: the audit normalises with the subset's own statistics.
+    values = loaded.inputs.numpy() * np.array(info.std)[:, None, None] + np.array(info.mean)[:, None, None]
+    images = np.rint(np.clip(values, 0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    raw = [info.class_names[c] for c in loaded.labels.tolist()]
+    return images, raw, list(info.class_names), None, np.arange(len(raw))
+
+
+def _check_counts(labels, class_names) -> None:
+    """Every class needs 2 images; every network's training split k + 1, for leave-one-out k-NN."""
+    if len(class_names) < 2:
+        raise AuditInputError(f"a single class ({', '.join(class_names)}): an audit needs at least 2 classes")
+    counts = np.bincount(labels, minlength=len(class_names))
+    few = [f"{class_names[c]} ({counts[c]})" for c in np.flatnonzero(counts < 2)]
+    if few:
+        raise AuditInputError(f"every class needs at least 2 images; too few in: {', '.join(few)}")
+    n_train = len(labels) - math.ceil(len(labels) / FOLDS)  # network 0 holds out the largest fold
+    if n_train < K + 1:
+        raise AuditInputError(f"{len(labels)} images are too few: the k-NN probes use k = {K} neighbours, so each "
+                              f"network's 90 % training split must hold at least k + 1 = {K + 1} images (here "
+                              f"{n_train}); an audit needs at least 35 images")
+
+
+def _open(source, decode: bool):
+    """The image of ``source`` (a file or an array), fully decoded or (``decode=False``) its header only."""
+    if isinstance(source, np.ndarray):
+        return Image.fromarray(source[..., 0] if source.ndim == 3 and source.shape[2] == 1 else source)
+    try:
+        with Image.open(source) as image:
+            if not decode:
+                return image  # size and mode come from the header
+            image.load()  # decodes everything: truncated or corrupt files fail here
+            return ImageOps.exif_transpose(image)
+    except Exception as error:  # noqa: BLE001 - Pillow raises many types; each becomes one clear message
+        raise AuditInputError(f"cannot read the image {source}: {error}") from None
+
+
+def _convert(image, rgb: bool, size: int) -> np.ndarray:
+    """The image policy on one image: (C, size, size) uint8."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        values = np.asarray(image, dtype=np.float64)
+        scale = 255 if image.mode == "F" and values.max() <= 1 else 1 / 257  # [0, 1] floats or 16-bit integers
+        image = Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in image.info:
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+    image = image.convert("RGB" if rgb else "L")
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2  # the centred square
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
+    array = np.asarray(image, dtype=np.uint8)
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _stored_config(out: Path) -> dict | None:
+    """The config.json of an earlier audit in ``out``; refuses a folder holding anything else."""
+    if out.exists() and not out.is_dir():
+        raise AuditInputError(f"--out {out} is a file, not a folder")
+    names = [entry.name for entry in out.iterdir()] if out.exists() else []
+    foreign = sorted(name for name in names if name not in _OUTPUTS and not name.startswith("."))
+    if foreign:
+        raise AuditInputError(f"--out {out} holds files that are not an audit's ({', '.join(foreign[:5])}); "
+                              "choose a new or empty folder")
+    path = out / "config.json"
+    try:
+        stored = json.loads(path.read_text()) if path.exists() else None
+        if stored is None or (stored["format"] == _FORMAT and stored["dataset"] and "arch" in stored["settings"]):
+            return stored
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise AuditInputError(f"{path} is not a pdlib audit config; choose another --out")
+
+
+def _register(images: _Images, out: Path, expected: str | None) -> str:
+    """The data's name in pdlib.data (its fingerprint), registered under ``out/cache/data``."""
+    if expected is not None:
+        # Fingerprint in a scratch folder first: nothing lands in ``out`` unless it is the same data.
+        with tempfile.TemporaryDirectory() as scratch:
+            name = register_arrays(images.pixels, images.labels, images.class_names, folder=scratch)
+        if name != expected:
+            raise AuditInputError(f"--out {out} holds an audit of other data ({expected}; these images are "
+                                  f"{name}); use another --out or delete it")
+    return register_arrays(images.pixels, images.labels, images.class_names, folder=out / "cache" / "data")
+
+
+def _train_and_score(template, n_models: int, images: _Images, executor: str, device):
+    """Run (or resume) the ensemble; the table in input order and facts for the report."""
+    import pandas as pd  # imported on use, like pdlib's other table makers
+
+    reused = n_models - len(Ensemble(tuple(ensemble_configs(template, n_models))).missing())
+    ensemble = run_ensemble(template, n_models, executor=executor, device=device)
+    first = next(ensemble.artifacts())
+    pool = ~first["is_test"]
+    # n_pool=0 keeps every image in order: pool position i must be input row i, with its label.
+    if not (np.array_equal(first["dataset_index"][pool], np.arange(len(images.labels)))
+            and np.array_equal(first["fit_labels"][pool], images.labels)):
+        raise RuntimeError("the ensemble's pool is not the input in order; pdlib.runs changed how pools are drawn")
+    scores = example_scores(ensemble, class_names=images.class_names)
+    columns = {"index": images.index, **({"path": images.paths} if images.paths else {})}
+    table = pd.DataFrame({**columns, **{c: scores[c].to_numpy() for c in scores.columns}})
+    # An image never held out lies nowhere on the plane; example_scores names it "easy" all the same.
+    table.loc[table["held out"] == 0, "difficulty type"] = ""
+    return table, {"n_models": n_models, "reused_models": reused, "max_depth": scores.attrs["max_depth"],
+                   "arch": template.arch, "probe_names": list(first.meta["probe_names"])}
+
+
+@contextlib.contextmanager
+def _environment(out: Path, quiet):
+    """Point the run cache into ``out`` for the call, then restore the caller's environment."""
+    saved = {name: os.environ.get(name) for name in ("PDLIB_CACHE", "PDLIB_FILE_DATA", "PDLIB_QUIET")}
+    os.environ["PDLIB_CACHE"] = str((out / "cache").resolve())
+    os.environ.update({} if quiet is None else {"PDLIB_QUIET": "1" if quiet else "0"})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+
+
+class _CallableModule(type(contextlib)):
+    """Importing this module rebinds ``pdlib.audit`` (a lazy function) to it: calling it runs :func:`audit`."""
+
+    def __call__(self, *args, **kwargs):
+        return audit(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,36 @@
+"""The prose keeps up with the code: the Reproduce page's plan table, the README's module list."""
+
+import re
+from pathlib import Path
+
+from pdlib.profiles import FIGURES, PROFILES, plan_table
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_reproduce_page_shows_the_current_plan():
+    page = (REPO / "book" / "reproduce.md").read_text()
+    table = plan_table(("paper", "laptop", "smoke", "paper-dryrun"))
+    rows = {re.sub(r"\s+", " ", line).strip() for line in page.splitlines() if line.startswith("|")}
+    for figure, row in table.iterrows():
+        expected = "| " + " | ".join([figure, *row]) + " |"
+        assert re.sub(r"\s+", " ", expected) in rows, (
+            f"book/reproduce.md: the plan row for {figure!r} is out of date; regenerate it from "
+            f"pdlib.profiles.plan_table(): {expected}")
+    for name in PROFILES:
+        assert f"`{name}`" in page, f"book/reproduce.md does not describe the {name} profile"
+    assert set(table.index) == set(FIGURES.values())
+
+
+def test_readme_layout_lists_every_module():
+    readme = (REPO / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    for module in sorted((REPO / "pdlib").glob("*.py")):
+        assert module.name in layout, f"README.md's layout does not list pdlib/{module.name}"
+
+
+def test_no_module_is_too_long():
+    """The house style's size limit: no module of the library over 400 lines."""
+    for module in (REPO / "pdlib").glob("*.py"):
+        lines = len(module.read_text().splitlines())
+        assert lines <= 400, f"pdlib/{module.name} has {lines} lines (limit 400)"

@@ -1,0 +1,169 @@
+"""pdlib.labelnoise: the suspicion score, per-example scores of an ensemble, and how well rankings find
+flipped labels (AUROC, average precision, precision at k) on scores with known answers."""
+
+import doctest
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import roc_auc_score
+
+import pdlib.labelnoise
+from pdlib import labelnoise
+from pdlib.difficulty import CORNERS
+from pdlib.ensembles import ensemble_statistics, run_ensemble
+from pdlib.runs import RunConfig
+from pdlib.training import TrainConfig
+
+# --- the suspicion score -----------------------------------------------------------------------
+
+
+def test_suspicion_score_docstring_values():
+    assert labelnoise.suspicion_score([0.0, 1.0, 0.5], [0, 0, 8], [8, 0, 8], 8).tolist() == [1.0, 0.0, 0.25]
+    # the four corners with every held-out network rejecting the label
+    got = labelnoise.suspicion_score(np.zeros(4), [0, 0, 8, 8], [0, 8, 0, 8], 8)
+    assert got.tolist() == [0.5, 1.0, 0.0, 0.5]  # easy, different class, unless-label, ambiguous
+    assert np.isnan(labelnoise.suspicion_score([np.nan, 0.5], [1, np.nan], [1, 1], 8)).all()
+
+
+unit = st.floats(0, 1, allow_nan=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(unit, unit, unit, unit, st.integers(1, 14))
+def test_suspicion_score_is_in_range_and_monotone(c, d, val, train, max_depth):
+    val, train = val * max_depth, train * max_depth
+    score = labelnoise.suspicion_score([c], [val], [train], max_depth)[0]
+    assert 0 <= score <= 1 + 1e-12
+    # monotone in 1 - Ĉ (held-out networks rejecting the label) ...
+    lower_c = labelnoise.suspicion_score([c * d], [val], [train], max_depth)[0]
+    assert lower_c >= score - 1e-12
+    # ... and in PD_train - PD_val (towards "looks like a different class")
+    later_train = labelnoise.suspicion_score([c], [val], [train + d * (max_depth - train)], max_depth)[0]
+    earlier_val = labelnoise.suspicion_score([c], [val * d], [train], max_depth)[0]
+    assert later_train >= score - 1e-12 and earlier_val >= score - 1e-12
+
+
+def test_suspicion_score_matches_its_formula(rng):
+    c, val, train = rng.random(100), rng.uniform(0, 10, 100), rng.uniform(0, 10, 100)
+    expected = [(1 - c[i]) * (1 + (train[i] - val[i]) / 10) / 2 for i in range(100)]
+    np.testing.assert_allclose(labelnoise.suspicion_score(c, val, train, 10), expected, rtol=1e-12)
+
+
+# --- detection measures ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def flipped(rng):
+    corrupted = np.zeros(300, bool)
+    corrupted[rng.choice(300, 40, replace=False)] = True
+    return corrupted
+
+
+def test_detection_table_known_answers(flipped, rng):
+    scores = {"perfect": flipped + 0.1 * rng.random(300), "reversed": -flipped.astype(float),
+              "random": rng.random(300), "with -inf": np.where(flipped, 1.0, -np.inf)}
+    table = labelnoise.detection_table(scores, flipped, n_boot=50)
+    assert list(table.index) == list(scores) and table.attrs["k"] == 40
+    assert table.loc["perfect", ["AUROC", "average precision", "precision at k"]].tolist() == [1.0, 1.0, 1.0]
+    assert table.loc["with -inf", "AUROC"] == 1.0  # -inf (no score) ranks last, not an error
+    assert table.loc["reversed", "AUROC"] == 0.0 and table.loc["reversed", "precision at k"] == 0.0
+    assert abs(table.loc["random", "AUROC"] - 0.5) < 0.15
+    assert table.loc["random", "AUROC"] == pytest.approx(roc_auc_score(flipped, scores["random"]))
+    for measure in ("AUROC", "average precision", "precision at k"):
+        assert (table[f"{measure} low"] <= table[measure] + 1e-12).all()
+        assert (table[measure] <= table[f"{measure} high"] + 1e-12).all()
+
+
+def test_precision_at_k_breaks_ties_by_index():
+    truth = np.array([False, True, True, False])
+    # all four tied: the first k = 2 by index are 0 and 1, one of them flipped
+    table = labelnoise.detection_table({"flat": np.zeros(4)}, truth, n_boot=5)
+    assert table.loc["flat", "precision at k"] == 0.5 and table.loc["flat", "AUROC"] == 0.5
+
+
+def test_judge_methods_and_summary_table():
+    table = pd.DataFrame({"AUROC": [0.9, 0.7, 0.85], "AUROC low": [0.85, 0.6, 0.8], "AUROC high": [0.95, 0.8, 0.9]},
+                         index=["a", "b", "c"])
+    assert labelnoise.judge_methods(table, "b")[0] == "behind"
+    standing, reason = labelnoise.judge_methods(table, "a")
+    assert standing == "tied" and "c" in reason  # a and c overlap
+    assert labelnoise.judge_methods(table.drop(index="c"), "a")[0] == "best"
+    full = labelnoise.detection_table({"x": np.arange(6.0), "y": -np.arange(6.0)}, np.arange(6) >= 3, n_boot=10)
+    summary = labelnoise.summary_table({"40 %": full})
+    assert summary.shape == (2, 6) and summary["k"].tolist() == [3, 3]
+    assert summary.loc[0, "AUROC"].startswith("1.000 [")
+
+
+# --- scores of a small ensemble with flipped labels --------------------------------------------
+
+NOISY = RunConfig(dataset="digits", arch="mlp", width=16, n_pool=200, n_test=20, holdout_fraction=0.25,
+                  label_noise=0.2, train=TrainConfig(epochs=6, batch_size=40, lr=0.05, n_checkpoints=2), k=5,
+                  seed=30)
+
+
+@pytest.fixture(scope="module")
+def scored():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ensemble = run_ensemble(NOISY, 4, progress=False)
+        return ensemble, labelnoise.example_scores(ensemble, class_names=[str(d) for d in range(10)])
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_example_scores(scored):
+    ensemble, table = scored
+    stats = ensemble_statistics(ensemble, reference="fit_labels")
+    assert len(table) == 200 and table.index.name == "pool index"
+    np.testing.assert_array_equal(table["Ĉ"], stats["consistency"])
+    np.testing.assert_array_equal(table["PD_val"], stats["depth_val"])
+    assert table["given label"].tolist() == [str(c) for c in stats["labels"]]
+    np.testing.assert_allclose(table["suspicion"], labelnoise.suspicion_score(
+        stats["consistency"], stats["depth_val"], stats["depth_train"], 8), equal_nan=True)
+    seen = stats["n_held_out"] > 0
+    placed = seen & (stats["n_trained"] > 0)
+    for i in np.flatnonzero(placed)[:50]:
+        x, y = stats["depth_val"][i] / 8, stats["depth_train"][i] / 8
+        distances = {name: np.hypot(x - cx, y - cy) for name, (cx, cy) in CORNERS.items()}
+        assert table.loc[i, "difficulty type"] == min(distances, key=distances.get)
+        assert table.loc[i, "distance to corner"] == pytest.approx(min(distances.values()))
+    probabilities = table.attrs["probabilities"]
+    assert probabilities.shape == (200, 10)
+    np.testing.assert_allclose(probabilities[seen].sum(axis=1), 1, rtol=1e-6)
+    assert np.isnan(probabilities[~seen]).all()
+    assert (table["held out"] + table["trained on"] == 4).all()
+    # AUM and training loss come from the training appearances only
+    assert np.isnan(table["AUM"][table["trained on"] == 0]).all()
+
+
+def test_points_outside_the_plane_have_no_difficulty_type(scored):
+    """A point never held out (no PD_val) or never trained on (no PD_train) has no place in the plane."""
+    _, table = scored
+    unplaced = table["PD_val"].isna() | table["PD_train"].isna()
+    assert unplaced.sum() > 10  # 4 networks holding out 25 % each: about a third of the points are never held out
+    assert not table.loc[unplaced, "difficulty type"].isin(list(CORNERS)).any()
+    assert table.loc[unplaced, "distance to corner"].isna().all()
+
+
+def test_method_scores_rank_flipped_labels(scored):
+    ensemble, table = scored
+    scores = labelnoise.method_scores(table)
+    assert list(scores) == list(labelnoise.METHODS)
+    assert all(score.shape == (200,) and not np.isnan(score).any() for score in scores.values())
+    corrupted = next(ensemble.artifacts())["corrupted"][:200]
+    assert corrupted.sum() == 40
+    detection = labelnoise.detection_table(scores, corrupted, n_boot=20)
+    assert detection.loc[labelnoise.METHODS[0], "AUROC"] > 0.5  # better than chance even for 4 tiny networks
+    top = labelnoise.top_suspects(table, 10)
+    assert len(top) == 10 and table["suspicion"].fillna(-1).to_numpy()[top].tolist() == sorted(
+        table["suspicion"].fillna(-1).to_numpy()[top].tolist(), reverse=True)
+
+
+def test_docstring_examples():
+    result = doctest.testmod(pdlib.labelnoise)
+    assert result.failed == 0 and result.attempted > 0
