@@ -30,7 +30,8 @@ def make_parser() -> argparse.ArgumentParser:
     audit.add_argument("data", metavar="DATA", help="image folder (one subfolder per class), CSV with path,label "
                        "columns, .npz with images and labels, or a dataset name (e.g. fashion_mnist)")
     audit.add_argument("--out", required=True, metavar="DIR", help="output folder (created; resumable)")
-    audit.add_argument("--arch", choices=tuple(arch_defaults), help=f"network (default {defaults['arch']})")
+    audit.add_argument("--arch", choices=tuple(arch_defaults), help="network (default: resnet18 on a GPU, mlp on a "
+                       "CPU, where 16 ResNet18s on 5,000 images take over an hour on 2 cores)")
     audit.add_argument("--models", type=int, dest="n_models", metavar="R",
                        help=f"networks in the 90:10 ensemble (default {defaults['n_models']})")
     audit.add_argument("--width", type=int, help="hidden units (mlp) or first-stage channels (conv nets); default "

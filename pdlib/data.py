@@ -36,30 +36,15 @@ _DIGITS_TEST_FRACTION = 0.2
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a model needs to know about a dataset before loading it.
+    """What a model needs to know about a dataset before loading it."""
 
-    Attributes
-    ----------
-    name : str
-        Name accepted by :func:`load_dataset`.
-    n_classes : int
-        Number of classes; labels are ``0 .. n_classes - 1``.
-    in_channels : int
-        Image channels ``C``.
-    image_size : int
-        Height and width ``H = W`` in pixels.
-    class_names : tuple of str, length n_classes
-        Human-readable name of each label.
-    mean, std : tuple of float, length in_channels
-        Per-channel mean and standard deviation of the training images with pixel values scaled to
-        ``[0, 1]``; :func:`load_dataset` subtracts ``mean`` and divides by ``std``.
-    """
-
-    name: str
-    n_classes: int
-    in_channels: int
-    image_size: int
-    class_names: tuple[str, ...]
+    name: str  # accepted by load_dataset
+    n_classes: int  # labels are 0 .. n_classes - 1
+    in_channels: int  # image channels C
+    image_size: int  # height = width, in pixels
+    class_names: tuple[str, ...]  # name of each label
+    # Per-channel mean and std of the training images scaled to [0, 1]; load_dataset subtracts the
+    # mean and divides by the std.
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
@@ -102,24 +87,12 @@ _PIXEL_MAX = {"digits": 16.0}
 
 
 class LabelledImages(NamedTuple):
-    """A labelled set of images.
+    """A labelled set of images."""
 
-    Attributes
-    ----------
-    inputs : torch.Tensor, shape (n, C, H, W), float32
-        Images normalised per channel with the dataset's fixed mean and std.
-    labels : torch.Tensor, shape (n,), int64
-        Class indices in ``[0, len(class_names))``.
-    class_names : tuple of str
-        Name of each class index.
-    name : str
-        Dataset name, a key of :data:`DATASETS`.
-    """
-
-    inputs: torch.Tensor
-    labels: torch.Tensor
-    class_names: tuple[str, ...]
-    name: str
+    inputs: torch.Tensor  # (n, C, H, W) float32, normalised per channel with the dataset's mean and std
+    labels: torch.Tensor  # (n,) int64 class indices
+    class_names: tuple[str, ...]  # name of each class index
+    name: str  # dataset name
 
 
 class DatasetNotFoundError(FileNotFoundError, ValueError):
@@ -139,18 +112,8 @@ class _Missing(Exception):
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The folder datasets are read from and downloaded to.
-
-    Parameters
-    ----------
-    root : path-like, optional
-        Used as given when not None.
-
-    Returns
-    -------
-    pathlib.Path
-        ``root``, else ``$PDLIB_DATA``, else the ``data`` folder of the repository.
-    """
+    """The folder datasets are read from and downloaded to: ``root``, else ``$PDLIB_DATA``, else
+    the ``data`` folder of the repository."""
     if root is None:
         root = os.environ.get("PDLIB_DATA") or Path(__file__).resolve().parents[1] / "data"
     if not isinstance(root, (str, os.PathLike)):
@@ -177,8 +140,8 @@ def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | N
     Returns
     -------
     LabelledImages
-        Fresh tensors on every call: the files are read once per process and cached as uint8 pixels,
-        and each call normalises a new copy, so callers may modify the result in place.
+        Fresh tensors on every call (the files are read once per process and cached as uint8),
+        so callers may modify them in place.
 
     Raises
     ------
@@ -204,9 +167,11 @@ def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | N
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """The :class:`DatasetInfo` of a dataset of :data:`DATASETS` or of one made by :func:`register_arrays`."""
+    """The :class:`DatasetInfo` of a dataset of :data:`DATASETS` or of one made from arrays (``file:`` names)."""
     if isinstance(name, str) and name.startswith(FILE_PREFIX):
-        return _file_info(name)
+        from pdlib.userdata import file_info
+
+        return file_info(name)
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"name must be one of {', '.join(DATASETS)} or a registered 'file:' dataset; got {name!r}")
     return DATASETS[name]
@@ -214,75 +179,8 @@ def dataset_info(name: str) -> DatasetInfo:
 
 _dataset_info = dataset_info
 
-#: Names of datasets made from arrays start with this, followed by a hash of their contents.
+#: Names of datasets made from arrays (:func:`pdlib.userdata.register_arrays`) start with this.
 FILE_PREFIX = "file:"
-
-
-def register_arrays(pixels, labels, class_names, *, folder, is_test=None) -> str:
-    """Make images in memory loadable by name, like the built-in datasets (for ``pdlib audit``).
-
-    The images are written once to ``<folder>/<hash>.npz`` (atomically); the name is
-    ``"file:<hash>"`` with a hash of the contents, so a run cache keyed by it never mixes two
-    datasets. ``$PDLIB_FILE_DATA`` is set to ``folder`` so that child processes find the file.
-
-    Parameters
-    ----------
-    pixels : ndarray of uint8, shape (n, C, H, H)
-    labels : ndarray of int, shape (n,), values in ``[0, len(class_names))``
-    class_names : sequence of str
-    folder : path-like
-    is_test : ndarray of bool, shape (n,), optional
-        Rows that form the ``"test"`` split; by default every row is in ``"train"``.
-
-    Returns
-    -------
-    str
-        The dataset's name, for :func:`load_dataset` and :class:`pdlib.runs.RunConfig`.
-    """
-    import hashlib
-
-    pixels, labels = np.ascontiguousarray(pixels, dtype=np.uint8), np.asarray(labels, dtype=np.int64)
-    is_test = np.zeros(len(labels), bool) if is_test is None else np.asarray(is_test, dtype=bool)
-    if pixels.ndim != 4 or pixels.shape[2] != pixels.shape[3] or len(pixels) != len(labels) != len(is_test):
-        raise ValueError(f"pixels must be (n, C, H, H) uint8 with one label per image; got {pixels.shape}, "
-                         f"{labels.shape}")
-    digest = hashlib.sha256()
-    for part in (pixels.tobytes(), labels.tobytes(), is_test.tobytes(), "\0".join(class_names).encode()):
-        digest.update(part)
-    name, folder = FILE_PREFIX + digest.hexdigest()[:16], Path(folder).resolve()
-    path = folder / f"{name[len(FILE_PREFIX):]}.npz"
-    if not path.exists():
-        train = pixels[~is_test].astype(np.float64) / 255.0
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as out:
-            np.savez(out, pixels=pixels, labels=labels, is_test=is_test, class_names=np.asarray(class_names, dtype=str),
-                     mean=train.mean(axis=(0, 2, 3)), std=np.maximum(train.std(axis=(0, 2, 3)), 1e-3))
-        os.replace(out.name, path)
-    os.environ["PDLIB_FILE_DATA"] = str(folder)
-    return name
-
-
-def _file_path(name: str) -> Path:
-    folder = os.environ.get("PDLIB_FILE_DATA")
-    path = Path(folder or ".") / f"{name[len(FILE_PREFIX):]}.npz"
-    if not path.is_file():
-        raise DatasetNotFoundError(f"{name}: no {path.name} in $PDLIB_FILE_DATA ({folder}); register it with "
-                                   "pdlib.data.register_arrays first")
-    return path
-
-
-@functools.lru_cache(maxsize=8)
-def _file_info(name: str) -> DatasetInfo:
-    with np.load(_file_path(name), allow_pickle=False) as data:
-        classes, shape = tuple(str(c) for c in data["class_names"]), data["pixels"].shape
-        return DatasetInfo(name, len(classes), shape[1], shape[2], classes, tuple(data["mean"].tolist()),
-                           tuple(data["std"].tolist()))
-
-
-def _read_file(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(_file_path(name), allow_pickle=False) as data:
-        rows = data["is_test"] if split == "test" else ~data["is_test"]
-        return data["pixels"][rows], data["labels"][rows]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,7 +191,11 @@ def _read_file(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 @functools.lru_cache(maxsize=8)
 def _read(name: str, split: str, root: str) -> tuple[np.ndarray, np.ndarray]:
-    pixels, labels = _read_file(name, split) if name.startswith(FILE_PREFIX) else _READERS[name](split, Path(root))
+    if name.startswith(FILE_PREFIX):
+        from pdlib.userdata import read_file as reader
+    else:
+        reader = _READERS[name]
+    pixels, labels = reader(name, split) if name.startswith(FILE_PREFIX) else reader(split, Path(root))
     pixels, labels = np.ascontiguousarray(pixels), labels.astype(np.int64)
     for array in (pixels, labels):
         array.setflags(write=False)  # cached: a stray in-place write would corrupt later loads

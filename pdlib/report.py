@@ -242,7 +242,8 @@ def _suspects(table, pixels, n_suspects: int) -> str:
         cells = [f"<td class='num'>{rank}</td>", f"<td><img class='px' alt='' src='{thumbnail_uri(pixels[i])}'></td>",
                  f"<td class='num'>{entry['index']}</td>", *((f"<td>{_e(entry['path'])}</td>",) if has_path else ()),
                  f"<td>{_e(given)}</td>", f"<td{flag}>{_e(consensus)}</td>",
-                 *(f"<td class='num'>{_number(entry[c])}</td>" for c in ("suspicion", "Ĉ", "C*", "PD_val", "PD_train")),
+                 *(f"<td class='num'>{_number(entry[c])}</td>" for c in ("suspicion", "Ĉ", "C*", "PD_val",
+                                                                         "PD_train")),
                  f"<td class='num'>{entry['held out']}</td>"]
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return (f"<p>The images with the highest suspicion score (scores.csv has every image).</p>"

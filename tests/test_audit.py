@@ -239,7 +239,7 @@ def test_resume_keeps_finished_networks(tmp_path):
     audit(root, out=out, **TINY)
     times = artifact_times(out)
     assert len([name for name in times if name.endswith(".json")]) == 2
-    second = [path for path in (out / "cache").glob("runs-*/*.json") if json.loads(path.read_text())["config"]["seed"] == 1]
+    second = [p for p in (out / "cache").glob("runs-*/*.json") if json.loads(p.read_text())["config"]["seed"] == 1]
     for path in second[0].parent.glob(second[0].stem + ".*"):  # as if killed before network 1 was saved
         path.unlink()
     table = audit(root, out=out, resume=True, quiet=True)  # settings from config.json

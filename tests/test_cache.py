@@ -2,7 +2,6 @@
 load-or-compute, stored weights and the note about old cache formats."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap

@@ -108,3 +108,23 @@ def test_figure_footer():
     assert footer == "profile smoke · fashion_mnist · mlp · 10 networks on 90:10 splits"
     assert experiments.figure_footer(PROFILE, "fig6_hinge", task="digits", extra="lr 1e-3") == \
         "profile smoke · digits · mlp · 1 network · lr 1e-3"
+
+
+def test_ensemble_and_seed_runs_share_the_cache():
+    tiny = get_profile("smoke", n_pool=100, n_test=20, n_checkpoints=2, mlp_width=8,
+                       mlp_train=TrainConfig(epochs=2, batch_size=30, lr=0.05))
+    ensemble = experiments.ensemble(tiny, "fig3", "digits", "mlp", n_models=2)
+    template = ensemble.configs[0]
+    assert template.holdout_fraction == 0.1 and template.train.n_checkpoints == 2 and len(ensemble) == 2
+    runs = list(ensemble.artifacts())
+    assert all(run.weights_path is not None for run in runs)  # the first KEEP_WEIGHTS models keep them
+    assert runs[0]["checkpoint_predictions"].shape[0] == 3
+    stats = experiments.ensemble_stats(tiny, "fig3", "digits", "mlp", n_models=2)  # cached: nothing retrained
+    assert stats["n_models"] == 2 and stats["held_out"].shape == (2, 100)
+    assert experiments.ensemble(tiny, "fig3", "digits", "mlp", n_models=1).configs == ensemble.configs[:1]
+    folds = experiments.ensemble(tiny, "fig3", "digits", "mlp", n_models=2, holdout_folds=2)
+    held = [~run["in_train"][~run["is_test"]] for run in folds.artifacts()]
+    assert (held[0] ^ held[1]).all()  # two folds: each point held out by exactly one model
+    seeds = experiments.seed_runs(tiny, "fig2_left", "digits", "mlp", n_models=2)
+    assert [run.meta["config"]["seed"] for run in seeds] == [0, 1]
+    assert all(run.weights_path is not None and run["in_train"][~run["is_test"]].all() for run in seeds)

@@ -14,6 +14,15 @@ from pdlib import input_margin, output_margin, zero_hinge_loss
 N_CLASSES, N_FEATURES = 5, 7
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks: one thread is fastest, and far faster than two on a loaded machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------- output margin
 
 

@@ -8,7 +8,6 @@ iteration learned; summaries (probe accuracy, rescaling); relations between per-
 
 import doctest
 import math
-from itertools import combinations, product
 from statistics import NormalDist
 
 import numpy as np

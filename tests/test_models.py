@@ -1,6 +1,5 @@
 """pdlib.models: the three architectures, their probe points, default widths and seeded initialisation."""
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
