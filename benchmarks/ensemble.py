@@ -1,14 +1,13 @@
-"""Cost of the 90:10 ensembles: seconds per model, and memory of the streaming aggregation.
+"""Cost of the 90:10 ensembles: seconds per model, and memory of the per-point statistics.
 
-What is measured, for one profile (its ensemble architecture on Fashion-MNIST):
+What is measured, for one profile (the ensemble of its Fig. 3 plan):
 
 - seconds per model, split into training, embedding capture and k-NN probing, for
   ensembles of r = 4, 16, 64 models (each in a fresh cache, so every model is computed):
   the per-model cost must stay flat as r grows;
-- peak memory of ``pdlib.ensemble_statistics`` over the r artifacts (RSS high-water mark
-  of a fresh subprocess, minus its RSS after imports), which streams over the artifacts
-  and must not grow with r beyond the O(r * n_validation_appearances) list of held-out
-  (depth, correct) pairs.
+- peak memory of ``pdlib.ensemble_statistics`` over the r artifacts (RSS high-water mark of a
+  fresh subprocess, minus its RSS after imports): it stacks (r, n) arrays of predictions and
+  depths, about 25 MB each at the paper's 250 models x 50,000 points.
 
 Usage: python benchmarks/ensemble.py [--profile smoke] [--sizes 4,16,64] [--executor local]
 """
@@ -33,8 +32,7 @@ def aggregate_worker(profile: str, n_models: int) -> None:
     from pdlib.profiles import get_profile
 
     config = get_profile(profile)
-    template = experiments.ensemble_template(config, "fashion_mnist", config.ensemble_arch)
-    from pdlib.ensembles import Ensemble, ensemble_configs
+    setup = config.setup("fig3")
 
     # VmHWM after a reset, not ru_maxrss: in a subprocess the latter is floored at the parent's peak.
     from _common import current_rss_bytes, peak_rss_bytes, reset_peak_rss
@@ -42,7 +40,7 @@ def aggregate_worker(profile: str, n_models: int) -> None:
     reset_peak_rss()
     before = current_rss_bytes()
     start = time.perf_counter()
-    experiments.ensemble_statistics(Ensemble(tuple(ensemble_configs(template, n_models))))
+    experiments.ensemble_stats(config, "fig3", setup.datasets[0], setup.archs[0], n_models)
     seconds = time.perf_counter() - start
     peak = peak_rss_bytes() - before
     print(json.dumps({"aggregate_seconds": seconds, "aggregate_extra_mb": peak / 2**20}))
@@ -52,8 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--sizes", default="4,16,64")
-    parser.add_argument("--executor", default="local")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--executor", default="local", choices=("local", "ray"))
     parser.add_argument("--aggregate-worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,24 +58,22 @@ def main() -> None:
         aggregate_worker(args.profile, args.aggregate_worker)
         return
     from pdlib import experiments
-    from pdlib.cache import load_artifact
-    from pdlib.ensembles import ensemble_configs
     from pdlib.profiles import get_profile
-    from pdlib.runs import RUNS_KIND
 
     config = get_profile(args.profile)
-    print(f"profile {args.profile}: {config.ensemble_arch} width {config.width(config.ensemble_arch)}, "
-          f"{config.n_pool} pool + {config.n_test} test Fashion-MNIST images, executor {args.executor}, "
+    setup = config.setup("fig3")
+    task, arch = setup.datasets[0], setup.archs[0]
+    print(f"profile {args.profile}: the ensemble of Fig. 3, {arch} width {config.width(arch)} on "
+          f"{setup.n_pool or config.n_pool} {task} images (+ {config.n_test} test), executor {args.executor}, "
           f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f}")
     rows = []
     for n_models in (int(size) for size in args.sizes.split(",")):
         os.environ["PDLIB_CACHE"] = tempfile.mkdtemp(prefix=f"ensemble-bench-{n_models}-")
         start = time.perf_counter()
-        experiments.train_ensemble(config, "fashion_mnist", config.ensemble_arch, n_models,
-                                   executor=args.executor, workers=args.workers, progress=True)
+        ensemble = experiments.ensemble(config, "fig3", task, arch, n_models, executor=args.executor,
+                                        progress=True)
         wall = time.perf_counter() - start
-        template = experiments.ensemble_template(config, "fashion_mnist", config.ensemble_arch)
-        metas = [load_artifact(RUNS_KIND, c).meta for c in ensemble_configs(template, n_models)]
+        metas = [artifact.meta for artifact in ensemble.artifacts()]
         parts = {key: float(np.mean([m["seconds"][key] for m in metas])) for key in ("train", "capture", "knn")}
         aggregate = json.loads(subprocess.run(
             [sys.executable, __file__, "--profile", args.profile, "--aggregate-worker", str(n_models)],
