@@ -57,7 +57,8 @@ def as_classes(value, name: str, ndim: int = 1, *, n_classes: int | None = None,
     array = array.astype(np.int64, copy=False)
     lowest = -1 if allow_missing else 0
     if array.min() < lowest:
-        raise ValueError(f"{name} must be non-negative class indices, found {array.min()}")
+        what = "class indices or -1" if allow_missing else "non-negative class indices"
+        raise ValueError(f"{name} must be {what}, found {array.min()}")
     if n_classes is not None:
         n_classes = check_positive_int(n_classes, "n_classes")
         if array.max() >= n_classes:

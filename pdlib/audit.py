@@ -54,7 +54,7 @@ from PIL import Image, ImageOps
 
 from pdlib._progress import progress_bar
 from pdlib.cache import provenance
-from pdlib.data import DATASETS, dataset_info, load_dataset, register_arrays
+from pdlib.data import DATASETS, dataset_info, load_dataset
 from pdlib.ensembles import EXECUTORS, Ensemble, ensemble_configs, run_ensemble
 from pdlib.labelnoise import example_scores
 from pdlib.models import ARCHITECTURES
@@ -62,6 +62,7 @@ from pdlib.report import write_atomically, write_outputs
 from pdlib.runs import RunConfig
 from pdlib.sampling import stratified_subset
 from pdlib.training import TrainConfig
+from pdlib.userdata import register_arrays
 
 __all__ = ["audit", "AuditInputError", "default_arch", "DEFAULTS", "ARCH_DEFAULTS", "MODES"]
 
@@ -143,8 +144,7 @@ def audit(data, *, out, arch=None, n_models=None, width=None, epochs=None, batch
     return table
 
 
-#: Images as the networks see them, in the input's order: pixels (n, C, S, S) uint8, labels (n,) int64 into
-#: class_names, index (n,) the images' rows in the input, paths (n,) str (files) or None.
+#: The images in input order: pixels (n, C, S, S) uint8, labels (n,), index (n,) rows in the input, paths or None.
 _Images = namedtuple("_Images", "pixels labels class_names index paths")
 
 

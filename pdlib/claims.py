@@ -4,9 +4,9 @@ A verdict is one of :data:`VERDICTS`. Each claim is judged by a few *tests*, eac
 passes, fails, or is undecided because its 95 % interval straddles the criterion; criteria
 are the paper's own numbers, fixed here (and on the methods page) before any data are read:
 
-- every test passes: **reproduced**; every test fails: **not reproduced**;
-- some pass and the others fail: **partly reproduced**;
-- any test undecided (and none contradicts the claim outright): **inconclusive**;
+- every test passes: **reproduced**;
+- some test fails: **partly reproduced** if another passes, else **not reproduced**;
+- otherwise, some test undecided: **inconclusive**;
 - the paper's setting was not run: **not tested**.
 
 Reasons are composed from the measured numbers. Chapters call the ``judge_*`` function of
@@ -101,7 +101,8 @@ class Test:
 
 
 def verdict(tests) -> str:
-    """Combine tests: all pass -> reproduced; all fail -> not reproduced; some undecided -> inconclusive.
+    """Combine tests: all pass -> reproduced; a fail -> partly (if another passes) or not reproduced;
+    otherwise an undecided one -> inconclusive.
 
     >>> verdict([Test("pass", ""), Test("fail", "")]), verdict([Test("pass", ""), Test("undecided", "")])
     ('partly reproduced', 'inconclusive')
@@ -109,11 +110,9 @@ def verdict(tests) -> str:
     statuses = {test.status for test in tests}
     if not statuses:
         return "not tested"
-    if statuses == {PASS}:
-        return "reproduced"
-    if statuses == {FAIL}:
-        return "not reproduced"
-    return "inconclusive" if UNDECIDED in statuses else "partly reproduced"
+    if FAIL in statuses:  # a criterion missed for certain: never merely inconclusive
+        return "partly reproduced" if PASS in statuses else "not reproduced"
+    return "reproduced" if statuses == {PASS} else "inconclusive"
 
 
 def _reason(tests) -> str:

@@ -84,7 +84,8 @@ def example_scores(ensemble: Ensemble, *, class_names=None):
     x, y = stats["depth_val"] / max_depth, stats["depth_train"] / max_depth
     corners = list(CORNERS)
     distance = np.stack([np.hypot(x - cx, y - cy) for cx, cy in CORNERS.values()])
-    nearest = np.nanargmin(np.where(np.isfinite(distance), distance, np.inf), axis=0)
+    placed = np.isfinite(distance).all(axis=0)  # points never held out (or never trained on) have no place
+    nearest = np.argmin(np.where(placed, distance, 0.0), axis=0)
     names = (lambda c: class_names[c] if c >= 0 else "") if class_names is not None else (lambda c: c)
     iteration = np.nanmean(stats["iteration"], axis=0) if np.isfinite(stats["iteration"]).any() else \
         np.full(len(x), np.nan)
@@ -94,8 +95,8 @@ def example_scores(ensemble: Ensemble, *, class_names=None):
         "C*": stats["consensus_consistency"], "Ĉ": stats["consistency"],
         "PD_train": stats["depth_train"], "PD_val": stats["depth_val"], "iteration learned": iteration,
         "output margin": means["output margin"], "AUM": means["AUM"], "training loss": means["training loss"],
-        "difficulty type": [corners[i] for i in nearest],
-        "distance to corner": distance[nearest, np.arange(len(x))],
+        "difficulty type": [corners[i] if ok else "" for i, ok in zip(nearest, placed)],
+        "distance to corner": np.where(placed, distance[nearest, np.arange(len(x))], np.nan),
         "suspicion": suspicion_score(stats["consistency"], stats["depth_val"], stats["depth_train"], max_depth),
         "held out": stats["n_held_out"], "trained on": stats["n_trained"]})
     table.index.name = "pool index"

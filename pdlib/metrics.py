@@ -285,6 +285,9 @@ def lower_envelope(x, y, *, n_bins: int = 10, quantile: float = 0.02, min_count:
     (True, True)
     """
     x, y = _finite_pairs(x, y)
+    if len(x) == 0:
+        return {"slope": math.nan, "intercept": math.nan, "violations": math.nan, "centres": np.array([]),
+                "edges": np.array([])}
     bins = np.linspace(x.min(), x.max(), n_bins + 1)
     which = np.clip(np.digitize(x, bins) - 1, 0, n_bins - 1)
     centres, edges = [], []
@@ -361,7 +364,8 @@ def pearson_interval(r: float, n: int, confidence: float = 0.95) -> tuple[float,
     from statistics import NormalDist
 
     z, half = math.atanh(min(max(r, -0.999999), 0.999999)), NormalDist().inv_cdf(0.5 + confidence / 2) / math.sqrt(n - 3)
-    return (math.tanh(z - half), math.tanh(z + half))
+    low, high = math.tanh(z - half), math.tanh(z + half)
+    return (-1.0 if r <= -1 else low, 1.0 if r >= 1 else high)  # a perfect correlation stays inside
 
 
 def bootstrap_interval(statistic, *arrays, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
@@ -376,7 +380,13 @@ def bootstrap_interval(statistic, *arrays, n_boot: int = 1000, confidence: float
     True
     """
     arrays = [np.asarray(a) for a in arrays]
-    n = len(arrays[0])
+    n = len(arrays[0]) if arrays else 0
+    if n == 0:
+        raise ValueError("bootstrap_interval needs non-empty arrays, got an empty one")
+    if any(len(a) != n for a in arrays):
+        raise ValueError(f"bootstrap_interval needs arrays of the same length, got {[len(a) for a in arrays]}")
+    if groups is not None and len(groups) != n:
+        raise ValueError(f"groups has {len(groups)} entries but the arrays have {n}")
     rng = np.random.default_rng(seed)
     if groups is None:
         draws = (rng.integers(0, n, n) for _ in range(n_boot))

@@ -15,7 +15,7 @@ resnet18   ``stem``, ``block1`` .. ``block8`` (after each ReLU)  11      0 .. 10
 =========  ===================================================  ======  =========
 
 Any other ``nn.Module`` can be probed by giving module names (see
-:func:`pdlib.capture.capture_embeddings`).
+:func:`pdlib.probes.capture_embeddings`).
 """
 
 from __future__ import annotations

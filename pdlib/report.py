@@ -20,14 +20,13 @@ import numpy as np
 
 __all__ = ["write_outputs", "write_atomically", "render_report", "thumbnail_uri"]
 
-#: What each corner of the plane means for a user auditing labels.
+#: What each corner of the plane says about an image (its definition; Section 4 of the paper).
 MEANINGS = {
-    "easy": "decided early by held-out and trained networks alike: a typical image of its class",
-    "looks like a different class": "decided early as another class when held out, learned late when trained on: "
-                                    "often mislabeled",
-    "ambiguous unless the label is given": "undecided until late when held out, but learned early when its label is "
-                                           "given: atypical or cropped images",
-    "ambiguous": "late in both: the network is unsure of it either way, e.g. two classes in one image",
+    "easy": "predicted early (low depth) both by networks that held it out and by networks trained on it",
+    "looks like a different class": "decided early when held out, learned late when trained on; the paper finds "
+                                    "mislabeled images here",
+    "ambiguous unless the label is given": "decided late when held out, learned early when trained on",
+    "ambiguous": "decided late both when held out and when trained on",
 }
 
 _CSS = """
@@ -182,6 +181,7 @@ def _summary(table, class_names, n_models, held, given, consensus, scored, setti
 
 
 def _plane(val, train, matches, max_depth, settings, n_models, n) -> str:
+    """The (PD_val, PD_train) plane of :func:`pdlib.figures.fig7_difficulty_plane`, as an inline PNG."""
     import matplotlib.pyplot as plt
 
     from pdlib.difficulty import corner_groups
@@ -189,16 +189,13 @@ def _plane(val, train, matches, max_depth, settings, n_models, n) -> str:
 
     eligible = int(np.sum(np.isfinite(val) & np.isfinite(train)))
     groups = corner_groups(val, train, max_depth, n=max(1, min(100, eligible // 10)))
-    # No footer: fig7 draws it where its legend goes; the caption below says the same.
-    fig = fig7_difficulty_plane(val, train, matches, max_depth=max_depth, groups=groups, footer="")
+    footer = f"pdlib audit · {n:,} images · {settings['arch']}, width {settings['width']} · {n_models} networks"
+    fig = fig7_difficulty_plane(val, train, matches, max_depth=max_depth, groups=groups, footer=footer)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)  # the report keeps the PNG, not the figure (and notebooks do not show it twice)
     uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-    caption = (f"{n:,} images · {settings['arch']} width {settings['width']} · {n_models} networks (90:10) · "
-               "outlines: the corner groups")
-    return f"<figure><img class='plot' alt='PD_val against PD_train' src='{uri}'><figcaption class='muted'>{caption}" \
-           "</figcaption></figure>"
+    return f"<p><img class='plot' alt='PD_val against PD_train' src='{uri}'></p>"
 
 
 def _thumb(table, pixels, row: int, caption: str = "") -> str:
@@ -216,7 +213,7 @@ def _types(table, gallery: dict, pixels) -> str:
     rows = "".join(f"<tr><td>{_e(name)}</td><td class='num'>{counts.get(name, 0):,}</td><td>{_e(meaning)}</td></tr>"
                    for name, meaning in MEANINGS.items())
     parts = ["<p>Each image's difficulty type is the corner of the plane it lies nearest to.</p>",
-             f"<table><tr><th>type</th><th>images</th><th>what it suggests</th></tr>{rows}</table>"]
+             f"<table><tr><th>type</th><th>images</th><th>what it means</th></tr>{rows}</table>"]
     for name, index in gallery.items():
         thumbs = "".join(_thumb(table, pixels, int(i), f"<br>distance {_number(table['distance to corner'].iloc[i])}")
                          for i in index)

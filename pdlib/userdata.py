@@ -43,9 +43,12 @@ def register_arrays(pixels, labels, class_names, *, folder, is_test=None) -> str
     """
     pixels, labels = np.ascontiguousarray(pixels, dtype=np.uint8), np.asarray(labels, dtype=np.int64)
     is_test = np.zeros(len(labels), bool) if is_test is None else np.asarray(is_test, dtype=bool)
-    if pixels.ndim != 4 or pixels.shape[2] != pixels.shape[3] or len(pixels) != len(labels) != len(is_test):
-        raise ValueError(f"pixels must be (n, C, H, H) uint8 with one label per image; got {pixels.shape}, "
-                         f"{labels.shape}")
+    if pixels.ndim != 4 or pixels.shape[2] != pixels.shape[3] or not len(pixels) == len(labels) == len(is_test):
+        raise ValueError(f"pixels must be (n, C, H, H) uint8 with one label per image (and one is_test flag per image); got "
+                         f"{pixels.shape}, {labels.shape}, {is_test.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
+        raise ValueError(f"labels must be in [0, {len(class_names)}), the indices of class_names; found "
+                         f"[{labels.min()}, {labels.max()}]")
     digest = hashlib.sha256()
     for part in (pixels.tobytes(), labels.tobytes(), is_test.tobytes(), "\0".join(class_names).encode()):
         digest.update(part)
@@ -67,7 +70,7 @@ def file_path(name: str) -> Path:
     path = Path(folder or ".") / f"{name[len(FILE_PREFIX):]}.npz"
     if not path.is_file():
         raise DatasetNotFoundError(f"{name}: no {path.name} in $PDLIB_FILE_DATA ({folder}); register it with "
-                                   "pdlib.data.register_arrays first")
+                                   "pdlib.userdata.register_arrays first")
     return path
 
 

@@ -256,8 +256,8 @@ def test_kill_9_during_training_then_resume(tmp_path):
     root = tmp_path / "data"
     write_folder(root)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "pdlib", "audit", str(root), "--out", str(out), "--arch", "mlp", "--models", "6",
-               "--epochs", "20", "--width", "16", "--quiet"]
+    command = [sys.executable, "-m", "pdlib", "audit", str(root), "--out", str(out), "--arch", "mlp", "--models", "3",
+               "--epochs", "5", "--width", "8", "--quiet"]
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PDLIB_QUIET": "1"})
     deadline = time.monotonic() + 300
     while not list((out / "cache").glob("runs-*/*.json")) and process.poll() is None and time.monotonic() < deadline:
@@ -270,4 +270,4 @@ def test_kill_9_during_training_then_resume(tmp_path):
     assert main(["audit", str(root), "--out", str(out), "--resume", "--quiet"]) == 0
     assert {p: p.stat().st_mtime_ns for p in first} == first
     scores = pd.read_csv(out / "scores.csv", keep_default_na=False)
-    assert len(scores) == 150 and ((scores["held out"] + scores["trained on"]) == 6).all()
+    assert len(scores) == 150 and ((scores["held out"] + scores["trained on"]) == 3).all()

@@ -5,14 +5,12 @@ pass and the others fail -> partly reproduced; any test undecided and none faile
 setting was not run -> not tested.
 """
 
-import doctest
 import json
 import math
 
 import numpy as np
 import pytest
 
-import pdlib.claims
 from pdlib import claims
 from pdlib.claims import Test as Outcome  # "Test*" names would be collected by pytest
 from pdlib.claims import (CLAIMS, VERDICTS, correlation_test, interval_test, judge_accuracy_vs_depth,
@@ -282,8 +280,3 @@ def test_every_claim_names_a_chapter_and_a_criterion():
     assert len({c.key for c in CLAIMS}) == len(CLAIMS)
     for claim in CLAIMS:
         assert claim.chapter in CHAPTER_FIGURES and claim.statement and claim.paper and claim.criterion
-
-
-def test_docstring_examples():
-    result = doctest.testmod(pdlib.claims)
-    assert result.failed == 0 and result.attempted > 0

@@ -5,12 +5,10 @@ are accumulated by a loop over simulated held-out appearances (the real function
 same loop on a trained ensemble in test_ensembles.py).
 """
 
-import doctest
 
 import numpy as np
 import pytest
 
-import pdlib.difficulty
 from pdlib import difficulty, make_model
 from pdlib.difficulty import CORNERS
 from pdlib.metrics import wilson_interval
@@ -249,8 +247,3 @@ def test_fix_and_rule_tables():
     assert row["rule"].startswith(f"use {names[rule['layer']]} when ")
     never = difficulty.rule_table({**rule, "threshold": 5}, names, 5).iloc[0]
     assert never["rule"].endswith("when never")
-
-
-def test_docstring_examples():
-    result = doctest.testmod(pdlib.difficulty)
-    assert result.failed == 0 and result.attempted > 0

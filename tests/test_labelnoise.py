@@ -1,7 +1,6 @@
 """pdlib.labelnoise: the suspicion score, per-example scores of an ensemble, and how well rankings find
 flipped labels (AUROC, average precision, precision at k) on scores with known answers."""
 
-import doctest
 
 import numpy as np
 import pandas as pd
@@ -9,9 +8,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
-import pdlib.labelnoise
 from pdlib import labelnoise
 from pdlib.difficulty import CORNERS
 from pdlib.ensembles import ensemble_statistics, run_ensemble
@@ -76,6 +74,38 @@ def test_detection_table_known_answers(flipped, rng):
     for measure in ("AUROC", "average precision", "precision at k"):
         assert (table[f"{measure} low"] <= table[measure] + 1e-12).all()
         assert (table[measure] <= table[f"{measure} high"] + 1e-12).all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_auroc_and_average_precision_match_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 300))
+    truth = rng.random(n) < rng.uniform(0.05, 0.6)
+    truth[:2] = [True, False]  # both classes present
+    score = np.round(truth * rng.uniform(0, 1) + rng.normal(0, 1, n), int(rng.integers(0, 3)))  # many ties
+    assert labelnoise.auroc(score, truth) == pytest.approx(roc_auc_score(truth, score), abs=1e-12)
+    assert labelnoise.average_precision(score, truth) == pytest.approx(average_precision_score(truth, score),
+                                                                       abs=1e-12)
+
+
+def loop_precision_at_k(score, truth, k):
+    order = sorted(range(len(score)), key=lambda i: (-score[i], i))  # highest first, ties by index
+    return sum(truth[i] for i in order[:k]) / k
+
+
+def test_precision_at_k_matches_a_loop(rng):
+    score, truth = rng.integers(0, 5, 100).astype(float), rng.random(100) < 0.3
+    for k in (1, 7, int(truth.sum()), 100):
+        assert labelnoise.precision_at_k(score, truth, k) == pytest.approx(loop_precision_at_k(score, truth, k))
+    assert labelnoise.precision_at_k(score, truth) == pytest.approx(loop_precision_at_k(score, truth, truth.sum()))
+
+
+def test_measures_without_both_classes_are_nan():
+    assert np.isnan(labelnoise.auroc([0.1, 0.2], [True, True]))
+    assert np.isnan(labelnoise.auroc([0.1, 0.2], [False, False]))
+    assert np.isnan(labelnoise.average_precision([0.1, 0.2], [False, False]))
+    assert labelnoise.average_precision([0.1, 0.2], [True, True]) == 1.0
+    assert labelnoise.precision_at_k([0.3, 0.1], [False, False]) == 0.0  # k = 1 when nothing is true
 
 
 def test_precision_at_k_breaks_ties_by_index():
@@ -162,8 +192,3 @@ def test_method_scores_rank_flipped_labels(scored):
     top = labelnoise.top_suspects(table, 10)
     assert len(top) == 10 and table["suspicion"].fillna(-1).to_numpy()[top].tolist() == sorted(
         table["suspicion"].fillna(-1).to_numpy()[top].tolist(), reverse=True)
-
-
-def test_docstring_examples():
-    result = doctest.testmod(pdlib.labelnoise)
-    assert result.failed == 0 and result.attempted > 0

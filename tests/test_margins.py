@@ -1,14 +1,12 @@
 """Output and input margins and the 0-Hinge loss against oracles: sorting, loops, the exact
 distance to a linear model's decision boundary, and a brute-force line search."""
 
-import doctest
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-import pdlib.margins
 from pdlib import input_margin, output_margin, zero_hinge_loss
 
 N_CLASSES, N_FEATURES = 5, 7
@@ -326,8 +324,3 @@ def test_zero_hinge_gradient_pushes_the_true_class_up():
 def test_zero_hinge_bad_input(logits, targets, error, name):
     with pytest.raises(error, match=name):
         zero_hinge_loss(logits, targets)
-
-
-def test_docstring_examples():
-    result = doctest.testmod(pdlib.margins, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0 and result.attempted > 0

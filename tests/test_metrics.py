@@ -6,7 +6,6 @@ iteration learned; summaries (probe accuracy, rescaling); relations between per-
 (correlations, the lower envelope, means by depth); uncertainty intervals.
 """
 
-import doctest
 import math
 from statistics import NormalDist
 
@@ -18,7 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import pdlib.metrics
 from pdlib.metrics import (
     accuracy_by_depth,
     bootstrap_interval,
@@ -791,11 +789,6 @@ def test_bootstrap_interval_bad_inputs():
 
 
 # --- docstrings and bad inputs -----------------------------------------------------------------
-
-
-def test_docstring_examples():
-    result = doctest.testmod(pdlib.metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 10 and result.failed == 0
 
 
 P, H, L = np.zeros((2, 3), int), np.ones((2, 3), bool), [0, 1, 0]

@@ -2,7 +2,6 @@
 the paper's figure captions; overrides are checked."""
 
 import dataclasses
-import doctest
 
 import pytest
 
@@ -108,8 +107,3 @@ def test_overrides():
 def test_a_plan_must_set_up_every_figure():
     with pytest.raises(ValueError, match="missing"):
         pdlib.profiles._plan(fig3=Setup(("digits",), ("mlp",), 2, "seeds"))
-
-
-def test_docstring_examples():
-    result = doctest.testmod(pdlib.profiles)
-    assert result.failed == 0 and result.attempted > 0

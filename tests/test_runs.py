@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from pdlib.cache import load_artifact
-from pdlib.data import register_arrays
 from pdlib.metrics import prediction_depth
 from pdlib.runs import RUNS_KIND, RunConfig, load_model, run_data, run_model
 from pdlib.training import TrainConfig
+from pdlib.userdata import register_arrays
 
 SMALL = RunConfig(dataset="digits", arch="mlp", width=16, n_pool=200, n_test=40, holdout_fraction=0.1,
                   train=TrainConfig(epochs=3, batch_size=40, lr=0.05, n_checkpoints=3), seed=3, k=5)

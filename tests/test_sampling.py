@@ -1,13 +1,11 @@
 """pdlib.sampling: class selection, stratified subsets, label noise (uniform and within a pair) and
 90:10 splits, each deterministic given its seed, against loops where a rule is spelled out."""
 
-import doctest
 
 import numpy as np
 import pytest
 import torch
 
-import pdlib.sampling
 from pdlib.data import LabelledImages
 from pdlib.sampling import corrupt_labels, select_classes, stratified_subset, train_val_split
 
@@ -132,11 +130,6 @@ def test_corrupt_labels_within_a_pair_at_full_rate():
     labels = np.array([0, 0, 1, 1, 2, 2])
     new, corrupted = corrupt_labels(labels, 1.0, 3, seed=0, pair=(0, 1))
     assert new.tolist() == [1, 1, 0, 0, 2, 2] and corrupted.tolist() == [True] * 4 + [False] * 2
-
-
-def test_docstring_examples():
-    result = doctest.testmod(pdlib.sampling, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0 and result.attempted > 0
 
 
 # --- bad inputs -----------------------------------------------------------------------------------
