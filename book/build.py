@@ -229,14 +229,16 @@ on {_hardware()} ({date}). The code cell under "parameters" shows the values it 
 To re-run this chapter alone and rebuild the book:
 
 ```bash
-python book/build.py --profile {profile} --only {stem}
+python book/build.py --profile {profile} \\
+    --only {stem}
 ```
 
 or by hand, without the book (the executed notebook is `out.ipynb`):
 
 ```bash
 jupytext --to ipynb notebooks/{stem}.md
-papermill notebooks/{stem}.ipynb out.ipynb -p profile {profile}
+papermill notebooks/{stem}.ipynb \\
+    out.ipynb -p profile {profile}
 ```
 
 The whole book: `make book PROFILE={profile}`.
