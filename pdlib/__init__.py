@@ -37,19 +37,15 @@ from pdlib.training import TrainConfig, TrainResult, predict, train_model
 __version__ = "0.2.0"
 
 
-def audit(*args, **kwargs):
-    """Find likely mislabeled and ambiguous examples; see :func:`pdlib.audit.audit`."""
-    from pdlib.audit import audit as run_audit  # imported on use: it pulls in pandas and the report
-
-    return run_audit(*args, **kwargs)
-
-
 __all__ = [
-    "ARCHITECTURES", "Captured", "DATASETS", "DatasetNotFoundError", "Ensemble", "KNNProbe", "LabelledImages",
-    "ProbeResult", "TrainConfig", "TrainResult", "audit", "capture_embeddings", "consensus_class",
+    "ARCHITECTURES", "AuditInputError", "Captured", "DATASETS", "DatasetNotFoundError", "Ensemble",
+    "KNNProbe", "LabelledImages", "ProbeResult", "TrainConfig", "TrainResult", "audit", "capture_embeddings", "consensus_class",
     "consensus_consistency", "consistency_score", "corrupt_labels", "download_datasets", "ensemble_statistics",
     "input_margin", "iteration_learned", "knn_neighbours", "knn_predict", "load_dataset", "make_model",
     "output_margin", "predict", "prediction_depth", "probe_model", "probe_points", "rescale_iteration",
     "run_ensemble", "select_classes", "split_means", "stratified_subset", "train_model", "train_val_split",
     "zero_hinge_loss",
 ]
+
+# Last, so that the name pdlib.audit is the function, not its module.
+from pdlib.audit import AuditInputError, audit  # noqa: E402

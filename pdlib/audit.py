@@ -41,7 +41,6 @@ import contextlib
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 from collections import Counter, namedtuple
@@ -388,12 +387,3 @@ def _environment(out: Path, quiet):
     finally:
         for name, value in saved.items():
             os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
-
-
-class _CallableModule(type(contextlib)):
-    """Importing this module rebinds ``pdlib.audit`` (a lazy function) to it: calling it runs :func:`audit`."""
-    def __call__(self, *args, **kwargs):
-        return audit(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -13,6 +13,7 @@ differently); every artifact records the threads and device it was computed with
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -149,7 +150,11 @@ def _execute(pending, executor, device, keep, ray_address, threads):
     if not ray.is_initialized():
         ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    task = ray.remote(num_cpus=threads, num_gpus=gpus)(_compute)
+    # Workers find the data where the driver does, including arrays registered with pdlib.userdata.
+    forwarded = {name: os.environ[name] for name in ("PDLIB_DATA", "PDLIB_FILE_DATA", "PDLIB_QUIET")
+                 if name in os.environ}
+    task = ray.remote(num_cpus=threads, num_gpus=gpus,
+                      runtime_env={"env_vars": forwarded})(_compute)
     refs = {task.remote(config, device, config in keep, threads): config for config in pending}
     while refs:
         done, _ = ray.wait(list(refs), num_returns=1)
