@@ -193,16 +193,33 @@ def check_parameters(html: str, profile: str, stem: str | None = None) -> list[s
 # A whole cell that is an integer written as a float: 40.000, 4,000.0, -12.00. Not 0, 1 or 100,
 # which float columns reach legitimately (a probability, a correlation, a percentage).
 _INTEGER_AS_FLOAT = re.compile(r"[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)\.0+")
+# A column of averages may land on a whole number (every toy network of paper-dryrun gives each
+# point the same PD, so "mean PD" reads 13.00); a count never needs decimals.
+_AVERAGE_HEADER = re.compile(r"\b(mean|median|average)\b", re.IGNORECASE)
+
+
+def _column_header(cell) -> str:
+    """The text of ``cell``'s column header, matched from the right (index cells span rows)."""
+    row, table = cell.find_parent("tr"), cell.find_parent("table")
+    header = table.find("thead").find("tr") if table is not None and table.find("thead") else None
+    if row is None or header is None:
+        return ""
+    from_right = row.find_all(["th", "td"], recursive=False)[::-1].index(cell)
+    headers = header.find_all(["th", "td"], recursive=False)[::-1]
+    return _squash(headers[from_right].get_text()) if from_right < len(headers) else ""
 
 
 def check_integer_floats(html: str) -> list[str]:
-    """Table cells (``<td>``) whose whole text is an integer printed as a float, e.g. ``40.000``."""
+    """Table cells (``<td>``) whose whole text is an integer printed as a float, e.g. ``40.000``,
+    outside columns of averages."""
     problems = []
     for cell in _soup(html).find_all("td"):
         text = _squash(cell.get_text())
         if not _INTEGER_AS_FLOAT.fullmatch(text):
             continue
         if abs(float(text.replace(",", "").replace("\u2212", "-"))) in (0, 1, 100):
+            continue
+        if _AVERAGE_HEADER.search(_column_header(cell)):
             continue
         row = cell.find_parent("tr")
         first = row.find(["th", "td"]) if row is not None else None
@@ -267,7 +284,10 @@ GOOD_CHAPTER = _page(
       '<table><thead><tr><th></th><th>accuracy</th><th>networks</th></tr></thead><tbody>'
       '<tr><th>easy</th><td>0.500</td><td>40</td></tr><tr><th>hard</th><td>1.000</td><td>4,000</td></tr>'
       '<tr><th>exact</th><td>100.00</td><td>0.000</td></tr><tr><th>ci</th><td>0.200 [0.000, 0.250]</td>'
-      '<td>47.0 % (39/83)</td></tr></tbody></table></div></div>'
+      '<td>47.0 % (39/83)</td></tr></tbody></table>'
+      '<table><thead><tr><th></th><th></th><th>mean PD (train)</th><th>networks</th></tr></thead><tbody>'
+      '<tr><th rowspan="2">mlp</th><th>0</th><td>8.000</td><td>3</td></tr>'
+      '<tr><th>1</th><td>7.500</td><td>3</td></tr></tbody></table></div></div>'
     + '<p>Write <code class="docutils literal">{doc}`methods`</code> and <code>:::</code> for a fence; '
       'see <a href="methods.html">Methods</a>, <span class="math notranslate">\\(x_{i} = {a}\\)</span>.</p>'
     + '<div class="highlight-md"><div class="highlight"><pre>```{figure} a.png\n```\n:::{note}\n:::</pre></div></div>'
@@ -297,6 +317,9 @@ def test_checks_pass_a_good_page():
     ('<table><tr><th>pool</th><td> 4000.000 </td></tr></table>', "'4000.000'"),
     ('<table><tr><th>pool</th><td>4,000.0</td></tr></table>', "'4,000.0'"),
     ('<table><tr><td>12.00</td></tr></table>', "'12.00'"),
+    ('<table><thead><tr><th></th><th></th><th>mean PD</th><th>networks</th></tr></thead><tbody><tr>'
+     '<th rowspan="2">mlp</th><th>0</th><td>8.000</td><td>3</td></tr><tr><th>1</th><td>7.000</td>'
+     '<td>40.000</td></tr></tbody></table>', "'40.000' prints an integer as a float (row '1')"),
 ])
 def test_checks_fail_a_bad_page(body, expected):
     problems = page_problems(_page(body), None)
