@@ -190,7 +190,9 @@ PROFILES = {
         name="laptop", n_pool=4000, n_test=1000, mlp_width=256, conv_width=8,
         # lr 0.1 diverged for 1 MLP of 40 (seed 31); 0.05 fits every seed to > 99.9 %.
         mlp_train=TrainConfig(epochs=30, batch_size=128, lr=0.05),
-        vgg16_train=TrainConfig(epochs=15, batch_size=128, lr=0.05),
+        # Measured on a 2,000-image pool: 10 epochs fit 99.9 % of the training split in 15 s per
+        # network (test 0.83); 15 epochs fit 100 % in 24 s (test 0.79).
+        vgg16_train=TrainConfig(epochs=10, batch_size=128, lr=0.05),
         resnet18_train=TrainConfig(epochs=12, batch_size=128, lr=0.1),
         n_checkpoints=20, hinge_lr=1e-5, hinge_steps=3000, hinge_micro_batch=0, plan=LAPTOP_PLAN),
     # The paper's set-ups: full-width networks on full datasets, 250-model ensembles. For a GPU.
