@@ -20,7 +20,7 @@ from matplotlib.colors import LogNorm
 __all__ = ["display_images", "fig1_depth_gallery", "fig1_depth_distributions", "probe_accuracy_panels",
            "fig2_depth_correlations", "fig2_mean_depth_pairs", "fig3_consistency_vs_depth",
            "fig4_consensus_consistency", "fig4_accuracy_vs_depth", "fig5_iteration_vs_depth", "fig5_noise_curves",
-           "fig6_margins", "training_curves", "fig7_difficulty_plane", "fig7_corner_gallery", "fig8_group_curves",
+           "fig6_margins", "fig7_difficulty_plane", "fig7_corner_gallery", "fig8_group_curves",
            "sensitivity_depth_shift"]
 
 #: Widest figure, in inches: the book's text column at 100 dpi.
@@ -244,21 +244,6 @@ def fig6_margins(mean_depth, margins: dict, correlations: dict, *, max_depth: in
         ax.set_title(f"{name}: r = {correlations[name]:.2f}", fontsize=9)
     fig.colorbar(image, ax=axes, fraction=0.025, label="points (log)")
     return _finish(fig, footer, "fig6_margins")
-
-
-def training_curves(curves: dict, *, footer: str, name: str = "training_curves"):
-    """Loss (log) and training accuracy over steps, one line per network ({network: loss_steps, loss,
-    accuracy_steps, accuracy})."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 3.0))
-    for network, curve in curves.items():
-        left.plot(curve["loss_steps"], curve["loss"], label=network)
-        right.plot(curve["accuracy_steps"], curve["accuracy"], marker=".", label=network)
-    left.set_yscale("log")  # a loss of exactly 0 (0-Hinge at the end) is not drawn
-    left.set(xlabel="optimisation step", ylabel="training loss (own loss)", xlim=(0, None))
-    right.set(xlabel="optimisation step", ylabel="training accuracy", xlim=(0, None), ylim=(-0.02, 1.02))
-    left.legend(fontsize=7)
-    fig.tight_layout()
-    return _finish(fig, footer, name)
 
 
 def fig7_difficulty_plane(depth_val, depth_train, consensus_matches, *, max_depth: int, footer: str, groups: dict):
