@@ -123,6 +123,13 @@ def _accuracy_report(hits: int, trials: int) -> dict:
             "ci_low": low, "ci_high": high}
 
 
+def _reports(counts: dict, target: str, points, name: str, hits) -> dict:
+    """``network`` and ``name`` accuracy reports over the held-out appearances of ``points``."""
+    trials = int(counts["n_held_out"][points].sum())
+    return {"network": _accuracy_report(int(counts["network_hits"][target][points].sum()), trials),
+            name: _accuracy_report(int(hits.sum()), trials)}
+
+
 def middle_probe(n_probes: int) -> int:
     """The middle probe, fixed before any data are seen: ``(n_probes - 1) // 2`` (ResNet18: "layer 4").
 
@@ -139,10 +146,8 @@ def probe_fix(counts: dict, points, *, target: str, layer: int) -> dict:
     ``probe`` reports: ``hits``, ``trials``, ``accuracy`` and a 95 % Wilson interval.
     """
     points = np.asarray(points, dtype=np.int64)
-    trials = int(counts["n_held_out"][points].sum())
     return {"layer": layer, "points": len(points),
-            "network": _accuracy_report(int(counts["network_hits"][target][points].sum()), trials),
-            "probe": _accuracy_report(int(counts["hits"][target][layer, points].sum()), trials)}
+            **_reports(counts, target, points, "probe", counts["hits"][target][layer, points])}
 
 
 def choose_probe_layer(counts: dict, points, *, target: str, seed: int = 0) -> dict:
@@ -158,14 +163,8 @@ def choose_probe_layer(counts: dict, points, *, target: str, seed: int = 0) -> d
         raise ValueError("both halves of the group need held-out appearances")
     accuracy = counts["hits"][target][:, select].sum(axis=1) / trials_select
     layer = int(np.argmax(accuracy))
-    trials = int(counts["n_held_out"][evaluate].sum())
-    return {
-        "layer": layer,
-        "selection_accuracy": accuracy,
-        "selection": len(select), "evaluation": len(evaluate),
-        "network": _accuracy_report(int(counts["network_hits"][target][evaluate].sum()), trials),
-        "probe": _accuracy_report(int(counts["hits"][target][layer, evaluate].sum()), trials),
-    }
+    return {"layer": layer, "selection_accuracy": accuracy, "selection": len(select), "evaluation": len(evaluate),
+            **_reports(counts, target, evaluate, "probe", counts["hits"][target][layer, evaluate])}
 
 
 def pd_switch_rule(counts: dict, points, *, target: str, seed: int = 0) -> dict:
@@ -185,13 +184,8 @@ def pd_switch_rule(counts: dict, points, *, target: str, seed: int = 0) -> dict:
     candidates = np.argwhere(np.isclose(accuracy, best, rtol=0, atol=1e-12))
     never = [tuple(c) for c in candidates if c[1] == counts["n_probes"]]
     layer, threshold = never[0] if never else tuple(candidates[0])
-    trials = int(counts["n_held_out"][evaluate].sum())
-    return {
-        "layer": int(layer), "threshold": int(threshold),
-        "selection": len(select), "evaluation": len(evaluate),
-        "network": _accuracy_report(int(counts["network_hits"][target][evaluate].sum()), trials),
-        "rule": _accuracy_report(int(rule[layer, threshold, evaluate].sum()), trials),
-    }
+    return {"layer": int(layer), "threshold": int(threshold), "selection": len(select), "evaluation": len(evaluate),
+            **_reports(counts, target, evaluate, "rule", rule[layer, threshold, evaluate])}
 
 
 def _percent(report: dict) -> str:

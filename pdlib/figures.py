@@ -1,9 +1,7 @@
 """One function per paper figure. They plot arrays; they never train.
 
-Every figure carries a footer naming the profile, dataset, architecture and number of networks
-behind it, and is at most :data:`WIDTH` inches wide so that its text stays readable at the book's
-column width. Set ``PDLIB_FIGURES=<folder>`` to also save each figure there as PNG (the single
-switch for saving).
+Each figure has a provenance footer and is at most :data:`WIDTH` inches wide; ``PDLIB_FIGURES=<folder>``
+also saves each as PNG.
 """
 
 from __future__ import annotations
@@ -59,11 +57,7 @@ def _image(ax, image) -> None:
 
 def fig1_depth_gallery(images, labels, predictions, depth, class_names, *, footer: str, n_per_side: int = 3,
                        classes=None, seed: int = 0):
-    """Per class (row), the training images of lowest and of highest (mean) PD.
-
-    ``images`` (n, H, W) or (n, H, W, 3) in [0, 1]; ``labels``, ``predictions``, ``depth`` (n,).
-    Ties in depth are broken at random (seeded) rather than by dataset order.
-    """
+    """Per class (row), the training images of lowest and highest mean PD (ties broken at random, seeded)."""
     classes = list(range(len(class_names)) if classes is None else classes)
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(len(classes), 2 * n_per_side + 1, figsize=(WIDTH * 0.8, 1.15 * len(classes) + 0.6),
@@ -164,10 +158,7 @@ def fig3_consistency_vs_depth(mean_depth_val, consistency, consensus_matches, *,
 
 
 def fig4_consensus_consistency(panels: dict, *, max_depth: int, footer: str, bound: dict | None = None):
-    """C* against PD, one 2-D histogram per panel ({title: (depth (n,), C* (n,))}); ``bound`` drawn on the first.
-
-    ``bound``: :func:`pdlib.metrics.lower_envelope` of PD rescaled to [0, 1].
-    """
+    """C* against PD per panel ({title: (depth, C*)}); ``bound`` (a lower envelope) drawn on the first."""
     x_bins, y_bins = np.linspace(-0.5, max_depth + 0.5, 2 * max_depth + 2), np.linspace(-0.025, 1.025, 22)
     columns, rows = min(3, len(panels)), -(-len(panels) // 3)
     fig, axes = plt.subplots(rows, columns, figsize=(min(WIDTH, 3.2 * columns + 0.8), 3.0 * rows), squeeze=False)
@@ -296,8 +287,7 @@ def fig7_corner_gallery(images, groups: dict, labels, consensus, class_names, *,
 
 
 def fig8_group_curves(curves: dict, probe_labels, *, footer: str):
-    """Fig. 8: k-NN confidence (solid) and accuracy (dotted) per group and probe, for the ground-truth
-    class (left) and the consensus class (right). ``curves[group][target]``: group_probe_curves output."""
+    """Fig. 8: k-NN confidence (solid), accuracy (dotted) per group and probe; ``curves[group][target]``."""
     fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.6), sharey=True)
     x = np.arange(len(probe_labels))
     for ax, target in zip(axes, ("ground truth", "consensus")):
