@@ -1,26 +1,12 @@
 """pdlib: prediction depth and example difficulty, after Baldock, Maennel & Neyshabur (NeurIPS 2021).
 
-The public API:
-
-Data
-    :func:`load_dataset`, :func:`download_datasets`, :func:`select_classes`,
-    :func:`stratified_subset`, :func:`corrupt_labels`, :func:`train_val_split`
-Models
-    :func:`make_model` (``mlp``, ``vgg16``, ``resnet18``, each with ``probe_points``),
-    :func:`train_model`, :class:`TrainConfig`
-Probes
-    :func:`capture_embeddings` (one forward pass per batch for every probe),
-    :func:`knn_predict` and :class:`KNNProbe` (exact k-NN in torch), :func:`probe_model`
-Metrics (pure functions on arrays, :mod:`pdlib.metrics`)
-    :func:`prediction_depth`, :func:`consistency_score` (Eq. 1), :func:`consensus_class`,
-    :func:`consensus_consistency` (Eq. 2), :func:`iteration_learned`, :func:`split_means`
-Margins
-    :func:`output_margin`, :func:`input_margin`, :func:`zero_hinge_loss`
-Ensembles
-    :func:`run_ensemble` (local or Ray; cached and resumable), :func:`ensemble_statistics`
-Label errors
-    :func:`audit` (``python -m pdlib audit``): rank a dataset's examples by how likely their
-    label is wrong
+Public API: data (:func:`load_dataset`, :func:`download_datasets`, :func:`select_classes`,
+:func:`stratified_subset`, :func:`corrupt_labels`, :func:`train_val_split`); models and training
+(:func:`make_model`, :func:`train_model`, :class:`TrainConfig`); probes (:func:`capture_embeddings`,
+:func:`knn_predict`, :class:`KNNProbe`, :func:`probe_model`); metrics (:mod:`pdlib.metrics`:
+:func:`prediction_depth`, :func:`consistency_score`, :func:`consensus_consistency`, ...); margins
+(:func:`output_margin`, :func:`input_margin`, :func:`zero_hinge_loss`); ensembles
+(:func:`run_ensemble`, :func:`ensemble_statistics`); label errors (:func:`audit`, ``python -m pdlib audit``).
 """
 
 from pdlib.data import DATASETS, DatasetNotFoundError, LabelledImages, download_datasets, load_dataset

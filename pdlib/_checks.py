@@ -122,8 +122,6 @@ def check_k(k, n_reference: int, leave_one_out: bool, name: str = "k") -> int:
     k = check_positive_int(k, name)
     if k >= n_reference:
         what = "leave-one-out leaves n - 1" if leave_one_out else "the reference set has"
-        raise ValueError(
-            f"{name}={k} is too large: {what} {n_reference - 1 if leave_one_out else n_reference} "
-            f"points; {name} must be at most {n_reference - 1}"
-        )
+        raise ValueError(f"{name}={k} is too large: {what} {n_reference - 1 if leave_one_out else n_reference} "
+                         f"points; {name} must be at most {n_reference - 1}")
     return k

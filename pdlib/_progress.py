@@ -22,10 +22,7 @@ def _progress_file(path: str):
 
 
 def progress_bar(iterable=None, *, desc: str, enabled: bool | None = None, **kwargs):
-    """A tqdm bar. With ``PDLIB_PROGRESS=<file>`` (set by ``make book`` for the notebook
-    kernels) it writes to that file, which the build streams to its terminal: training and
-    probing progress is visible without ending up in the book.
-    """
+    """A tqdm bar; with ``PDLIB_PROGRESS=<file>`` (set by ``make book``) it writes to that file."""
     target = os.environ.get("PDLIB_PROGRESS")
     if target:
         kwargs.setdefault("file", _progress_file(target))

@@ -1,8 +1,7 @@
 """What the chapters compute from cached runs and ensemble statistics: tables and measurements.
 
-Pure functions of :class:`~pdlib.cache.Artifact` lists and of the dict returned by
-:func:`pdlib.ensembles.ensemble_statistics`; nothing here trains. Tables are pandas DataFrames
-whose integer columns are integers; :func:`show` gives them a caption and number formats.
+Pure functions of :class:`~pdlib.cache.Artifact` lists and of
+:func:`pdlib.ensembles.ensemble_statistics`; nothing here trains.
 """
 
 from __future__ import annotations
@@ -19,10 +18,7 @@ __all__ = ["show", "runs_table", "gallery", "seed_agreement", "probe_accuracy_cu
 
 
 def show(table, caption: str, *, formats: dict | None = None, precision: int = 3, index: bool = True):
-    """A DataFrame as the book shows it: a caption, integers as integers, floats at ``precision``.
-
-    Returns a pandas Styler (rendered as an HTML table with its caption).
-    """
+    """A DataFrame as the book shows it (a pandas Styler): a caption, integers as integers, floats at ``precision``."""
     import pandas as pd
 
     formats = dict(formats or {})
@@ -38,12 +34,7 @@ def show(table, caption: str, *, formats: dict | None = None, precision: int = 3
 # --- Section 2 ------------------------------------------------------------------------------------
 
 def runs_table(runs_by_arch: dict):
-    """One row per network: fit, accuracy, mean PD, softmax disagreement and wall time.
-
-    Returns
-    -------
-    pandas.DataFrame indexed by (architecture, seed)
-    """
+    """One row per network (indexed by architecture, seed): fit, accuracy, mean PD, softmax disagreement, time."""
     import pandas as pd
 
     rows = []
@@ -62,11 +53,7 @@ def runs_table(runs_by_arch: dict):
 
 
 def gallery(runs: list, config) -> dict:
-    """The keyword arguments of :func:`pdlib.figures.fig1_depth_gallery` for the pool of ``runs``.
-
-    ``images`` (n, H, W[, 3]) in [0, 1], ``labels``, ``predictions`` (first network), ``depth``
-    (mean over the runs) and ``class_names``; ``config`` is the first run's RunConfig.
-    """
+    """The keyword arguments of :func:`pdlib.figures.fig1_depth_gallery` for the pool of ``runs`` (mean PD)."""
     from pdlib.data import dataset_info
     from pdlib.figures import display_images
     from pdlib.runs import run_data
@@ -78,11 +65,7 @@ def gallery(runs: list, config) -> dict:
 
 
 def seed_agreement(runs_by_arch: dict) -> dict:
-    """PD correlation between seeds and architectures, for training and test ("validation") points.
-
-    Returns ``names``, ``train`` and ``validation`` matrices (:func:`pdlib.metrics.depth_correlation_matrix`)
-    and ``n`` (points per split).
-    """
+    """PD correlation matrices between seeds and architectures: ``names``, ``train``, ``validation``, ``n_*``."""
     out = {}
     for split in ("train", "validation"):
         depths = {arch: [run["depth"][run["in_train"] if split == "train" else ~run["in_train"]] for run in runs]
@@ -121,10 +104,7 @@ def mean_depth_per_point(artifacts_or_stats, n_probes: int | None = None) -> np.
 # --- Section 3.1 ----------------------------------------------------------------------------------
 
 def ensemble_table(stats: dict):
-    """Headline numbers of an ensemble, one row each, with units in the names.
-
-    Returns a DataFrame with columns "quantity" and "value" (values formatted as text).
-    """
+    """Headline numbers of an ensemble: a DataFrame of "quantity" (with units) and "value" (text)."""
     import pandas as pd
 
     seen = stats["n_held_out"] > 0
@@ -165,10 +145,9 @@ def cross_model_consensus(runs: list) -> dict:
 
 
 def accuracy_gain(stats: dict, *, seed: int = 0) -> dict:
-    """Held-out accuracy against PD (Fig. 4 right) and low-PD minus high-PD accuracy with an interval.
+    """Held-out accuracy against PD (Fig. 4 right) and low- minus high-PD accuracy (first vs last third).
 
-    Low is the first third of the PD range, high the last third; the interval resamples points
-    (all appearances of a point together).
+    The interval resamples points (all appearances of a point together).
     """
     held, n_probes = stats["held_out"], stats["n_probes"]
     model, point = np.nonzero(held)
@@ -191,13 +170,9 @@ def accuracy_gain(stats: dict, *, seed: int = 0) -> dict:
 # --- Section 3.2 and 3.3 --------------------------------------------------------------------------
 
 def iteration_readings(stats: dict) -> dict:
-    """Pearson r between PD and the rescaled iteration learned, read two ways, with 95 % intervals.
+    """Pearson r of PD and rescaled iteration learned: reading -> (r, low, high, n).
 
-    - per appearance (the paper's Fig. 5 left): every (model, point) pair where the model held the
-      point out (``validation``) or trained on it (``training``);
-    - per point: each point's PD_val against its mean iteration learned over the same models.
-
-    Returns dict of reading -> (r, low, high, n).
+    Per appearance (Fig. 5 left; held-out or trained (model, point) pairs) and per point (PD_val).
     """
     out = {}
     for reading, mask in (("per appearance, validation", stats["held_out"]),
@@ -233,10 +208,8 @@ def iteration_panels(stats_by_name: dict) -> dict:
 
 
 def margin_correlations(margins: dict) -> dict:
-    """Per test point: mean PD over networks and the geometric mean of each margin; r with intervals.
-
-    Returns ``mean_depth`` (n,), ``geometric`` {name: (n,)} and ``r`` {name: (r, low, high)}.
-    Points with a zero or infinite margin under some network are left out of that margin's r.
+    """Per test point, mean PD and each margin's geometric mean over networks, and r: ``mean_depth``,
+    ``geometric``, ``r`` {name: (r, low, high)}; zero or infinite margins are left out of r.
     """
     mean_depth = margins["depth"].mean(axis=0)
     geometric, r = {}, {}
@@ -262,10 +235,9 @@ def _noise_sets(run) -> dict:
 
 
 def noise_curves(run) -> tuple[dict, dict]:
-    """Fig. 5 middle and right: accuracy on each set at every checkpoint and at every probe.
+    """Fig. 5 middle and right: ``(training, inference)`` accuracy of each set per checkpoint / probe.
 
-    Returns ``(training, inference)``: set name -> accuracy array; ``training`` also has ``steps``.
-    Training points are scored leave-one-out by probes fitted on the corrupted labels.
+    ``training`` also has ``steps``; training points are scored leave-one-out against corrupted labels.
     """
     history = run["checkpoint_predictions"]
     if not history.size:
@@ -278,12 +250,9 @@ def noise_curves(run) -> tuple[dict, dict]:
 
 
 def curve_features(curves: dict, *, margin: float = 0.02) -> dict:
-    """The paper's three features of a learning curve, measured after its first point.
-
-    - ``original first``: somewhere, corrupted points are predicted as their original class more
-      often than as their new one (by more than ``margin``);
-    - ``crossing``: that gap is positive somewhere and negative at the end;
-    - ``test maximum before the end``: test accuracy peaks more than ``margin`` above its end value.
+    """The paper's three features of a learning curve (after its first point), beyond ``margin``:
+    ``original first`` (original class ahead of the new one somewhere), ``crossing`` (and behind at
+    the end), ``test maximum before the end``.
     """
     gap = curves[NOISE_SETS[2]][1:] - curves[NOISE_SETS[1]][1:]
     test = curves[NOISE_SETS[3]][1:]
@@ -295,14 +264,9 @@ def curve_features(curves: dict, *, margin: float = 0.02) -> dict:
 def hinge_summary(runs: dict, *, seed: int = 0) -> dict:
     """Fig. 6 right: per network ("untrained", "0-Hinge", "cross-entropy") probe curves and margins.
 
-    Returns
-    -------
-    dict
-        ``table`` (DataFrame by network), ``curves`` {network: {split: (n_probes,)}} and the
-        same as ``by_split`` {split: {network: (n_probes,)}}, the bootstrap
-        measurements the verdict needs (``margin_ratio``, ``pd_gap``, ``gain_excess``: each (value,
-        low, high)) and ``softmax_only``: the share of 0-Hinge training points whose softmax probe
-        disagrees with the network (their PD is the last layer by that alone).
+    Returns ``table``, ``curves`` {network: {split: (n_probes,)}} and ``by_split`` (the same,
+    transposed), ``margin_ratio``, ``pd_gap`` and ``gain_excess`` (value, low, high), and
+    ``softmax_only``: the 0-Hinge training points whose softmax probe disagrees with the network.
     """
     import pandas as pd
 

@@ -1,10 +1,8 @@
 """Load-or-compute cache for expensive runs, keyed by a hash of the config.
 
-Each artifact is ``<kind>/<hash>.npz`` (arrays), optionally ``<kind>/<hash>.pt`` (a model's
-``state_dict``, loaded with ``torch.load(..., weights_only=True)``), and ``<kind>/<hash>.json``
-(the config, git SHA, package versions, device and timings). Each file is written to a
-temporary file and renamed, the JSON last, so a run killed at any moment leaves either a
-complete artifact or none: a reader only trusts files whose JSON exists.
+An artifact is ``<kind>/<hash>.npz`` (arrays), optionally ``.pt`` (a ``state_dict``) and ``.json``
+(config, git SHA, versions, device, timings). Each file is written atomically, the JSON last, and
+only artifacts with a JSON are read, so a killed run leaves a complete artifact or none.
 """
 
 from __future__ import annotations
@@ -71,17 +69,12 @@ def provenance(device: str | None = None) -> dict:
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device_name = torch.cuda.get_device_name(0) if str(device).startswith("cuda") else platform.processor() or platform.machine()
-    return {
-        "git_sha": _git_sha(),
-        "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__,
-                     "sklearn": sklearn.__version__},
-        "device": str(device),
-        "device_name": device_name,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "host": platform.node(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    return {"git_sha": _git_sha(),
+            "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__,
+                         "sklearn": sklearn.__version__},
+            "device": str(device), "device_name": device_name, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "host": platform.node(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -136,7 +129,7 @@ _noted: set = set()
 
 
 def _note_old_formats(folder: Path) -> None:
-    """Say once that artifacts of an older cache format (``<name>-v<N>``) are ignored, not read."""
+    """Warn once that artifacts of an older cache format (``<name>-v<N>``) are ignored."""
     stem, _, version = folder.name.rpartition("-v")
     if not version.isdigit() or folder.parent in _noted:
         return
@@ -185,22 +178,10 @@ def save_artifact(kind: str, config, arrays: dict, meta: dict, root: Path | None
 
 def load_or_compute(kind: str, config, compute: Callable[[], tuple[dict, dict]], *,
                     root: Path | None = None, use_cache: bool = True) -> Artifact:
-    """Return the cached artifact of ``config``, computing and saving it if absent.
+    """Return the cached artifact of ``config`` (hashed by :func:`config_hash`), computing and saving it if absent.
 
-    Parameters
-    ----------
-    kind : str
-        Sub-folder of the cache (e.g. ``"runs"``).
-    config : dataclass
-        Everything that determines the result; hashed with :func:`config_hash`.
-    compute : callable returning (arrays, meta) or (arrays, meta, weights)
-        ``arrays`` is a dict of numpy arrays, ``meta`` a JSON-able dict (timings, ...), and
-        ``weights`` an optional ``state_dict`` to store beside them; provenance is added
-        automatically.
-    root : Path, optional
-        Cache root; defaults to :func:`cache_root`.
-    use_cache : bool
-        ``False`` recomputes and overwrites.
+    ``kind`` is the cache sub-folder; ``compute()`` returns ``(arrays, meta[, state_dict])`` (provenance
+    is added); ``root`` defaults to :func:`cache_root`; ``use_cache=False`` recomputes and overwrites.
     """
     if use_cache:
         cached = load_artifact(kind, config, root)
@@ -208,6 +189,5 @@ def load_or_compute(kind: str, config, compute: Callable[[], tuple[dict, dict]],
             return cached
     start = time.perf_counter()
     arrays, meta, *weights = compute()
-    meta = {**meta, "seconds_total": time.perf_counter() - start,
-            "provenance": provenance(meta.get("device"))}
+    meta = {**meta, "seconds_total": time.perf_counter() - start, "provenance": provenance(meta.get("device"))}
     return save_artifact(kind, config, arrays, meta, root, weights=weights[0] if weights else None)

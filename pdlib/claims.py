@@ -1,17 +1,9 @@
 """The paper's claims, a tested verdict function for each, and the records the discussion reads.
 
-A verdict is one of :data:`VERDICTS`. Each claim is judged by a few *tests*, each of which
-passes, fails, or is undecided because its 95 % interval straddles the criterion; criteria
-are the paper's own numbers, fixed here (and on the methods page) before any data are read:
-
-- every test passes: **reproduced**;
-- some test fails: **partly reproduced** if another passes, else **not reproduced**;
-- otherwise, some test undecided: **inconclusive**;
-- the paper's setting was not run: **not tested**.
-
-Reasons are composed from the measured numbers. Chapters call the ``judge_*`` function of
-their claim and :func:`record`; the discussion chapter reads the records back with
-:func:`claims_table`.
+Each claim is judged by a few tests (pass, fail, or undecided when the 95 % interval straddles
+the criterion, the paper's own number fixed in advance); :func:`verdict` combines them into one of
+:data:`VERDICTS`. Chapters call their ``judge_*`` function and :func:`record`; the discussion reads
+the records with :func:`claims_table`.
 """
 
 from __future__ import annotations
@@ -101,8 +93,7 @@ class Test:
 
 
 def verdict(tests) -> str:
-    """Combine tests: all pass -> reproduced; a fail -> partly (if another passes) or not reproduced;
-    otherwise an undecided one -> inconclusive.
+    """All pass: reproduced; a fail: partly (another passes) or not reproduced; else undecided: inconclusive.
 
     >>> verdict([Test("pass", ""), Test("fail", "")]), verdict([Test("pass", ""), Test("undecided", "")])
     ('partly reproduced', 'inconclusive')
@@ -132,11 +123,7 @@ def interval_test(low: float, high: float, threshold: float, what: str, *, above
 
 
 def correlation_test(r: float, low: float, high: float, paper: float, what: str) -> list[Test]:
-    """A correlation against the paper's: a sign test and a size test.
-
-    The sign test passes when the 95 % interval excludes 0 on the paper's side (fails when it
-    excludes 0 on the other); the size test passes when the interval reaches ``|paper| - 0.1``
-    and fails when it stays short of it. Right sign but weaker is therefore "partly reproduced".
+    """A sign test (interval excludes 0 on the paper's side) and a size test (reaches ``|paper| - 0.1``).
 
     >>> [t.status for t in correlation_test(-0.65, -0.7, -0.6, -0.70, "r")]
     ['pass', 'pass']
@@ -154,10 +141,7 @@ def correlation_test(r: float, low: float, high: float, paper: float, what: str)
 
 
 def judge_ordering(means: dict, intervals: dict, expected: tuple) -> tuple[str, str]:
-    """Mean PD per dataset in the ``expected`` order (easiest first), each adjacent pair apart.
-
-    ``not tested`` when a dataset of ``expected`` is missing from ``means``.
-    """
+    """Mean PD per dataset in the ``expected`` order, each adjacent pair apart; not tested if one is missing."""
     missing = [name for name in expected if name not in means]
     if missing:
         return "not tested", f"not run here: {', '.join(missing)} (not on disk; `python -m pdlib download`)"
@@ -170,11 +154,9 @@ def judge_ordering(means: dict, intervals: dict, expected: tuple) -> tuple[str, 
 
 
 def judge_seed_consistency(agreement_by_task: dict) -> tuple[str, str]:
-    """Fig. 2 left, from :func:`pdlib.analysis.seed_agreement` of each task (training points).
+    """Fig. 2 left from :func:`pdlib.analysis.seed_agreement` per task: seed r >= 0.5, conv pair above the MLP's.
 
-    Per task: every architecture's seed-to-seed r >= 0.5, and r(resnet18, vgg16) above both
-    correlations with the MLP; intervals are Fisher-z over the points. ``not tested`` without
-    all three architectures or without two seeds each.
+    Intervals are Fisher-z over the points; not tested without all three architectures, two seeds each.
     """
     from pdlib.metrics import pearson_interval
 
@@ -222,11 +204,8 @@ def judge_inference_curve(features: dict) -> tuple[str, str]:
 
 
 def judge_zero_hinge(margin_ratio: tuple, pd_gap: tuple, gain_excess: tuple) -> tuple[str, str]:
-    """Each argument is ``(value, low, high)``.
-
-    ``margin_ratio``: CE mean margin / 0-Hinge mean margin; ``pd_gap``: 0-Hinge mean PD minus
-    CE mean PD (training points); ``gain_excess``: 0-Hinge's mean hidden-probe accuracy gain over
-    the untrained network minus a quarter of CE's.
+    """Each ``(value, low, high)``: CE / 0-Hinge mean margin, 0-Hinge minus CE mean PD, and 0-Hinge's
+    hidden-probe gain over the untrained network minus a quarter of CE's.
     """
     tests = [interval_test(margin_ratio[1], margin_ratio[2], 1e3, f"margin ratio {margin_ratio[0]:.3g}"),
              interval_test(pd_gap[1], pd_gap[2], 0.0, f"PD gap {pd_gap[0]:+.2f}"),
@@ -237,14 +216,9 @@ def judge_zero_hinge(margin_ratio: tuple, pd_gap: tuple, gain_excess: tuple) -> 
 
 def judge_difficulty_types(cstar: dict, differs: tuple, unless_middle: tuple, unless_softmax: tuple
                            ) -> tuple[str, str]:
-    """The four corners.
-
-    Parameters
-    ----------
-    cstar : dict of corner -> (mean C*, low, high)
-    differs : (hits, trials) of consensus != label in "looks like a different class"
-    unless_middle, unless_softmax : (hits, trials) of ground-truth hits at the middle and softmax
-        probes for "ambiguous unless the label is given"
+    """The four corners: ``cstar`` corner -> (mean C*, low, high); ``differs`` (hits, trials) of consensus
+    != label in "looks like a different class"; ``unless_middle``/``unless_softmax`` (hits, trials) at
+    the middle and softmax probes for "ambiguous unless the label is given".
     """
     from pdlib.metrics import wilson_interval
 
@@ -311,14 +285,7 @@ def load(profile: str) -> dict:
 
 
 def claims_table(profile: str):
-    """The discussion table: every claim, the paper's number, ours, the verdict and why.
-
-    A claim whose chapter has not run in this profile is "not tested" and names the command.
-
-    Returns
-    -------
-    pandas.DataFrame, one row per :data:`CLAIMS` entry
-    """
+    """The discussion table (a DataFrame, one row per claim); an unrecorded claim is "not tested"."""
     import pandas as pd
 
     recorded = load(profile)

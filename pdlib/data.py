@@ -1,13 +1,10 @@
 """Image classification datasets as normalised tensors: reading, downloading and verifying files.
 
-Every loader returns a :class:`LabelledImages` whose ``inputs`` are ``(n, C, H, W)`` float32 tensors
-normalised per channel with the dataset's fixed mean and standard deviation (:data:`DATASETS`), so
-that all networks see the same inputs whatever subset they are trained on.
-
-Files are looked for under the *data root*: the ``root`` argument if given, else ``$PDLIB_DATA``,
-else ``<repository>/data``. Fashion-MNIST is also found where Debian's ``dataset-fashion-mnist``
-package installs it. Missing files are downloaded through torchvision when ``download=True``;
-offline, :class:`DatasetNotFoundError` says which files to put where.
+Loaders return :class:`LabelledImages` with ``(n, C, H, W)`` float32 inputs normalised with the
+dataset's fixed per-channel mean and std (:data:`DATASETS`). Files live under the data root
+(:func:`data_root`); Fashion-MNIST is also found where Debian's ``dataset-fashion-mnist`` puts it.
+Missing files are downloaded through torchvision when ``download=True``; offline,
+:class:`DatasetNotFoundError` says which files to put where.
 """
 
 from __future__ import annotations
@@ -43,8 +40,7 @@ class DatasetInfo:
     in_channels: int  # image channels C
     image_size: int  # height = width, in pixels
     class_names: tuple[str, ...]  # name of each label
-    # Per-channel mean and std of the training images scaled to [0, 1]; load_dataset subtracts the
-    # mean and divides by the std.
+    # Per-channel mean and std of the training images scaled to [0, 1], for normalising.
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
@@ -66,17 +62,14 @@ _DIGIT_NAMES = tuple(str(d) for d in range(10))
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
-        DatasetInfo("fashion_mnist", 10, 1, 28,
-                    ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-                    (0.2860,), (0.3530,)),
+        DatasetInfo("fashion_mnist", 10, 1, 28, ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                                                  "Shirt", "Sneaker", "Bag", "Ankle boot"), (0.2860,), (0.3530,)),
         DatasetInfo("cifar10", 10, 3, 32,
                     ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
                     (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-        DatasetInfo("cifar100", 100, 3, 32, tuple(_CIFAR100_CLASSES),
-                    (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-        DatasetInfo("svhn", 10, 3, 32, _DIGIT_NAMES,
-                    (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+        DatasetInfo("cifar100", 100, 3, 32, tuple(_CIFAR100_CLASSES), (0.5071, 0.4865, 0.4409),
+                    (0.2673, 0.2564, 0.2762)),
+        DatasetInfo("svhn", 10, 3, 32, _DIGIT_NAMES, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
         # Computed once from the digits training split (pixel values / 16).
         DatasetInfo("digits", 10, 1, 8, _DIGIT_NAMES, (0.3051,), (0.3758,)),
     )
@@ -96,11 +89,7 @@ class LabelledImages(NamedTuple):
 
 
 class DatasetNotFoundError(FileNotFoundError, ValueError):
-    """The dataset's files are neither on disk nor downloadable; the message says what to put where.
-
-    It is a :class:`FileNotFoundError` because files are missing, and a :class:`ValueError` so that
-    callers treating "this dataset cannot be used here" as a bad argument catch it too.
-    """
+    """The dataset's files are neither on disk nor downloadable; the message says what to put where."""
 
 
 class _Missing(Exception):
@@ -112,8 +101,7 @@ class _Missing(Exception):
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The folder datasets are read from and downloaded to: ``root``, else ``$PDLIB_DATA``, else
-    the ``data`` folder of the repository."""
+    """The data folder: ``root``, else ``$PDLIB_DATA``, else the repository's ``data``."""
     if root is None:
         root = os.environ.get("PDLIB_DATA") or Path(__file__).resolve().parents[1] / "data"
     if not isinstance(root, (str, os.PathLike)):
@@ -123,32 +111,29 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | None = None,
                  download: bool = True) -> LabelledImages:
-    """Load one split of a dataset as normalised tensors.
+    """Load one split of a dataset as normalised tensors (fresh tensors each call; files read once per process).
 
     Parameters
     ----------
     name : str
-        A key of :data:`DATASETS`: ``"fashion_mnist"``, ``"cifar10"``, ``"cifar100"``, ``"svhn"`` or
-        ``"digits"`` (scikit-learn's bundled 8x8 digits, always available offline).
+        A key of :data:`DATASETS` (``"digits"``: scikit-learn's 8x8 digits, always offline).
     split : {"train", "test"}
-        The dataset's official split; for digits a fixed stratified 80:20 split of its 1797 images.
+        The official split; for digits a fixed stratified 80:20 split.
     root : path-like, optional
-        Data root; defaults to ``$PDLIB_DATA`` or ``<repository>/data`` (see :func:`data_root`).
+        See :func:`data_root`.
     download : bool
-        Download missing files through torchvision into the data root.
+        Download missing files through torchvision.
 
     Returns
     -------
     LabelledImages
-        Fresh tensors on every call (the files are read once per process and cached as uint8),
-        so callers may modify them in place.
 
     Raises
     ------
     DatasetNotFoundError
-        If the files are missing and ``download`` is False or the download fails (e.g. offline).
+        If the files are missing and cannot be downloaded.
     """
-    info = _dataset_info(name)
+    info = dataset_info(name)
     if split not in _SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     folder = data_root(root)
@@ -177,16 +162,12 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
-_dataset_info = dataset_info
-
 #: Names of datasets made from arrays (:func:`pdlib.userdata.register_arrays`) start with this.
 FILE_PREFIX = "file:"
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading files. Each reader returns uint8 pixels (n, C, H, W) and int64 labels (n,), or raises
-# _Missing. The files are parsed here rather than through torchvision's dataset classes because
-# those check md5 sums, which Debian's re-compressed files (and the tests' small files) fail.
+# --- reading: uint8 pixels (n, C, H, W) and int64 labels (n,), or _Missing. Parsed here, not by ----------
+# torchvision, whose md5 checks Debian's re-compressed files (and the tests' small files) fail.
 
 
 @functools.lru_cache(maxsize=8)
@@ -242,7 +223,7 @@ def _open(path: Path):
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    """An IDX file of unsigned bytes (the MNIST format): big-endian header, then the array."""
+    """An IDX file of unsigned bytes (the MNIST format)."""
     with _open(path) as file:
         data = file.read()
     zeros, dtype, ndim = data[0:2], data[2], data[3]
@@ -307,8 +288,7 @@ _READERS = {
 }
 
 
-# ---------------------------------------------------------------------------------------------
-# Downloading, through torchvision's dataset classes: they know the URLs and check the md5 sums.
+# --- downloading, through torchvision's dataset classes (they know the URLs and md5 sums) -------------------
 
 #: Images per split of each downloadable dataset: a download is verified against these counts.
 SPLIT_SIZES = {"fashion_mnist": (60000, 10000), "cifar10": (50000, 10000), "cifar100": (50000, 10000),
@@ -318,24 +298,10 @@ SPLIT_SIZES = {"fashion_mnist": (60000, 10000), "cifar10": (50000, 10000), "cifa
 def download_datasets(names=tuple(SPLIT_SIZES), *, root: str | os.PathLike | None = None, log=print) -> None:
     """Download, verify and install datasets into the data root (``python -m pdlib download``).
 
-    Each dataset is fetched into a temporary folder inside the data root (torchvision checks the
-    archives' md5 sums), moved into place only once complete, and then read back and counted,
-    so an interrupted or failed download leaves nothing half-written behind.
-
-    Parameters
-    ----------
-    names : sequence of str
-        Keys of :data:`SPLIT_SIZES`; the default is every dataset the paper profile needs.
-    root : path-like, optional
-        Data root (see :func:`data_root`).
-    log : callable
-        Receives one line of progress per dataset.
-
-    Raises
-    ------
-    DatasetNotFoundError
-        When a download fails (offline, a bad checksum) or its files do not hold the expected
-        number of images.
+    Each is fetched into a temporary folder (torchvision checks md5 sums), moved into place when
+    complete and counted against :data:`SPLIT_SIZES`, so a failure leaves nothing half-written.
+    ``names``: keys of :data:`SPLIT_SIZES`; ``log`` gets one line per dataset. Raises
+    :class:`DatasetNotFoundError` when a download fails or holds the wrong number of images.
     """
     import torchvision.datasets as tvd  # slow to import; only needed here
 
@@ -391,5 +357,4 @@ def _not_found(name: str, split: str, missing: _Missing, reason: str) -> Dataset
     return DatasetNotFoundError(
         f"{name} ({split} split) not found. {reason}Expected {', '.join(missing.files)}{hint} "
         f"in the folder {missing.folder}. Put them there, or run `python -m pdlib download {name}` once with "
-        f"internet access; set PDLIB_DATA or pass root= to use another data folder."
-    )
+        f"internet access; set PDLIB_DATA or pass root= to use another data folder.")

@@ -1,19 +1,9 @@
 """Section 4: four types of difficulty in the (PD_val, PD_train) plane, and a mid-layer k-NN fix.
 
-Each axis is a point's mean PD over held-out (PD_val) or training (PD_train) appearances,
-rescaled to [0, 1] by the architecture's largest PD. The corners:
-
-====================================  ===========  ============
-corner                                PD_val        PD_train
-====================================  ===========  ============
-easy                                  low (0)       low (0)
-looks like a different class          low (0)       high (1)
-ambiguous unless the label is given   high (1)      low (0)
-ambiguous                             high (1)      high (1)
-====================================  ===========  ============
-
-Everything here is a pure function of per-point arrays (see
-:func:`pdlib.ensembles.ensemble_statistics` and :func:`pdlib.ensembles.held_out_probe_counts`).
+Both axes are a point's mean PD over held-out (PD_val) or training (PD_train) appearances,
+rescaled to [0, 1] by the architecture's largest PD; :data:`CORNERS` names the corners.
+Pure functions of per-point arrays (:func:`pdlib.ensembles.ensemble_statistics`,
+:func:`pdlib.ensembles.held_out_probe_counts`).
 """
 
 from __future__ import annotations
@@ -43,10 +33,9 @@ def corner_groups(depth_val, depth_train, max_depth: int, *, n: int = 100, candi
     Parameters
     ----------
     depth_val, depth_train : array-like of float, shape (n_points,)
-        Mean PD over held-out and over training appearances (NaN where there are none;
-        such points are never chosen).
+        Mean PD over held-out and training appearances; NaN points are never chosen.
     max_depth : int
-        Largest PD of the architecture (number of probes - 1); rescales both axes to [0, 1].
+        Largest PD of the architecture (number of probes - 1).
     n : int
         Points per corner (fewer if fewer are eligible).
     candidates : array-like of bool, shape (n_points,), optional
@@ -55,8 +44,7 @@ def corner_groups(depth_val, depth_train, max_depth: int, *, n: int = 100, candi
     Returns
     -------
     dict of str to ndarray of int64
-        Per corner of :data:`CORNERS`, point indices by increasing Euclidean distance to it.
-        A point can be close to two corners only if ``n`` exceeds half the eligible points.
+        Per corner of :data:`CORNERS`, point indices by increasing distance to it (ties by index).
     """
     val = np.asarray(depth_val, dtype=np.float64)
     train = np.asarray(depth_train, dtype=np.float64)
@@ -81,11 +69,7 @@ def corner_groups(depth_val, depth_train, max_depth: int, *, n: int = 100, candi
 
 
 def corner_table(stats: dict, groups: dict, max_depth: int, *, seed: int = 0):
-    """One row per corner group: size, distance to its corner, mean PDs, C* (with a 95 % interval),
-    Ĉ and how often the consensus differs from the label.
-
-    Returns a pandas DataFrame indexed by corner.
-    """
+    """Per corner group: size, distance, mean PDs, C* (95 % interval), Ĉ, consensus ≠ label; a DataFrame."""
     import pandas as pd
 
     rows = []
@@ -116,21 +100,9 @@ def split_points(points, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def group_probe_curves(counts: dict, points, target: str) -> dict:
     """Fig. 8: a group's mean probe confidence and accuracy for one target class, layer by layer.
 
-    Parameters
-    ----------
-    counts : dict
-        :func:`pdlib.ensembles.held_out_probe_counts`.
-    points : array-like of int
-        The group (pool indices).
-    target : str
-        A key of the ``targets`` given to ``held_out_probe_counts``.
-
-    Returns
-    -------
-    dict of ndarray, shape (n_probes,)
-        ``confidence``: mean fraction of the ``k`` votes for the target over all held-out
-        appearances of the group; ``accuracy``: fraction of those appearances where the
-        probe predicted it. Plus ``network_accuracy`` (float) and ``appearances`` (int).
+    ``counts`` is :func:`pdlib.ensembles.held_out_probe_counts`, ``points`` the group's pool indices
+    and ``target`` a key of its ``targets``. Returns ``confidence`` and ``accuracy`` (n_probes,) over
+    the group's held-out appearances, ``network_accuracy`` (float) and ``appearances`` (int).
     """
     points = np.asarray(points, dtype=np.int64)
     appearances = int(counts["n_held_out"][points].sum())
@@ -151,11 +123,15 @@ def _accuracy_report(hits: int, trials: int) -> dict:
             "ci_low": low, "ci_high": high}
 
 
-def middle_probe(n_probes: int) -> int:
-    """The probe in the middle of the network, fixed before any data are seen: ``(n_probes - 1) // 2``.
+def _reports(counts: dict, target: str, points, name: str, hits) -> dict:
+    """``network`` and ``name`` accuracy reports over the held-out appearances of ``points``."""
+    trials = int(counts["n_held_out"][points].sum())
+    return {"network": _accuracy_report(int(counts["network_hits"][target][points].sum()), trials),
+            name: _accuracy_report(int(hits.sum()), trials)}
 
-    MLP (9 probes): 4 (``hidden4``); VGG16 (15): 7 (``conv7``); ResNet18 (11): 5 (``block4``),
-    the paper's "layer 4".
+
+def middle_probe(n_probes: int) -> int:
+    """The middle probe, fixed before any data are seen: ``(n_probes - 1) // 2`` (ResNet18: "layer 4").
 
     >>> middle_probe(11), middle_probe(15), middle_probe(9)
     (5, 7, 4)
@@ -166,39 +142,20 @@ def middle_probe(n_probes: int) -> int:
 def probe_fix(counts: dict, points, *, target: str, layer: int) -> dict:
     """Accuracy of the network and of probe ``layer`` over the held-out appearances of ``points``.
 
-    ``counts`` (:func:`pdlib.ensembles.held_out_probe_counts`) should come from models that did
-    not choose ``points``, so that the group is not selected on the very predictions it is scored on.
-
-    Returns ``network`` and ``probe`` reports: ``hits``, ``trials``, ``accuracy`` and a 95 % Wilson interval.
+    ``counts`` should come from models that did not choose ``points``. Returns ``network`` and
+    ``probe`` reports: ``hits``, ``trials``, ``accuracy`` and a 95 % Wilson interval.
     """
     points = np.asarray(points, dtype=np.int64)
-    trials = int(counts["n_held_out"][points].sum())
     return {"layer": layer, "points": len(points),
-            "network": _accuracy_report(int(counts["network_hits"][target][points].sum()), trials),
-            "probe": _accuracy_report(int(counts["hits"][target][layer, points].sum()), trials)}
+            **_reports(counts, target, points, "probe", counts["hits"][target][layer, points])}
 
 
 def choose_probe_layer(counts: dict, points, *, target: str, seed: int = 0) -> dict:
-    """Pick the probe on one half of a group and score it on the other half, honestly.
+    """Pick the probe on one (seeded) half of a group and score it on the other half.
 
-    Parameters
-    ----------
-    counts : dict
-        :func:`pdlib.ensembles.held_out_probe_counts`.
-    points : array-like of int
-        The group (e.g. the "ambiguous unless the label is given" corner).
-    target : str
-        Target to score against (the ground truth).
-    seed : int
-        Seeds the split into halves.
-
-    Returns
-    -------
-    dict
-        ``layer`` (int, chosen on the selection half by held-out accuracy; ties to the
-        earlier probe), ``selection`` and ``evaluation`` (the two halves' point counts),
-        ``network`` and ``probe``: accuracy on the evaluation half's held-out appearances,
-        with ``hits``, ``trials`` and a 95 % Wilson interval.
+    Returns ``layer`` (best held-out accuracy on the selection half, ties to the earlier probe),
+    ``selection_accuracy``, ``selection`` and ``evaluation`` (point counts) and the ``network`` and
+    ``probe`` reports of :func:`probe_fix` on the evaluation half.
     """
     select, evaluate = split_points(points, seed)
     trials_select = counts["n_held_out"][select].sum()
@@ -206,29 +163,15 @@ def choose_probe_layer(counts: dict, points, *, target: str, seed: int = 0) -> d
         raise ValueError("both halves of the group need held-out appearances")
     accuracy = counts["hits"][target][:, select].sum(axis=1) / trials_select
     layer = int(np.argmax(accuracy))
-    trials = int(counts["n_held_out"][evaluate].sum())
-    return {
-        "layer": layer,
-        "selection_accuracy": accuracy,
-        "selection": len(select), "evaluation": len(evaluate),
-        "network": _accuracy_report(int(counts["network_hits"][target][evaluate].sum()), trials),
-        "probe": _accuracy_report(int(counts["hits"][target][layer, evaluate].sum()), trials),
-    }
+    return {"layer": layer, "selection_accuracy": accuracy, "selection": len(select), "evaluation": len(evaluate),
+            **_reports(counts, target, evaluate, "probe", counts["hits"][target][layer, evaluate])}
 
 
 def pd_switch_rule(counts: dict, points, *, target: str, seed: int = 0) -> dict:
-    """Choose "use probe ``p`` instead of the network when the network's PD is at least ``t``" honestly.
+    """Choose "use probe ``p`` instead of the network when its PD is at least ``t``" on one half, score on the other.
 
-    The rule needs only the network and its probes, never the label, so it is usable at
-    prediction time. ``(p, t)`` is chosen on one half of ``points`` to maximise accuracy
-    on their held-out appearances, and reported on the other half.
-
-    Returns
-    -------
-    dict
-        ``layer``, ``threshold`` (``n_probes`` = never switch), ``selection``/``evaluation``
-        point counts, and ``network`` and ``rule`` accuracy reports on the evaluation half
-        (``hits``, ``trials``, 95 % Wilson interval).
+    The rule never needs the label. Returns ``layer``, ``threshold`` (``n_probes`` = never switch;
+    preferred on ties), ``selection``/``evaluation`` counts and ``network`` and ``rule`` reports.
     """
     select, evaluate = split_points(points, seed)
     rule = counts["rule_hits"]
@@ -241,13 +184,8 @@ def pd_switch_rule(counts: dict, points, *, target: str, seed: int = 0) -> dict:
     candidates = np.argwhere(np.isclose(accuracy, best, rtol=0, atol=1e-12))
     never = [tuple(c) for c in candidates if c[1] == counts["n_probes"]]
     layer, threshold = never[0] if never else tuple(candidates[0])
-    trials = int(counts["n_held_out"][evaluate].sum())
-    return {
-        "layer": int(layer), "threshold": int(threshold),
-        "selection": len(select), "evaluation": len(evaluate),
-        "network": _accuracy_report(int(counts["network_hits"][target][evaluate].sum()), trials),
-        "rule": _accuracy_report(int(rule[layer, threshold, evaluate].sum()), trials),
-    }
+    return {"layer": int(layer), "threshold": int(threshold), "selection": len(select), "evaluation": len(evaluate),
+            **_reports(counts, target, evaluate, "rule", rule[layer, threshold, evaluate])}
 
 
 def _percent(report: dict) -> str:

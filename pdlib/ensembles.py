@@ -1,13 +1,9 @@
 """Ensembles on the paper's 90:10 protocol, run locally or on a Ray cluster.
 
-Model ``i`` of an ensemble is the template :class:`~pdlib.runs.RunConfig` with seed
-``template.seed + i``: its own initialisation, batch order and random 90:10 split of the pool.
-Each model is one cached artifact (see :func:`pdlib.runs.run_model`), written atomically by the
-driver process, so killing a run at any moment loses no finished model and re-running it only
-computes what is missing.
-
-Runs are not bit-identical across machines or torch thread counts (reductions are split
-differently); every artifact records the threads and device it was computed with.
+Model ``i`` is the template :class:`~pdlib.runs.RunConfig` with seed ``template.seed + i`` (its own
+initialisation, batch order and split). Each model is one cached artifact written atomically by
+the driver, so an interrupted run resumes where it stopped. Runs are not bit-identical across
+machines or thread counts; every artifact records its threads and device.
 """
 
 from __future__ import annotations
@@ -45,10 +41,7 @@ def ensemble_configs(template: RunConfig, n_models: int) -> list[RunConfig]:
 
 @dataclass(frozen=True)
 class Ensemble:
-    """The cached models of one ensemble; artifacts are loaded one at a time.
-
-    Slicing gives a sub-ensemble (e.g. ``ensemble[:20]``), for analyses that must not reuse models.
-    """
+    """The cached models of one ensemble, loaded one at a time; ``ensemble[:20]`` is a sub-ensemble."""
 
     configs: tuple[RunConfig, ...]
 
@@ -99,20 +92,18 @@ def run_ensemble(template: RunConfig, n_models: int, *, executor: str = "local",
     n_models : int
         Ensemble size r.
     executor : {"local", "ray"}
-        ``local`` runs the models one after another in this process; ``ray`` schedules one task
-        per model on a Ray cluster (``pip install 'pdlib[ray]'``), asking for a GPU per task when
-        the cluster has GPUs. Either way the driver writes every artifact, so workers need no
-        shared disk.
+        ``local``: one model after another in this process; ``ray``: one task per model on a Ray
+        cluster (``pip install 'pdlib[ray]'``), a GPU per task where there are GPUs.
     device : str, optional
-        Torch device inside each task; defaults to CUDA when available there.
+        Torch device inside each task; defaults to CUDA when available.
     keep_weights : int
-        Store the weights of the first ``keep_weights`` models (for analyses that re-probe them).
+        Store the weights of the first ``keep_weights`` models.
     ray_address : str, optional
-        Address for ``ray.init`` (an existing cluster); ``None`` starts or reuses a local one.
+        For ``ray.init``; ``None`` starts or reuses a local cluster.
     threads_per_task : int
         CPUs (and torch threads) per Ray task.
     progress : bool, optional
-        Progress bar with ETA over models.
+        Progress bar over models.
 
     Returns
     -------
@@ -126,8 +117,7 @@ def run_ensemble(template: RunConfig, n_models: int, *, executor: str = "local",
     bar = progress_bar(total=len(ensemble), initial=len(ensemble) - len(pending), desc="models", enabled=progress,
                        unit="model")
     try:
-        for config, (arrays, meta, weights) in _execute(pending, executor, device, keep, ray_address,
-                                                        threads_per_task):
+        for config, (arrays, meta, weights) in _execute(pending, executor, device, keep, ray_address, threads_per_task):
             save_artifact(RUNS_KIND, config, arrays, {**meta, "executor": executor}, weights=weights)
             bar.update(1)
     finally:
@@ -153,8 +143,7 @@ def _execute(pending, executor, device, keep, ray_address, threads):
     # Workers find the data where the driver does, including arrays registered with pdlib.userdata.
     forwarded = {name: os.environ[name] for name in ("PDLIB_DATA", "PDLIB_FILE_DATA", "PDLIB_QUIET")
                  if name in os.environ}
-    task = ray.remote(num_cpus=threads, num_gpus=gpus,
-                      runtime_env={"env_vars": forwarded})(_compute)
+    task = ray.remote(num_cpus=threads, num_gpus=gpus, runtime_env={"env_vars": forwarded})(_compute)
     refs = {task.remote(config, device, config in keep, threads): config for config in pending}
     while refs:
         done, _ = ray.wait(list(refs), num_returns=1)
@@ -162,30 +151,14 @@ def _execute(pending, executor, device, keep, ray_address, threads):
 
 
 def ensemble_statistics(ensemble: Ensemble, *, reference: str = "labels") -> dict:
-    """Per-point statistics of an ensemble, from its models' (r, n) arrays of predictions and depths.
+    """Per-point statistics of an ensemble (the models' stacked (r, n) arrays through :mod:`pdlib.metrics`).
 
-    At the paper's scale (250 models, 50,000 points) these arrays take about 25 MB each, so
-    they are stacked and handed to the batch functions of :mod:`pdlib.metrics`.
-
-    ``reference`` names the labels that consistency and the consensus tie rule refer to:
-    ``"labels"`` (the ground truth) or ``"fit_labels"`` (the labels the networks were trained on,
-    which is all a user auditing a dataset knows).
-
-    Returns
-    -------
-    dict
-        Over the ``n`` pool points (test points are never in a training split):
-
-        - ``labels`` (n,); ``n_held_out`` and ``n_trained`` (n,) int: models that held the point
-          out / trained on it;
-        - ``consistency`` (n,) float, Eq. 1 (NaN if never held out); ``consensus`` (n,) int,
-          the held-out majority class (-1 if never held out); ``consensus_consistency`` (n,), Eq. 2;
-        - ``depth_val`` and ``depth_train`` (n,): mean PD over held-out / training appearances;
-        - ``iteration_val`` and ``iteration_train`` (n,): mean rescaled iteration learned (NaN
-          without checkpoints);
-        - ``depth`` (r, n) int8, ``iteration`` (r, n) float32, ``held_out`` (r, n) bool and
-          ``predictions`` (r, n) int16: every (model, point) pair, for per-appearance analyses;
-        - ``n_models``, ``n_probes``, ``n_classes`` and ``train_accuracy`` (r,).
+    ``reference``: the labels consistency and the consensus tie rule refer to, ``"labels"`` (ground
+    truth) or ``"fit_labels"`` (the labels trained on). Returns, over the ``n`` pool points:
+    ``labels``, ``n_held_out``, ``n_trained``, ``consistency`` (Eq. 1), ``consensus`` (-1 if never
+    held out), ``consensus_consistency`` (Eq. 2), ``depth_val``/``depth_train`` and
+    ``iteration_val``/``iteration_train`` (n,); ``depth``, ``iteration``, ``held_out`` and
+    ``predictions`` (r, n); ``n_models``, ``n_probes``, ``n_classes`` and ``train_accuracy`` (r,).
     """
     rows = {"predictions": [], "held_out": [], "depth": [], "iteration": []}
     train_accuracy, labels, n_probes, n_classes = [], None, 0, 0
@@ -219,31 +192,21 @@ def ensemble_statistics(ensemble: Ensemble, *, reference: str = "labels") -> dic
 
 
 def held_out_probe_counts(ensemble: Ensemble, targets: dict) -> dict:
-    """Per-point, per-probe k-NN votes and hits over held-out appearances (streaming).
-
-    For Section 4: how confident and how accurate each probe is, layer by layer, about a
-    point when it was in a model's validation split, and what a "use probe ``p`` when the
-    network's PD is at least ``t``" rule would have scored. Memory is
-    O(n_probes^2 * n), independent of the number of models.
+    """Per-point, per-probe k-NN votes and hits over held-out appearances (streaming, O(n_probes^2 * n)).
 
     Parameters
     ----------
     ensemble : Ensemble
     targets : dict of str to array-like of int, shape (n_pool,)
-        Classes to score against, e.g. ``{"ground truth": labels, "consensus": consensus}``;
-        entries of -1 are never counted as hits.
+        Classes to score against, e.g. ``{"ground truth": labels}``; -1 is never a hit.
 
     Returns
     -------
     dict
-        - ``n_held_out`` (n_pool,) int64: held-out appearances of each point;
-        - ``votes[name]`` (n_probes, n_pool) int64: total votes (out of ``k`` per appearance)
-          the probe gave the target class; ``hits[name]`` (n_probes, n_pool) int64:
-          appearances where the probe predicted it; ``network_hits[name]`` (n_pool,) int64;
-        - ``rule_hits`` (n_probes, n_probes + 1, n_pool) int64: appearances where
-          "probe ``p`` if PD >= ``t`` else the network" predicts the *first* target
-          (``t = n_probes`` never uses the probe);
-        - ``k`` and ``n_probes``.
+        ``n_held_out`` (n_pool,); per target ``votes[name]`` and ``hits[name]`` (n_probes, n_pool)
+        (the probe's votes for / predictions of the target) and ``network_hits[name]`` (n_pool,);
+        ``rule_hits`` (n_probes, n_probes + 1, n_pool): hits of "probe ``p`` if PD >= ``t`` else the
+        network" on the *first* target (``t = n_probes``: never the probe); ``k`` and ``n_probes``.
     """
     n_held_out = votes = hits = network_hits = rule_hits = None
     k = n_probes = 0
@@ -276,11 +239,9 @@ def held_out_probe_counts(ensemble: Ensemble, targets: dict) -> dict:
             hits[name][:, points] += (probe_predictions == target) & valid
             network_hits[name][points] += (network == target) & valid
         first = classes[next(iter(classes))][points]
-        probe_right = probe_predictions == first  # (n_probes, m)
-        network_right = network == first
+        probe_right, network_right = probe_predictions == first, network == first  # (n_probes, m), (m,)
         for threshold in range(n_probes + 1):
-            use_probe = depth >= threshold
-            rule_hits[:, threshold, points] += np.where(use_probe, probe_right, network_right)
+            rule_hits[:, threshold, points] += np.where(depth >= threshold, probe_right, network_right)
     if n_held_out is None:
         raise ValueError("the ensemble has no models")
     return {"n_held_out": n_held_out, "votes": votes, "hits": hits, "network_hits": network_hits,

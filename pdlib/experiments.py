@@ -1,12 +1,8 @@
 """The networks behind each figure, as cached runs at a profile's scale: what the chapters call.
 
-Every network goes through :func:`pdlib.runs.run_model` or :func:`pdlib.ensembles.run_ensemble`,
-so nothing is retrained once it is cached, and figures that share a set-up share networks:
-
-- *seed runs* (``kind="seeds"``): network ``i`` of a (dataset, architecture) trains on the whole
-  pool with seed ``i`` and keeps its weights (margins and re-probing need the network);
-- *ensembles* (``kind="ensemble"``): the 90:10 protocol, with prediction checkpoints for the
-  iteration learned; the first :data:`KEEP_WEIGHTS` models keep their weights.
+Everything goes through :func:`pdlib.runs.run_model` or :func:`pdlib.ensembles.run_ensemble`, so
+nothing cached is retrained and figures with one set-up share networks. Seed runs train on the
+whole pool and keep their weights; ensembles use the 90:10 protocol with prediction checkpoints.
 """
 
 from __future__ import annotations
@@ -72,8 +68,7 @@ def available_tasks(names) -> tuple[list[str], list[str]]:
 def plan_tasks(profile: Profile, figure: str) -> tuple[list[str], list[str]]:
     """The tasks of ``figure``'s set-up that can run here, and those whose files are missing.
 
-    The ``paper`` profiles need every task: a missing dataset raises an error naming the command
-    that downloads it. Other profiles run what is on disk and report the rest as not tested.
+    ``paper`` profiles raise for a missing dataset (naming the download command); others skip it.
     """
     found, missing = available_tasks(profile.setup(figure).datasets)
     if missing and profile.name.startswith("paper"):
@@ -109,9 +104,8 @@ def ensemble(profile: Profile, figure: str, task: str, arch: str, n_models: int 
              progress: bool | None = None) -> Ensemble:
     """The 90:10 ensemble of an ``ensemble`` figure (cached, resumable; ``executor="ray"`` spreads it).
 
-    Figures with the same task, architecture and pool share models: an ensemble of 10 is the first
-    10 models of one of 40. ``holdout_folds=10`` holds out folds instead of random subsets, so that
-    every point is held out equally often (see :class:`pdlib.runs.RunConfig`).
+    Same task, architecture and pool share models (10 models are the first 10 of 40);
+    ``holdout_folds=10`` holds out folds (see :class:`pdlib.runs.RunConfig`).
     """
     setup = profile.setup(figure)
     train = dataclasses.replace(profile.train_config(arch), n_checkpoints=profile.n_checkpoints)
@@ -131,9 +125,7 @@ def noisy_label_runs(profile: Profile, task: str, arch: str, n_seeds: int, *, no
                      ) -> list[Artifact]:
     """Networks trained on the whole pool with a fraction ``noise`` of its labels randomised (Fig. 5).
 
-    The corruption is drawn once (``data_seed``), so every seed sees the same corrupted labels;
-    seeds differ in initialisation and batch order. Each trains ``epoch_factor`` times the
-    profile's epochs, long enough to memorise the noise.
+    Every seed sees the same corruption (``data_seed``) and trains ``epoch_factor`` times the profile's epochs.
     """
     base = profile.train_config(arch)
     train = dataclasses.replace(base, epochs=epoch_factor * base.epochs, n_checkpoints=n_checkpoints)
@@ -143,25 +135,17 @@ def noisy_label_runs(profile: Profile, task: str, arch: str, n_seeds: int, *, no
 
 def zero_hinge_configs(profile: Profile, task: str, arch: str, *, n_train: int, lr: float = 0.0,
                        head_init_scale: float = 1e-4, momentum: float = 0.9, seed: int = 0) -> dict:
-    """The three networks of Fig. 6 right, on the same ``n_train`` points and the same initialisation.
+    """The three networks of Fig. 6 right, on the same ``n_train`` points and initialisation.
 
-    - ``untrained``: the initialisation;
-    - ``0-Hinge``: full-batch gradient descent with momentum on the 0-Hinge loss, constant
-      learning rate ``lr``, no weight decay, at most ``profile.hinge_steps`` steps; it stops at
-      the first step where the loss is exactly 0 (every training point classified correctly);
-      ``lr`` 0 means the profile's ``hinge_lr``;
-    - ``cross-entropy``: the control, the profile's SGD with momentum and large initial
-      learning rate, for twice the profile's epochs (the training set is smaller than the pool).
-
-    All three start from the same weights, with the last layer's initial weights scaled by
-    ``head_init_scale``: 0-Hinge margins are about one step's change of the logits, so their
-    size is set by the initial logit scale and ``lr``.
+    ``untrained``; ``0-Hinge``: full-batch GD with momentum at a constant ``lr`` (0: the profile's
+    ``hinge_lr``), no weight decay, up to ``profile.hinge_steps`` steps, stopping at zero loss;
+    ``cross-entropy``: the profile's SGD for twice its epochs. The head's initial weights are scaled by
+    ``head_init_scale``, which with ``lr`` sets the size of 0-Hinge margins.
     """
     base = profile.train_config(arch)
     ce = dataclasses.replace(base, epochs=2 * base.epochs, n_checkpoints=profile.n_checkpoints)
     hinge = TrainConfig(epochs=profile.hinge_steps, batch_size=n_train, lr=lr or profile.hinge_lr, momentum=momentum,
-                        weight_decay=0.0,
-                        warmup_fraction=0.0, n_checkpoints=max(profile.n_checkpoints, profile.hinge_steps // 50),
+                        weight_decay=0.0, warmup_fraction=0.0, n_checkpoints=max(profile.n_checkpoints, profile.hinge_steps // 50),
                         loss="zero_hinge", schedule="constant", stop_at_zero_loss=True,
                         micro_batch=profile.hinge_micro_batch)
     untrained = dataclasses.replace(hinge, epochs=0, n_checkpoints=0)
@@ -170,16 +154,9 @@ def zero_hinge_configs(profile: Profile, task: str, arch: str, *, n_train: int, 
 
 
 def margin_statistics(configs: list[RunConfig]) -> dict:
-    """Output and input margins of the test points under each network, with their PD.
+    """Output and input margins of the test points under each network (weights loaded, margins cached).
 
-    The input margin needs the network: it is loaded from the run's stored weights (never
-    retrained) and the margins are cached beside the runs.
-
-    Returns
-    -------
-    dict of ndarray
-        ``depth``, ``output_margin`` and ``input_margin``, each (n_models, n_test); ``labels``
-        (n_test,); ``n_probes``.
+    Returns ``depth``, ``output_margin``, ``input_margin`` (n_models, n_test), ``labels``, ``n_probes``.
     """
     def compute(config):
         return {"input_margin": input_margin(load_model(config), run_data(config).test_inputs)}, {}
@@ -207,11 +184,10 @@ def figure_footer(profile: Profile, figure: str, *, task: str | None = None, arc
 
 
 def fig4_panels(profile: Profile, *, executor: str = "local") -> tuple[dict, dict]:
-    """Fig. 4 left and middle: C* against PD over the ensemble of ``fig4_left``, and, per task of
-    ``fig4_middle``, PD of one full-pool network against C* of the others (test points).
+    """Fig. 4 left and middle: ``(panels, bounds)``, panels {title: (PD (n,), C* (n,))} and lower envelopes.
 
-    Returns ``(panels, bounds)``: panels {title: (depth (n,), C* (n,))} and the lower envelopes
-    (:func:`pdlib.analysis.bound_with_interval`) of the ensemble and of the first task across networks.
+    Left: the ensemble of ``fig4_left``; middle: per task, one full-pool network's PD against the
+    others' C* (test points).
     """
     from pdlib.analysis import bound_with_interval, cross_model_consensus
 

@@ -1,9 +1,7 @@
 """One function per paper figure. They plot arrays; they never train.
 
-Every figure carries a footer naming the profile, dataset, architecture and number of networks
-behind it, and is at most :data:`WIDTH` inches wide so that its text stays readable at the book's
-column width. Set ``PDLIB_FIGURES=<folder>`` to also save each figure there as PNG (the single
-switch for saving).
+Each figure has a provenance footer and is at most :data:`WIDTH` inches wide; ``PDLIB_FIGURES=<folder>``
+also saves each as PNG.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from matplotlib.colors import LogNorm
 __all__ = ["display_images", "fig1_depth_gallery", "fig1_depth_distributions", "probe_accuracy_panels",
            "fig2_depth_correlations", "fig2_mean_depth_pairs", "fig3_consistency_vs_depth",
            "fig4_consensus_consistency", "fig4_accuracy_vs_depth", "fig5_iteration_vs_depth", "fig5_noise_curves",
-           "fig6_margins", "training_curves", "fig7_difficulty_plane", "fig7_corner_gallery", "fig8_group_curves",
+           "fig6_margins", "fig7_difficulty_plane", "fig7_corner_gallery", "fig8_group_curves",
            "sensitivity_depth_shift"]
 
 #: Widest figure, in inches: the book's text column at 100 dpi.
@@ -59,11 +57,7 @@ def _image(ax, image) -> None:
 
 def fig1_depth_gallery(images, labels, predictions, depth, class_names, *, footer: str, n_per_side: int = 3,
                        classes=None, seed: int = 0):
-    """Per class (row), the training images of lowest and of highest (mean) PD.
-
-    ``images`` (n, H, W) or (n, H, W, 3) in [0, 1]; ``labels``, ``predictions``, ``depth`` (n,).
-    Ties in depth are broken at random (seeded) rather than by dataset order.
-    """
+    """Per class (row), the training images of lowest and highest mean PD (ties broken at random, seeded)."""
     classes = list(range(len(class_names)) if classes is None else classes)
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(len(classes), 2 * n_per_side + 1, figsize=(WIDTH * 0.8, 1.15 * len(classes) + 0.6),
@@ -164,10 +158,7 @@ def fig3_consistency_vs_depth(mean_depth_val, consistency, consensus_matches, *,
 
 
 def fig4_consensus_consistency(panels: dict, *, max_depth: int, footer: str, bound: dict | None = None):
-    """C* against PD, one 2-D histogram per panel ({title: (depth (n,), C* (n,))}); ``bound`` drawn on the first.
-
-    ``bound``: :func:`pdlib.metrics.lower_envelope` of PD rescaled to [0, 1].
-    """
+    """C* against PD per panel ({title: (depth, C*)}); ``bound`` (a lower envelope) drawn on the first."""
     x_bins, y_bins = np.linspace(-0.5, max_depth + 0.5, 2 * max_depth + 2), np.linspace(-0.025, 1.025, 22)
     columns, rows = min(3, len(panels)), -(-len(panels) // 3)
     fig, axes = plt.subplots(rows, columns, figsize=(min(WIDTH, 3.2 * columns + 0.8), 3.0 * rows), squeeze=False)
@@ -246,21 +237,6 @@ def fig6_margins(mean_depth, margins: dict, correlations: dict, *, max_depth: in
     return _finish(fig, footer, "fig6_margins")
 
 
-def training_curves(curves: dict, *, footer: str, name: str = "training_curves"):
-    """Loss (log) and training accuracy over steps, one line per network ({network: loss_steps, loss,
-    accuracy_steps, accuracy})."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 3.0))
-    for network, curve in curves.items():
-        left.plot(curve["loss_steps"], curve["loss"], label=network)
-        right.plot(curve["accuracy_steps"], curve["accuracy"], marker=".", label=network)
-    left.set_yscale("log")  # a loss of exactly 0 (0-Hinge at the end) is not drawn
-    left.set(xlabel="optimisation step", ylabel="training loss (own loss)", xlim=(0, None))
-    right.set(xlabel="optimisation step", ylabel="training accuracy", xlim=(0, None), ylim=(-0.02, 1.02))
-    left.legend(fontsize=7)
-    fig.tight_layout()
-    return _finish(fig, footer, name)
-
-
 def fig7_difficulty_plane(depth_val, depth_train, consensus_matches, *, max_depth: int, footer: str, groups: dict):
     """PD_val against PD_train (rescaled, log colour) with each corner group's region outlined.
 
@@ -311,8 +287,7 @@ def fig7_corner_gallery(images, groups: dict, labels, consensus, class_names, *,
 
 
 def fig8_group_curves(curves: dict, probe_labels, *, footer: str):
-    """Fig. 8: k-NN confidence (solid) and accuracy (dotted) per group and probe, for the ground-truth
-    class (left) and the consensus class (right). ``curves[group][target]``: group_probe_curves output."""
+    """Fig. 8: k-NN confidence (solid), accuracy (dotted) per group and probe; ``curves[group][target]``."""
     fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.6), sharey=True)
     x = np.arange(len(probe_labels))
     for ax, target in zip(axes, ("ground truth", "consensus")):

@@ -1,18 +1,10 @@
 """Exact k-nearest-neighbour probes in plain torch: a chunked distance GEMM plus ``topk``.
 
-The probe of the paper (Section 2.1) is a k-NN classifier with Euclidean distance, ``k = 30``
-and a uniform vote. Here it is exact (no approximate index, no pooling) and the same code
-runs on the CPU and on CUDA:
-
-- queries are processed in chunks whose block of scores (chunk x n_reference) fits in
-  ``block_bytes``, so memory is bounded whatever the number of points;
-- one ``addmm`` per chunk gives ``||r||^2 - 2 q . r``, the squared distance minus the query's
-  own norm, which orders each row exactly as the distance does;
-- ``topk`` keeps the k smallest. Among equal distances the smaller reference index wins:
-  rows whose k-th score is tied beyond the k that ``topk`` chose are re-selected by index.
-
-Ties between classes in the vote go to the smallest class index (scikit-learn's rule).
-Measured against the alternatives in ``benchmarks/knn_probe.py``.
+The paper's probe (Section 2.1): Euclidean k-NN, ``k = 30``, uniform vote; exact, on CPU or CUDA.
+Queries go in chunks whose (chunk x n_reference) block of scores fits in ``block_bytes``; one
+``addmm`` gives ``||r||^2 - 2 q . r``, which orders each row as the distance does. Equal distances
+go to the smaller reference index, vote ties to the smallest class (scikit-learn's rule).
+Alternatives are measured in ``benchmarks/knn_probe.py``.
 """
 
 from __future__ import annotations
@@ -32,26 +24,15 @@ DEFAULT_BLOCK_BYTES = 256 * 2**20
 
 
 def _centre(reference: torch.Tensor) -> torch.Tensor:
-    """The mean point rounded to multiples of 1/256.
-
-    Centring shrinks the norms in the expansion ``||q||^2 - 2 q . r + ||r||^2`` (float32 loses
-    accuracy when norms dwarf distances); rounding keeps coarse data such as small integers
-    exactly representable, so their exact distance ties stay exact.
-    """
+    """The mean point rounded to multiples of 1/256 (smaller norms for float32; exact ties stay exact)."""
     return (reference.mean(dim=0, dtype=torch.float64) * 256).round().div(256).to(reference.dtype)
 
 
 def _smallest(scores: torch.Tensor, k: int, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k smallest scores of each row by (score, column), and their ``index``, in column order.
-
-    Columns must be in increasing ``index`` order, so that "smaller column" means "smaller index".
-    Returns values and indices of shape (rows, min(k, columns)).
-    """
+    """The k smallest scores per row by (score, column) and their ``index``, in column order."""
     if scores.shape[1] > k:
         values, column = torch.topk(scores, k + 1, dim=1, largest=False, sorted=True)
-        # topk picks arbitrarily among scores equal to the k-th. Only where the (k+1)-th equals
-        # the k-th can that matter: there, take every score below it, then the tied ones of
-        # smallest column.
+        # topk picks arbitrarily among scores equal to the k-th; where the (k+1)-th ties it, re-select by column.
         ties = values[:, k] == values[:, k - 1]
         values, column = values[:, :k], column[:, :k]
         if ties.any():
@@ -70,26 +51,24 @@ def _smallest(scores: torch.Tensor, k: int, index: torch.Tensor) -> tuple[torch.
 
 def knn_neighbours(reference, queries=None, *, k: int = 30, device: str | torch.device | None = None,
                    block_bytes: int | None = None) -> np.ndarray:
-    """Indices of the ``k`` nearest reference points of every query, nearest first.
+    """Indices of the ``k`` nearest reference points of every query, nearest first (ties by index).
 
     Parameters
     ----------
     reference : array-like of float, shape (n_reference, n_features)
         float64 is kept; anything else is computed in float32.
     queries : array-like of float, shape (n_queries, n_features), optional
-        ``None`` means leave-one-out: every reference point is a query and is not its own
-        neighbour.
+        ``None``: leave-one-out (every reference point is a query, not its own neighbour).
     k : int
         Neighbours per query, ``1 <= k < n_reference``.
     device : str or torch.device, optional
-        Where to compute; defaults to CUDA when available.
+        Defaults to CUDA when available.
     block_bytes : int, optional
         Bytes of one chunk's block of scores (default :data:`DEFAULT_BLOCK_BYTES`).
 
     Returns
     -------
     ndarray of int64, shape (n_queries, k)
-        Sorted by distance; equal distances by index.
 
     Examples
     --------
@@ -124,23 +103,11 @@ def knn_neighbours(reference, queries=None, *, k: int = 30, device: str | torch.
 
 
 def vote(neighbours, labels, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Uniform majority vote over the neighbours' labels.
+    """Uniform majority vote: neighbours (n_queries, k), labels (n_reference,) -> predictions, votes.
 
-    Parameters
-    ----------
-    neighbours : ndarray of int, shape (n_queries, k)
-    labels : ndarray of int, shape (n_reference,)
-    n_classes : int
+    Returns ``predictions`` (n_queries,) int64 (ties to the smallest class) and ``votes``
+    (n_queries, n_classes) int64, the neighbours in each class.
 
-    Returns
-    -------
-    predictions : ndarray of int64, shape (n_queries,)
-        ``argmax`` of the votes, so ties go to the smallest class index.
-    votes : ndarray of int64, shape (n_queries, n_classes)
-        Neighbours in each class; each row sums to ``k``.
-
-    Examples
-    --------
     >>> predictions, votes = vote(np.array([[0, 1], [1, 2]]), np.array([2, 1, 1]), 3)
     >>> predictions.tolist(), votes.tolist()
     ([1, 1], [[0, 1, 1], [0, 2, 0]])
@@ -153,8 +120,8 @@ def vote(neighbours, labels, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def knn_predict(reference, labels, queries=None, *, k: int = 30, n_classes: int | None = None,
-                device: str | torch.device | None = None,
-                block_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                device: str | torch.device | None = None, block_bytes: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k-NN classification with a uniform vote, the paper's probe.
 
     Parameters
@@ -162,22 +129,20 @@ def knn_predict(reference, labels, queries=None, *, k: int = 30, n_classes: int 
     reference : array-like of float, shape (n_reference, n_features)
         Support-set embeddings (a model's training split at one probe).
     labels : array-like of int, shape (n_reference,)
-        Class of each reference point, in ``[0, n_classes)``.
     queries : array-like of float, shape (n_queries, n_features), optional
-        Points to classify; ``None`` means leave-one-out on the reference set.
+        ``None``: leave-one-out on the reference set.
     k : int
         Number of neighbours (30 in the paper).
     n_classes : int, optional
-        Number of classes; defaults to ``labels.max() + 1``.
+        Defaults to ``labels.max() + 1``.
     device, block_bytes
         See :func:`knn_neighbours`.
 
     Returns
     -------
     predictions : ndarray of int64, shape (n_queries,)
-        The majority class; ties go to the smallest class index.
     votes : ndarray of int64, shape (n_queries, n_classes)
-        Number of the ``k`` neighbours in each class.
+        See :func:`vote`.
 
     Examples
     --------
@@ -194,23 +159,8 @@ def knn_predict(reference, labels, queries=None, *, k: int = 30, n_classes: int 
 
 
 class KNNProbe(ClassifierMixin, BaseEstimator):
-    """scikit-learn estimator wrapping :func:`knn_predict`.
+    """scikit-learn estimator wrapping :func:`knn_predict` (``n_neighbors``: 30 in the paper; ``device``: torch's).
 
-    Parameters
-    ----------
-    n_neighbors : int
-        Number of neighbours, 30 in the paper.
-    device : str, optional
-        Torch device for the distance GEMM; ``None`` picks CUDA when available.
-
-    Attributes
-    ----------
-    classes_ : ndarray, shape (n_classes,)
-        The distinct training labels, sorted.
-    n_features_in_ : int
-
-    Examples
-    --------
     >>> probe = KNNProbe(n_neighbors=1).fit([[0.0], [1.0]], ["a", "b"])
     >>> probe.predict([[0.2], [0.9]]).tolist()
     ['a', 'b']

@@ -1,20 +1,12 @@
 """Per-example difficulty and label-error scores from a 90:10 ensemble, and how well they find errors.
 
-Everything is computed from the *given* labels (those the networks were trained on), which is
-all a user auditing a dataset knows. :func:`example_scores` gives one row per example;
-:data:`METHODS` are the rankings compared in the "Finding label errors" chapter, all from the
-same ensemble so that every method gets the same compute.
+Everything uses the *given* labels (those trained on), all a user auditing a dataset knows.
+:data:`METHODS` are the rankings compared in the "Finding label errors" chapter, from one ensemble.
 
-The suspicion score
-    ``suspicion = (1 - Ĉ) * (1 + (PD_train - PD_val) / max_PD) / 2``, in [0, 1].
-
-    ``1 - Ĉ`` is the share of held-out networks that reject the given label (Eq. 1). The second
-    factor is the position along the diagonal of the (PD_val, PD_train) plane, from the
-    "ambiguous unless the label is given" corner (0) to the "looks like a different class" corner
-    (1): a mislabeled image is decided early as another class when held out (low PD_val), and its
-    wrong label can only be memorised late when trained on (high PD_train). A point is suspicious
-    when held-out networks reject its label *and* the plane says it looks like a different class;
-    an ambiguous point (both PDs high) gets half the weight of its rejection.
+The suspicion score ``(1 - Ĉ) * (1 + (PD_train - PD_val) / max_PD) / 2``, in [0, 1]: the share of
+held-out networks rejecting the label (Eq. 1), weighted by the position along the diagonal of the
+(PD_val, PD_train) plane, from "ambiguous unless the label is given" (0) to "looks like a different
+class" (1), where a mislabeled image sits (decided early when held out, memorised late).
 """
 
 from __future__ import annotations
@@ -40,8 +32,8 @@ def suspicion_score(consistency, depth_val, depth_train, max_depth: int) -> np.n
     return (1 - consistency) * (1 + (train - val) / max_depth) / 2
 
 
-def _held_out_means(ensemble: Ensemble, n_classes: int) -> dict:
-    """Out-of-fold softmax probabilities, output margins, AUM and training loss, averaged per point."""
+def _held_out_means(ensemble: Ensemble) -> dict:
+    """Out-of-fold softmax probabilities and output margins, AUM and training loss, averaged per point."""
     sums = {"probabilities": 0.0, "margin": 0.0, "aum": 0.0, "loss": 0.0}
     held_count = train_count = 0
     for artifact in ensemble.artifacts():
@@ -64,23 +56,18 @@ def _held_out_means(ensemble: Ensemble, n_classes: int) -> dict:
 
 
 def example_scores(ensemble: Ensemble, *, class_names=None):
-    """One row per pool example, in pool order: the audit table.
+    """One row per pool example, in pool order: the audit table (a pandas DataFrame).
 
     Columns: ``given label``, ``consensus class``, ``C*``, ``Ĉ``, ``PD_train``, ``PD_val``,
-    ``iteration learned`` (rescaled, mean over all appearances), ``output margin`` (mean over
-    held-out appearances, in logits), ``AUM`` (mean over training appearances), ``training loss``,
-    ``difficulty type`` (nearest corner of the rescaled plane), ``distance to corner`` and
-    ``suspicion``; plus ``probabilities``, the out-of-fold softmax (n, n_classes), in ``.attrs``.
-
-    Returns
-    -------
-    pandas.DataFrame indexed by pool position
+    ``iteration learned``, ``output margin`` (held-out mean), ``AUM`` and ``training loss`` (training
+    means), ``difficulty type`` (nearest corner), ``distance to corner``, ``suspicion``, ``held out``,
+    ``trained on``; ``.attrs`` holds the out-of-fold ``probabilities`` (n, n_classes) among others.
     """
     import pandas as pd
 
     stats = ensemble_statistics(ensemble, reference="fit_labels")
     max_depth = stats["n_probes"] - 1
-    means = _held_out_means(ensemble, stats["n_classes"])
+    means = _held_out_means(ensemble)
     x, y = stats["depth_val"] / max_depth, stats["depth_train"] / max_depth
     corners = list(CORNERS)
     distance = np.stack([np.hypot(x - cx, y - cy) for cx, cy in CORNERS.values()])
@@ -171,18 +158,9 @@ def precision_at_k(score, truth, k: int | None = None) -> float:
 
 
 def detection_table(scores: dict, corrupted, *, n_boot: int = 200, seed: int = 0):
-    """AUROC, average precision and precision at k (k = number of corrupted labels), with 95 % intervals.
+    """AUROC, average precision and precision at k (k = number corrupted), with 95 % bootstrap intervals.
 
-    Parameters
-    ----------
-    scores : dict of str to ndarray, shape (n,)
-        :func:`method_scores`.
-    corrupted : ndarray of bool, shape (n,)
-        Which labels were flipped.
-
-    Returns
-    -------
-    pandas.DataFrame indexed by method
+    ``scores``: :func:`method_scores`; ``corrupted`` (n,) bool. Returns a DataFrame indexed by method.
     """
     import pandas as pd
 
@@ -203,10 +181,9 @@ def detection_table(scores: dict, corrupted, *, n_boot: int = 200, seed: int = 0
 
 
 def judge_methods(table, reference: str = METHODS[0], measure: str = "AUROC") -> tuple[str, str]:
-    """Where ``reference`` stands among the methods of :func:`detection_table` on ``measure``.
+    """Where ``reference`` stands among the methods of :func:`detection_table` on ``measure``: ``(standing, reason)``.
 
-    Returns ``(standing, reason)`` with standing "best" (its 95 % interval lies above every other
-    method's), "behind" (some method's interval lies above its own), or "tied" (otherwise).
+    "best": its 95 % interval lies above every other's; "behind": some interval lies above its own; else "tied".
 
     >>> import pandas as pd
     >>> t = pd.DataFrame({"AUROC": [0.9, 0.7], "AUROC low": [0.85, 0.6], "AUROC high": [0.95, 0.8]},

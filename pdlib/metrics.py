@@ -1,9 +1,7 @@
 """Every metric of the paper as a pure function on numpy arrays (no I/O, no torch).
 
-Shapes: ``n`` points, ``n_probes`` probes (input first, softmax last), ``r`` models of a 90:10
-ensemble. ``predictions[m, i]`` is model ``m``'s class for point ``i`` and ``held_out[m, i]`` is
-True when point ``i`` was in model ``m``'s validation split. A point that no model held out
-gets NaN (or -1 for a class).
+``predictions[m, i]`` (r, n) is model ``m``'s class for point ``i``; ``held_out[m, i]`` is True when
+point ``i`` was in model ``m``'s validation split. A point no model held out gets NaN (class -1).
 """
 
 from __future__ import annotations
@@ -34,11 +32,9 @@ def _ratio(numerator, count) -> np.ndarray:
 # --- prediction depth (Section 2.1) -------------------------------------------------------------
 
 def prediction_depth(probe_predictions, final_prediction) -> np.ndarray:
-    """Earliest probe from which every later probe predicts the network's final class.
+    """Earliest probe from which every later probe predicts the network's final class: (n_probes, n), (n,) -> (n,).
 
-    ``probe_predictions`` (n_probes, n) and the network's argmax ``final_prediction`` (n,) ->
-    (n,) int64 in ``0 .. n_probes - 1``. All probes agree: 0 (the input). Even the last
-    (softmax) probe disagrees: ``n_probes - 1``.
+    All agree: 0 (the input); even the softmax probe disagrees: ``n_probes - 1``.
 
     >>> prediction_depth([[0, 1, 2], [1, 1, 0], [1, 1, 1]], [1, 1, 1]).tolist()
     [1, 0, 2]
@@ -91,10 +87,7 @@ def _ensemble(predictions, held_out, n_classes=None) -> tuple[np.ndarray, np.nda
 
 
 def consistency_score(predictions, held_out, labels) -> np.ndarray:
-    """Eq. 1: over the models that held a point out, the fraction predicting its label.
-
-    ``predictions`` and ``held_out`` (r, n), ``labels`` (n,) -> (n,) float64, NaN where no model
-    held the point out.
+    """Eq. 1: over the models that held a point out, the fraction predicting its label (NaN if none).
 
     >>> consistency_score([[0, 1, 2], [1, 1, 2]], [[True, False, False], [True, True, False]],
     ...                   [0, 1, 2]).tolist()
@@ -120,9 +113,7 @@ def held_out_votes(predictions, held_out, n_classes: int) -> np.ndarray:
 
 
 def consensus_from_votes(votes, labels) -> np.ndarray:
-    """Plurality class of each row of votes; ties to the label if tied, else to the smallest index.
-
-    Returns -1 for rows without votes.
+    """Plurality class of each row of votes (-1 without votes); ties to the label if tied, else the smallest.
 
     >>> consensus_from_votes([[1, 2, 2], [1, 2, 2], [0, 0, 0]], [2, 0, 1]).tolist()
     [2, 1, -1]
@@ -147,9 +138,7 @@ def consensus_class(predictions, held_out, labels, n_classes: int) -> np.ndarray
 
 
 def consensus_consistency(predictions, held_out, consensus) -> np.ndarray:
-    """Eq. 2: over the models that held a point out, the fraction predicting its consensus class.
-
-    NaN where no model held the point out or ``consensus`` is -1.
+    """Eq. 2: over the models that held a point out, the fraction predicting its consensus (NaN: none, or -1).
 
     >>> consensus_consistency([[2, 0, 1], [1, 2, 1]], [[True, True, False], [True, True, False]],
     ...                       [1, 0, -1]).tolist()
@@ -164,9 +153,7 @@ def consensus_consistency(predictions, held_out, consensus) -> np.ndarray:
 
 
 def split_means(values, held_out) -> tuple[np.ndarray, np.ndarray]:
-    """Per point, the mean of ``values`` over the models that held it out and over the others.
-
-    With ``values`` the PD of each (model, point), these are PD_val and PD_train.
+    """Per point, the mean of ``values`` over the models that held it out and over the others (PD_val, PD_train).
 
     >>> val, train = split_means([[1, 2], [3, 4], [5, 6]], [[True, False], [False, False], [True, False]])
     >>> val.tolist(), train.tolist()
@@ -185,8 +172,6 @@ def split_means(values, held_out) -> tuple[np.ndarray, np.ndarray]:
 def iteration_learned(prediction_history) -> np.ndarray:
     """Earliest checkpoint from which every later prediction equals the final one: (T + 1, n) -> (n,).
 
-    The rule of :func:`prediction_depth` over training time; row 0 is initialisation.
-
     >>> iteration_learned([[0, 1, 2], [1, 1, 0], [0, 1, 2], [0, 1, 0]]).tolist()
     [2, 0, 3]
     """
@@ -195,9 +180,7 @@ def iteration_learned(prediction_history) -> np.ndarray:
 
 
 def rescale_iteration(iteration, quantile: float = 0.95) -> np.ndarray:
-    """One model's iteration learned divided by its ``quantile`` (0 at initialisation, 1 at the quantile).
-
-    All zeros when that quantile is 0 (almost every point learned at initialisation: no scale).
+    """Iteration learned divided by its ``quantile`` (all zeros when that quantile is 0).
 
     >>> rescale_iteration([0, 1, 2, 3, 4], quantile=0.5).tolist()
     [0.0, 0.5, 1.0, 1.5, 2.0]
@@ -247,11 +230,9 @@ def rank_correlation(x, y) -> float:
 
 
 def depth_correlation_matrix(depths_by_group: dict) -> tuple[list[str], np.ndarray]:
-    """Mean Pearson correlation of per-point PD between groups of runs (e.g. architectures).
+    """Mean Pearson r of per-point PD between groups of runs: {group: [PD (n,)]} -> (names, matrix).
 
-    ``depths_by_group``: {group: [PD (n,) of each run]} -> ``(names, matrix (n_groups, n_groups))``.
-    Off the diagonal: the mean over every pair (one run of ``a``, one of ``b``); on it, the mean
-    over pairs of different runs of the same group (seed agreement; NaN with a single run).
+    Off the diagonal over every cross pair; on it over pairs of different runs of one group (NaN: one run).
 
     >>> names, m = depth_correlation_matrix({"a": [[0, 1, 2], [0, 1, 3]], "b": [[2, 1, 0]]})
     >>> names, np.round(m, 2).tolist()
@@ -272,12 +253,11 @@ def depth_correlation_matrix(depths_by_group: dict) -> tuple[list[str], np.ndarr
 
 
 def lower_envelope(x, y, *, n_bins: int = 10, quantile: float = 0.02, min_count: int = 20) -> dict:
-    """A straight line fitted to the lower edge of a point cloud: ``y >= intercept + slope * x``.
+    """A line fitted to the lower edge of a point cloud: ``y >= intercept + slope * x``.
 
-    ``x`` is cut into ``n_bins`` equal-width bins; in each bin with ``min_count`` points or more
-    the ``quantile`` of ``y`` marks the edge, and a least-squares line goes through those edges.
-    Returns ``slope``, ``intercept`` (NaN with fewer than 2 usable bins), ``centres`` and
-    ``edges`` (the fitted points) and ``violations``, the fraction of points below the line.
+    In each of ``n_bins`` equal-width bins of ``x`` with ``min_count`` points, the ``quantile`` of ``y``
+    is an edge; a least-squares line goes through the edges. Returns ``slope``, ``intercept`` (NaN
+    below 2 bins), ``centres``, ``edges`` and ``violations`` (fraction of points below the line).
 
     >>> rng = np.random.default_rng(0); x = rng.random(3000); y = 1 - x + rng.random(3000)
     >>> fit = lower_envelope(x, y)
@@ -305,10 +285,7 @@ def lower_envelope(x, y, *, n_bins: int = 10, quantile: float = 0.02, min_count:
 
 
 def mean_by_depth(depth, values, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of ``values`` over the (model, point) pairs at each PD; NaN values are skipped.
-
-    Returns ``mean`` (n_probes,) float64, NaN where no pair has that depth, and ``count``
-    (n_probes,) int64.
+    """Mean of ``values`` (NaN skipped) and count of the (model, point) pairs at each PD, each (n_probes,).
 
     >>> mean, count = mean_by_depth([0, 0, 2], [1.0, 0.0, 1.0], 3)
     >>> mean.tolist(), count.tolist()
@@ -370,9 +347,7 @@ def pearson_interval(r: float, n: int, confidence: float = 0.95) -> tuple[float,
 
 def bootstrap_interval(statistic, *arrays, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
                        groups=None) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(*arrays)`` (arrays (n, ...), resampled together).
-
-    ``groups`` (n,) resamples whole groups (e.g. every appearance of one point) instead of rows.
+    """Percentile bootstrap interval of ``statistic(*arrays)``; rows (or whole ``groups``) resampled together.
 
     >>> x = np.arange(100.0)
     >>> low, high = bootstrap_interval(np.mean, x, n_boot=200)

@@ -1,21 +1,8 @@
 """The paper's three architectures, each carrying its ordered list of probe points.
 
-Probe points follow the project's decisions (``shared/paper/README.md``):
-
-* ``"input"``: the network's input as the model sees it (after normalisation), flattened;
-* one point after each hidden block (after its activation);
-* ``"softmax"``: the softmax of the logits.
-
-=========  ===================================================  ======  =========
-arch       hidden probe points                                  probes  PD range
-=========  ===================================================  ======  =========
-mlp        ``hidden1`` .. ``hidden7`` (after each ReLU)         9       0 .. 8
-vgg16      ``conv1`` .. ``conv13`` (after BN and ReLU)          15      0 .. 14
-resnet18   ``stem``, ``block1`` .. ``block8`` (after each ReLU)  11      0 .. 10
-=========  ===================================================  ======  =========
-
-Any other ``nn.Module`` can be probed by giving module names (see
-:func:`pdlib.probes.capture_embeddings`).
+Probes: ``"input"`` (normalised, flattened), one point after each hidden block's activation, and
+``"softmax"``. mlp: ``hidden1`` .. ``hidden7`` (9 probes); vgg16: ``conv1`` .. ``conv13`` (15);
+resnet18: ``stem``, ``block1`` .. ``block8`` (11). Other modules can be probed by module name.
 """
 
 from __future__ import annotations
@@ -60,11 +47,7 @@ _VGG16_PLAN = (1, 1, "M", 2, 2, "M", 4, 4, 4, "M", 8, 8, 8, "M", 8, 8, 8, "M")
 
 
 class VGG16(nn.Module):
-    """CIFAR-style VGG16 with batch norm: 13 conv layers, 5 max-pools, one linear head.
-
-    Pools use ``ceil_mode`` so that 28x28 (Fashion-MNIST) and 8x8 inputs survive all
-    five halvings; for 32x32 inputs this is the usual floor mode.
-    """
+    """CIFAR-style VGG16 with batch norm: 13 conv layers, 5 max-pools (``ceil_mode``: 28x28 and 8x8 inputs survive)."""
 
     def __init__(self, n_classes: int, in_channels: int, width: int = 64):
         super().__init__()
@@ -102,9 +85,8 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
-            )
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                          nn.BatchNorm2d(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -144,42 +126,25 @@ def _init_weights(model: nn.Module) -> None:
                 nn.init.zeros_(module.bias)
 
 
-def make_model(
-    arch: str,
-    n_classes: int,
-    in_channels: int,
-    image_size: int,
-    *,
-    width: int | None = None,
-    seed: int | None = None,
-    head_init_scale: float = 1.0,
-) -> nn.Module:
-    """Build one of the paper's architectures.
+def make_model(arch: str, n_classes: int, in_channels: int, image_size: int, *, width: int | None = None,
+               seed: int | None = None, head_init_scale: float = 1.0) -> nn.Module:
+    """Build one of the paper's architectures, with ``probe_points`` (``"input"`` first, ``"softmax"`` last).
 
     Parameters
     ----------
     arch : {"mlp", "vgg16", "resnet18"}
-    n_classes : int
-        Number of output classes.
-    in_channels : int
-        Channels of the input images (1 for Fashion-MNIST, 3 for CIFAR/SVHN).
-    image_size : int
-        Height (= width) of the input images, in pixels.
+    n_classes, in_channels, image_size : int
+        Output classes, input channels and input height (= width) in pixels.
     width : int, optional
-        Hidden units per layer (mlp, default 2048) or channels of the first stage
-        (vgg16 and resnet18, default 64; later stages use 2x, 4x, 8x). CPU profiles
-        shrink it; depth never changes.
+        Hidden units (mlp, 2048) or first-stage channels (vgg16, resnet18: 64, later stages 2x, 4x, 8x).
     seed : int, optional
-        Seed for the weight initialisation; the global RNG is left untouched.
+        Seeds the initialisation; the global RNG is left untouched.
     head_init_scale : float
-        Factor on the last layer's initial weights; its bias starts at 0 either way. A small
-        factor (1e-4) gives the tiny initial logits that the 0-Hinge intervention needs.
+        Factor on the last layer's initial weights (1e-4: the tiny logits 0-Hinge needs).
 
     Returns
     -------
-    model : nn.Module
-        With attribute ``probe_points``: ordered probe names, ``"input"`` first and
-        ``"softmax"`` last.
+    nn.Module
 
     Examples
     --------
@@ -212,26 +177,12 @@ def make_model(
 
 
 def probe_points(model: nn.Module, probes=None) -> tuple[str, ...]:
-    """The ordered probe names of ``model``, checked against its modules.
-
-    Parameters
-    ----------
-    model : nn.Module
-    probes : sequence of str, optional
-        Names to use instead of ``model.probe_points``: ``"input"``, ``"softmax"`` or
-        names from ``model.named_modules()``. Required for models built elsewhere.
-
-    Returns
-    -------
-    names : tuple of str
-    """
+    """The ordered probe names of ``model`` (or ``probes``: input, softmax, module names), checked."""
     if probes is None:
         probes = getattr(model, "probe_points", None)
         if probes is None:
-            raise ValueError(
-                f"{type(model).__name__} has no probe_points attribute; pass probes=[...] with "
-                "'input', module names from model.named_modules() and 'softmax'"
-            )
+            raise ValueError(f"{type(model).__name__} has no probe_points attribute; pass probes=[...] with "
+                             "'input', module names from model.named_modules() and 'softmax'")
     if isinstance(probes, str) or not all(isinstance(p, str) for p in probes):
         raise TypeError("probes must be a sequence of probe names (str)")
     probes = tuple(probes)
@@ -241,10 +192,8 @@ def probe_points(model: nn.Module, probes=None) -> tuple[str, ...]:
     unknown = [p for p in probes if p not in (INPUT, SOFTMAX) and p not in modules]
     if unknown:
         available = [name for name in modules if name]
-        raise ValueError(
-            f"probes: model {type(model).__name__} has no module named {unknown[0]!r}; "
-            f"available: 'input', 'softmax', {', '.join(map(repr, available[:40]))}"
-        )
+        raise ValueError(f"probes: model {type(model).__name__} has no module named {unknown[0]!r}; "
+                         f"available: 'input', 'softmax', {', '.join(map(repr, available[:40]))}")
     if len(set(probes)) != len(probes):
         raise ValueError("probes contains duplicate names")
     return probes

@@ -1,9 +1,8 @@
 """From a trained model to every probe's embedding, k-NN prediction and the prediction depth.
 
-Forward hooks copy each probe's activation into a preallocated float32 array as a batch goes
-through, so the network runs once per batch however many probes there are (the public
-implementations run one pass per probed layer). When the embeddings of every probe would not
-fit in ``memory_bytes``, the probes are split into consecutive groups, one pass per group.
+Forward hooks copy each probe's activation into a preallocated float32 array, so the network runs
+once per batch for all probes; when the embeddings would not fit in ``memory_bytes`` the probes
+are split into consecutive groups, one pass per group.
 """
 
 from __future__ import annotations
@@ -31,14 +30,7 @@ DEFAULT_MEMORY_BYTES = 4 * 2**30
 
 
 class Captured(NamedTuple):
-    """Embeddings at each probe plus the logits, for ``n`` inputs.
-
-    Attributes
-    ----------
-    embeddings : dict of str to ndarray of float32, shape (n, d_probe)
-        Flattened activations, keyed by probe name, in probe order.
-    logits : ndarray of float32, shape (n, n_classes)
-    """
+    """Embeddings (n, d_probe) float32 keyed by probe name, in probe order, and logits (n, n_classes)."""
 
     embeddings: dict[str, np.ndarray]
     logits: np.ndarray
@@ -79,13 +71,12 @@ def capture_embeddings(model: nn.Module, inputs, probes=None, *, batch_size: int
     model : nn.Module
         With ``probe_points`` (see :func:`pdlib.make_model`) or with ``probes`` given.
     inputs : Tensor or ndarray of float32, shape (n, ...)
-        What the model takes, already normalised.
+        Already normalised.
     probes : sequence of str, optional
         ``"input"``, module names and ``"softmax"``; defaults to ``model.probe_points``.
     batch_size : int
-        Images per forward pass.
     device : str or torch.device, optional
-        Where to run; defaults to the model's device. The model is not moved.
+        Defaults to the model's device; the model is not moved.
     progress : bool, optional
         Progress bar (``None``: on unless ``PDLIB_QUIET`` is set).
 
@@ -156,11 +147,7 @@ def probe_groups(model: nn.Module, sample, names, n_points: int, memory_bytes: i
 def captures(model: nn.Module, input_sets, probes=None, *, memory_bytes: int = DEFAULT_MEMORY_BYTES,
              batch_size: int = 500, device=None, progress: bool | None = None
              ) -> Iterator[tuple[tuple[str, ...], list[Captured]]]:
-    """Capture several input sets probe group by probe group, within ``memory_bytes``.
-
-    Yields ``(group, [Captured of each input set])``; a group's embeddings are released before
-    the next group is captured.
-    """
+    """Yield ``(group, [Captured of each input set])`` probe group by probe group, within ``memory_bytes``."""
     names = probe_points(model, probes)
     input_sets = [_as_batch(inputs, "input set") for inputs in input_sets]
     n_points = sum(inputs.shape[0] for inputs in input_sets)
@@ -173,21 +160,10 @@ def captures(model: nn.Module, input_sets, probes=None, *, memory_bytes: int = D
 class ProbeResult:
     """Per-probe k-NN predictions, network predictions and prediction depth.
 
-    ``n_probes`` probes (input first, softmax last); training points are probed leave-one-out,
-    query points against the whole training split.
-
-    Attributes
-    ----------
-    probe_names : tuple of str, length n_probes
-    train_probe_predictions, query_probe_predictions : ndarray of int64, shape (n_probes, n)
-    train_votes, query_votes : ndarray of uint8 (uint16 if k > 255), shape (n_probes, n, n_classes)
-        Neighbours per class; each row sums to ``k``.
-    train_network_predictions, query_network_predictions : ndarray of int64, shape (n,)
-    train_logits, query_logits : ndarray of float32, shape (n, n_classes)
-    train_depth, query_depth : ndarray of int64, shape (n,)
-        Prediction depth, in ``0 .. n_probes - 1``.
-    seconds : dict of str to float
-        Wall time of the capture and of the k-NN probes.
+    Training points are probed leave-one-out, query points against the whole training split.
+    ``*_probe_predictions`` (n_probes, n) int64; ``*_votes`` (n_probes, n, n_classes) uint8 (uint16 if
+    k > 255); ``*_network_predictions`` and ``*_depth`` (n,) int64; ``*_logits`` (n, n_classes)
+    float32; ``seconds``: wall time of the capture and of the k-NN probes.
     """
 
     probe_names: tuple[str, ...]
@@ -213,30 +189,23 @@ def probe_model(model: nn.Module, train_inputs, train_labels, query_inputs, *, k
                 memory_bytes: int = DEFAULT_MEMORY_BYTES, progress: bool | None = None) -> ProbeResult:
     """Prediction depth of training points (leave-one-out) and of query points.
 
-    The k-NN support set is the model's training data at each probe, labelled with the labels
-    the model was trained on (corrupted ones included, where labels were corrupted).
+    The k-NN support set is the training split at each probe, with the labels the model was trained
+    on (corrupted ones included).
 
     Parameters
     ----------
     model : nn.Module
         A trained network with ``probe_points`` (or give ``probes``).
     train_inputs : Tensor, shape (n_train, ...)
-        The inputs the model was trained on.
     train_labels : array-like of int, shape (n_train,)
-        The labels it was trained on.
     query_inputs : Tensor, shape (n_query, ...)
-        Points to score against the training split (validation or test points).
+        Validation or test points.
     k : int
         Neighbours per probe; 30 in the paper.
-    probes : sequence of str, optional
-        Probe names; defaults to ``model.probe_points``.
-    batch_size : int
-        Images per forward pass.
-    device : str or torch.device, optional
-        For the forward passes and the k-NN; defaults to the model's device.
+    probes, batch_size, device, progress
+        See :func:`capture_embeddings`; ``device`` is also used for the k-NN.
     memory_bytes : int
-        Budget for the embeddings held at once, in bytes.
-    progress : bool, optional
+        Budget for the embeddings held at once.
 
     Returns
     -------

@@ -1,10 +1,8 @@
 """One cached experiment unit: train a network on a data pool, then probe every point.
 
-A run takes a stratified pool of a dataset's training split (optionally a class
-subset), holds out a random fraction of it (the paper's 90:10 protocol) or nothing,
-trains one network on the rest, and scores every pool point and a stratified test
-subset with every probe. Results are cached by config hash (:mod:`pdlib.cache`), so
-re-running a notebook after editing prose retrains nothing.
+A run takes a stratified pool of a dataset's training split (optionally a class subset), holds
+out a fraction (90:10) or nothing, trains one network on the rest and probes every pool point and
+a stratified test subset. Results are cached by config hash (:mod:`pdlib.cache`).
 """
 
 from __future__ import annotations
@@ -126,25 +124,12 @@ def _prepare(config: RunConfig) -> _Prepared:
     return _Prepared(data, n_classes, fit_labels, corrupted, in_train, model)
 
 
-def _fit(config: RunConfig, prepared: _Prepared, device, progress, track: bool):
-    return train_model(prepared.model, prepared.train_inputs, prepared.fit_labels[prepared.in_train], config.train,
-                       seed=config.seed, device=device, track_inputs=prepared.all_inputs if track else None,
-                       progress=progress)
-
-
 def compute_run(config: RunConfig, device=None, progress: bool | None = None, keep_weights: bool = False) -> tuple:
-    """Train and probe the network of ``config``; no caching (see :func:`run_model`).
-
-    Returns
-    -------
-    arrays : dict of ndarray
-    meta : dict
-    weights : dict of Tensor, only with ``keep_weights``
-        The trained network's ``state_dict``.
-    """
+    """Train and probe the network of ``config``, uncached: ``(arrays, meta[, state_dict])``."""
     prepared = _prepare(config)
     data, model, in_train, fit_labels = prepared.data, prepared.model, prepared.in_train, prepared.fit_labels
-    fit = _fit(config, prepared, device, progress, track=config.train.n_checkpoints > 0)
+    fit = train_model(model, prepared.train_inputs, fit_labels[in_train], config.train, seed=config.seed, device=device,
+                      track_inputs=prepared.all_inputs if config.train.n_checkpoints > 0 else None, progress=progress)
     held_out = np.concatenate([~in_train, np.ones(len(data.test_labels), dtype=bool)])
     start = time.perf_counter()
     probed = probe_model(model, prepared.train_inputs, fit_labels[in_train],
@@ -206,31 +191,20 @@ def run_model(config: RunConfig, *, device=None, progress: bool | None = None, u
     device : str or torch.device, optional
         Defaults to CUDA when available; not part of the cache key.
     progress : bool, optional
-        Progress bars for training and probing.
     use_cache : bool
         ``False`` recomputes and overwrites the cached artifact.
     keep_weights : bool
-        Also store the trained network's weights, for analyses that need the network itself
-        (:func:`load_model`). A cached run without them is recomputed once, so that its
-        arrays and weights come from the same network.
+        Also store the weights (:func:`load_model`); a cached run without them is recomputed once.
 
     Returns
     -------
     Artifact
-        Arrays over ``n = n_pool + n_test`` points, pool first, then test:
-
-        - ``labels`` (n,) int64 ground truth; ``fit_labels`` (n,) the labels the network was
-          trained on (they differ where ``corrupted`` (n,) is True); ``is_test`` (n,) bool;
-          ``in_train`` (n,) bool, the points the network trained on; ``dataset_index`` (n,);
-        - ``probe_predictions`` (n_probes, n) int16 and ``votes`` (n_probes, n, n_classes)
-          uint8: training points leave-one-out, the others against the training split;
-        - ``network_predictions`` (n,) int16, ``logits`` (n, n_classes) float32, ``depth``
-          (n,) int8 prediction depth, ``aum`` (n,) float32 area under the margin (NaN for
-          points the network did not train on);
-        - ``loss_history`` (epochs,), ``checkpoint_steps`` (T+1,) and ``checkpoint_predictions``
-          (T+1, n) int16 when ``train.n_checkpoints > 0``.
-
-        ``meta`` holds probe and class names, train and test accuracy, timings and provenance.
+        Over ``n = n_pool + n_test`` points, pool first: ``labels``, ``fit_labels`` (trained on),
+        ``corrupted``, ``is_test``, ``in_train``, ``dataset_index`` (n,); ``probe_predictions``
+        (n_probes, n) int16 and ``votes`` (n_probes, n, n_classes) (training points leave-one-out);
+        ``network_predictions`` (n,) int16, ``logits`` (n, n_classes), ``depth`` (n,) int8, ``aum``
+        (n,) (NaN off the training split); ``loss_history``, ``checkpoint_steps`` (T+1,) and
+        ``checkpoint_predictions`` (T+1, n). ``meta``: names, accuracies, timings, provenance.
     """
     if keep_weights and use_cache:
         cached = load_artifact(RUNS_KIND, config)
@@ -240,19 +214,9 @@ def run_model(config: RunConfig, *, device=None, progress: bool | None = None, u
 
 
 def load_model(config: RunConfig, *, device=None) -> torch.nn.Module:
-    """The trained network of a cached run, from its stored weights, in eval mode.
+    """The trained network of a run cached with ``keep_weights=True``, in eval mode on ``device`` (CPU).
 
-    Parameters
-    ----------
-    config : RunConfig
-        A run computed with ``run_model(config, keep_weights=True)``.
-    device : str or torch.device, optional
-        Where the model is put; defaults to the CPU.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the run is not cached, or was cached without its weights.
+    Raises :class:`FileNotFoundError` if the run or its weights are not cached.
     """
     artifact = load_artifact(RUNS_KIND, config)
     if artifact is None:

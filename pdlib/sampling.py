@@ -1,7 +1,4 @@
-"""Subsets, class selections, 90:10 splits and label noise: the paper's data protocols.
-
-Every function is deterministic given its seed, so a run's data are fixed by its config.
-"""
+"""Subsets, class selections, 90:10 splits and label noise: the paper's data protocols, deterministic given a seed."""
 
 from __future__ import annotations
 
@@ -18,19 +15,9 @@ __all__ = ["select_classes", "stratified_subset", "corrupt_labels", "train_val_s
 
 
 def select_classes(data: LabelledImages, classes: Sequence[int]) -> LabelledImages:
-    """Keep the examples of some classes and relabel them ``0 .. m-1`` in the order given.
+    """Keep the examples of ``classes`` (distinct indices) and relabel ``classes[j]`` as ``j``, in original order.
 
-    Parameters
-    ----------
-    data : LabelledImages
-        As returned by :func:`load_dataset`.
-    classes : sequence of int, length m
-        Distinct class indices of ``data``; ``classes[j]`` becomes label ``j``.
-
-    Returns
-    -------
-    LabelledImages
-        The kept examples in their original order, with ``class_names`` of the chosen classes.
+    Returns a :class:`LabelledImages` with the chosen classes' ``class_names``.
     """
     if not isinstance(data, LabelledImages):
         raise TypeError(f"data must be a LabelledImages, got {type(data).__name__}")
@@ -47,24 +34,10 @@ def select_classes(data: LabelledImages, classes: Sequence[int]) -> LabelledImag
 
 
 def stratified_subset(labels, n: int, seed: int) -> np.ndarray:
-    """Indices of ``n`` examples drawn without replacement, with class proportions preserved.
+    """Sorted int64 indices (n,) of ``n`` of ``labels`` (N,), drawn without replacement per class (seeded).
 
-    Each class gets ``n * count / len(labels)`` examples rounded down, and the examples left over go
-    to the classes with the largest remainders (ties to the smaller class index).
-
-    Parameters
-    ----------
-    labels : array-like or torch.Tensor, shape (N,), integer
-        Non-negative class indices.
-    n : int
-        Subset size, ``1 <= n <= N``.
-    seed : int
-        Seed of :func:`numpy.random.default_rng`; the same seed gives the same subset.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n,), int64
-        Sorted indices into ``labels``.
+    Each class gets ``n * count / N`` rounded down; the rest go to the largest remainders (ties to
+    the smaller class).
     """
     labels = as_labels(labels, "labels")
     n = check_positive_int(n, "n")
@@ -85,24 +58,21 @@ def corrupt_labels(labels, rate: float, n_classes: int, seed: int, *, pair: tupl
 
     Parameters
     ----------
-    labels : array-like or torch.Tensor, shape (n,), integer
+    labels : array-like or torch.Tensor of int, shape (n,)
         Class indices in ``[0, n_classes)``; not modified.
     rate : float
-        Fraction in ``[0, 1]``. Uniform noise changes exactly ``round(rate * n)`` labels, each to
-        one of the other ``n_classes - 1`` classes at random. With ``pair = (a, b)``,
-        ``round(rate * n_a)`` points of class ``a`` become ``b`` and ``round(rate * n_b)`` of
-        class ``b`` become ``a`` (class-dependent noise between two confusable classes).
+        In ``[0, 1]``. Uniform: exactly ``round(rate * n)`` labels change, each to one of the other
+        classes at random. ``pair = (a, b)``: ``round(rate * n_a)`` of class ``a`` become ``b`` and
+        ``round(rate * n_b)`` of ``b`` become ``a``.
     n_classes : int
-        Number of classes, at least 2.
+        At least 2.
     seed : int
-        Seed of :func:`numpy.random.default_rng`.
     pair : (int, int), optional
 
     Returns
     -------
-    new_labels : numpy.ndarray, shape (n,), int64
-    corrupted : numpy.ndarray, shape (n,), bool
-        True where the label was changed.
+    new_labels : ndarray of int64, shape (n,)
+    corrupted : ndarray of bool, shape (n,)
 
     Examples
     --------
@@ -131,22 +101,7 @@ def corrupt_labels(labels, rate: float, n_classes: int, seed: int, *, pair: tupl
 
 
 def train_val_split(n: int, seed: int, train_fraction: float = 0.9) -> np.ndarray:
-    """Random split of ``n`` examples into training and held-out parts (the paper's 90:10 protocol).
-
-    Parameters
-    ----------
-    n : int
-        Number of examples, at least 1.
-    seed : int
-        Seed of :func:`numpy.random.default_rng`.
-    train_fraction : float
-        Fraction in ``(0, 1)``; exactly ``round(train_fraction * n)`` examples go to training.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n,), bool
-        True for the examples in the training split.
-    """
+    """Seeded (n,) bool mask of the training split: exactly ``round(train_fraction * n)`` True."""
     n = check_positive_int(n, "n")
     train_fraction = check_fraction(train_fraction, "train_fraction", closed=False)
     in_train = np.zeros(n, dtype=bool)

@@ -1,18 +1,9 @@
 """How prediction depth moves with the choices the paper leaves open (the sensitivity appendix).
 
-A cached network is loaded from its stored weights (never retrained) and re-probed once; every
-variant is derived from the same embeddings and neighbour lists:
-
-- ``k``: the first ``k`` of each point's 100 nearest neighbours (the lists are sorted);
-- counting a training point among its own neighbours instead of leaving it out: the point itself
-  (distance 0) followed by its first ``k - 1`` leave-one-out neighbours;
-- probes fitted on the ensemble's consensus labels instead of the training labels: the same
-  neighbours, other labels;
-- reduced embeddings for wide convolutional maps (2 x 2 average pooling, or a Gaussian random
-  projection), which need their own neighbour search.
-
-Embeddings are captured probe group by probe group within the memory budget of
-:func:`pdlib.probes.captures`, so this runs at the paper's scale too.
+A cached network is loaded from its stored weights and re-probed once; the variants ``k`` (a
+prefix of the sorted neighbour lists), a training point counting itself, and consensus labels
+reuse the same neighbour lists; reduced embeddings (2 x 2 pooling, random projection) need their
+own search. Capture goes probe group by probe group (:func:`pdlib.probes.captures`).
 """
 
 from __future__ import annotations
@@ -40,8 +31,7 @@ def _network(config: RunConfig):
 
 
 def _neighbours(embedding: np.ndarray, in_train: np.ndarray, k: int) -> np.ndarray:
-    """Leave-one-out neighbours of the training points, plain neighbours of the others (n, k), as
-    indices into the training points."""
+    """Neighbours (n, k) among the training points: leave-one-out for those, plain for the others."""
     train, held_out = np.flatnonzero(in_train), np.flatnonzero(~in_train)
     neighbours = np.empty((len(in_train), k), dtype=np.int64)
     neighbours[train] = knn_neighbours(embedding[train], None, k=k)
@@ -57,21 +47,9 @@ def _depth(predictions: list, network: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def neighbour_variants(config: RunConfig, consensus, *, ks=(1, 5, 10, 30, 100)) -> dict:
     """PD of every point of one network under each variant that reuses the neighbour lists.
 
-    Parameters
-    ----------
-    config : RunConfig
-        A cached run with stored weights (e.g. one of the first models of an ensemble).
-    consensus : array-like of int, shape (n_pool,)
-        Consensus class of each pool point (-1 where unknown: the label is kept).
-    ks : sequence of int
-        Neighbour counts to compare; must include ``config.k``.
-
-    Returns
-    -------
-    dict
-        ``variants``: name to (probe predictions (n_probes, n), PD (n,)), the default first;
-        ``in_train`` (n,) bool; ``cached_depth`` (n,), the run's stored PD, which the default
-        variant must reproduce.
+    ``config``: a cached run with stored weights; ``consensus`` (n_pool,) (-1: keep the label);
+    ``ks`` must include ``config.k``. Returns ``variants`` {name: (probe predictions (n_probes, n),
+    PD (n,))}, the default first, ``in_train`` and ``cached_depth`` (the run's stored PD).
     """
     if config.k not in ks:
         raise ValueError(f"ks must include the run's k = {config.k}, got {ks}")
@@ -104,15 +82,9 @@ def reduced_embedding_variants(config: RunConfig, *, min_features: int = 1024, p
                                seed: int = 0) -> dict:
     """Exact probes against probes on reduced embeddings, for convolutional maps wider than ``min_features``.
 
-    Reductions (other probes stay exact): ``average pooling 2x2`` (4x fewer features) and
-    ``random projection to {projection_dim}`` (a fixed Gaussian projection, seeded, preserving
-    distances up to a factor 1 ± O(1/sqrt(projection_dim))).
-
-    Returns
-    -------
-    dict
-        ``probe_names``; ``reduced`` (the probes that were reduced); ``variants``: name to (probe
-        predictions (n_probes, n), PD (n,)), exact first; ``features``: name to features per probe.
+    Reductions: ``average pooling 2x2`` and ``random projection to {projection_dim}`` (seeded Gaussian).
+    Returns ``probe_names``, ``reduced`` (the reduced probes), ``variants`` (as in
+    :func:`neighbour_variants`, exact first) and ``features`` per probe.
     """
     run, model, inputs = _network(config)
     in_train, n_classes = run["in_train"], run["logits"].shape[1]
@@ -148,7 +120,7 @@ def reduced_embedding_variants(config: RunConfig, *, min_features: int = 1024, p
 
 
 def _map_shapes(model, sample: torch.Tensor) -> dict:
-    """Shape of each probed module's output for one input, e.g. (C, H, W) for a convolutional map."""
+    """Shape of each probed module's output for one input, e.g. (C, H, W)."""
     shapes, modules = {}, dict(model.named_modules())
     handles = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:])))
                for name in model.probe_points if name in modules]
@@ -162,19 +134,9 @@ def _map_shapes(model, sample: torch.Tensor) -> dict:
 
 
 def variants_table(reprobed: list, stats: dict):
-    """Each variant of :func:`neighbour_variants` against the default, over every (network, point) pair.
-
-    Parameters
-    ----------
-    reprobed : list of dict
-        :func:`neighbour_variants` of several networks of one ensemble.
-    stats : dict
-        :func:`pdlib.ensembles.ensemble_statistics` of that ensemble (for the consistency score).
-
-    Returns
-    -------
-    pandas.DataFrame indexed by variant: mean PD of training / held-out points, and Spearman rank
-    correlations with the default variant and with the consistency score.
+    """Each variant of :func:`neighbour_variants` (``reprobed``, several networks of the ensemble of
+    ``stats``) against the default over every (network, point) pair: mean PD, and Spearman
+    correlations with the default and with the consistency score. A DataFrame indexed by variant.
     """
     import pandas as pd
 
@@ -196,10 +158,7 @@ def variants_table(reprobed: list, stats: dict):
 
 
 def reduced_tables(reduced: dict):
-    """Per reduced probe, label agreement with the exact probe; per variant, PD agreement with exact PD.
-
-    Returns ``(per_probe, summary)`` DataFrames from :func:`reduced_embedding_variants`'s output.
-    """
+    """Per reduced probe, label agreement with exact; per variant, PD agreement: ``(per_probe, summary)``."""
     import pandas as pd
 
     from pdlib.metrics import rank_correlation

@@ -1,11 +1,8 @@
 """Training by SGD with momentum, as in the paper, with prediction checkpoints and margins.
 
-One function trains every network of the book. Besides the usual loss history it records:
-
-- each tracked input's prediction at ``n_checkpoints`` evenly spaced steps (iteration learned);
-- each training point's margin, assigned logit minus the largest other logit, from the
-  forward pass of its mini-batch in every epoch: the area under the margin (AUM) of
-  Pleiss et al. (2020) is its mean over epochs.
+Besides the loss history it records each tracked input's prediction at ``n_checkpoints`` evenly
+spaced steps (iteration learned) and each training point's margin from its mini-batch's forward
+pass every epoch, whose mean is the area under the margin (AUM, Pleiss et al. 2020).
 """
 
 from __future__ import annotations
@@ -33,11 +30,7 @@ SCHEDULES = ("warmup_linear", "constant")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How one network is trained (SGD with Nesterov momentum).
-
-    ``batch_size`` at least the training-set size gives full-batch gradient descent;
-    ``epochs=0`` leaves the network at its initialisation.
-    """
+    """How one network is trained (SGD with Nesterov momentum); ``batch_size >= n`` is full-batch GD."""
 
     epochs: int = 30  # passes over the training split (0 = untrained)
     batch_size: int = 128  # images per SGD step
@@ -76,23 +69,10 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What a training run reports.
-
-    Attributes
-    ----------
-    train_accuracy : float
-        Accuracy on the training split against the labels it was trained on, in eval mode.
-    loss_history : ndarray of float32, shape (epochs,)
-        Mean training loss of each epoch (fewer entries if ``stop_at_zero_loss`` stopped early).
-    checkpoint_steps : ndarray of int64, shape (T + 1,)
-        SGD steps at which predictions were recorded; 0 is initialisation.
-    checkpoint_predictions : ndarray of int16, shape (T + 1, n_tracked)
-        Predicted class of each tracked input at each checkpoint.
-    aum : ndarray of float32, shape (n,)
-        Area under the margin of each training point: its mean margin over the epochs, in
-        logits (NaN without an epoch).
-    seconds : float
-        Wall time of the training loop.
+    """What a training run reports: ``train_accuracy`` (eval mode, against the fitted labels),
+    ``loss_history`` (epochs,) float32, ``checkpoint_steps`` (T + 1,) (0 = initialisation),
+    ``checkpoint_predictions`` (T + 1, n_tracked) int16, ``aum`` (n,) float32 (logits; NaN without an
+    epoch) and ``seconds`` of the training loop.
     """
 
     train_accuracy: float
@@ -136,11 +116,7 @@ def _optimiser(model: nn.Module, config: TrainConfig, total_steps: int):
 def train_model(model: nn.Module, inputs: torch.Tensor, labels, config: TrainConfig, *, seed: int,
                 device: str | torch.device | None = None, track_inputs: torch.Tensor | None = None,
                 progress: bool | None = None) -> TrainResult:
-    """Train ``model`` in place on ``(inputs, labels)`` with SGD + momentum.
-
-    The loss is ``config.loss``: cross-entropy, or the 0-Hinge loss of Section 3.3
-    (:func:`pdlib.margins.zero_hinge_loss`), which stops pushing a point once it is classified
-    correctly.
+    """Train ``model`` in place on ``(inputs, labels)`` with SGD + momentum on ``config.loss``.
 
     Parameters
     ----------
@@ -152,12 +128,10 @@ def train_model(model: nn.Module, inputs: torch.Tensor, labels, config: TrainCon
     seed : int
         Seeds the order of the mini-batches.
     device : str or torch.device, optional
-        Where to train; the model is moved there. Defaults to CUDA when available.
+        The model is moved there; defaults to CUDA when available.
     track_inputs : Tensor, shape (m, ...), optional
-        Inputs whose predictions are recorded at initialisation and at ``config.n_checkpoints``
-        evenly spaced steps (the last at the end of training), for the iteration learned.
+        Inputs whose predictions are recorded at initialisation and ``config.n_checkpoints`` steps.
     progress : bool, optional
-        Progress bar over epochs.
 
     Returns
     -------
