@@ -28,7 +28,13 @@ sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
 
 def _finish(fig, footer: str, name: str):
     """Add the provenance footer below everything and save when ``PDLIB_FIGURES`` is set."""
-    fig.text(0.5, -0.01, footer, ha="center", va="top", fontsize=8, color="0.3", wrap=True)
+    # Axis labels can hang below the figure's edge; lay out first and start under the lowest one.
+    renderer = fig.canvas.get_renderer()
+    fig.draw_without_rendering()
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes]
+    boxes += [artist.get_window_extent(renderer) for artist in fig.legends + fig.texts if artist.get_visible()]
+    bottom = min([box.transformed(fig.transFigure.inverted()).y0 for box in boxes if box is not None] or [0.0])
+    fig.text(0.5, bottom - 0.01, footer, ha="center", va="top", fontsize=8, color="0.3", wrap=True)
     folder = os.environ.get("PDLIB_FIGURES")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
@@ -271,6 +277,9 @@ def fig7_difficulty_plane(depth_val, depth_train, consensus_matches, *, max_dept
 def fig7_corner_gallery(images, groups: dict, labels, consensus, class_names, *, footer: str, n_images: int = 6):
     """Per corner group (row), its nearest points, captioned with label and consensus class."""
     fig, axes = plt.subplots(len(groups), n_images, figsize=(WIDTH * 0.85, 1.5 * len(groups) + 0.3), squeeze=False)
+    shown = [point for index in groups.values() for point in index[:n_images]]
+    # A gallery of one class titles each image with its consensus only: two class names overflow.
+    one_label = len({int(labels[point]) for point in shown}) == 1
     for row, (name, index) in enumerate(groups.items()):
         for col, ax in enumerate(axes[row]):
             _blank(ax)
@@ -278,12 +287,14 @@ def fig7_corner_gallery(images, groups: dict, labels, consensus, class_names, *,
                 point = index[col]
                 _image(ax, images[point])
                 agreed = class_names[consensus[point]] if consensus[point] >= 0 else "none"
-                ax.set_title(f"label {class_names[labels[point]]}\nconsensus {agreed}", fontsize=6,
+                ax.set_title(agreed if one_label else f"{class_names[labels[point]]}\n→ {agreed}", fontsize=6.5,
                              color="crimson" if consensus[point] != labels[point] else "black")
         axes[row, 0].set_ylabel(name.replace(" the label", "\nthe label").replace(" a different", "\na different"),
                                 fontsize=7, rotation=0, ha="right", va="center")
-    fig.subplots_adjust(hspace=0.8, wspace=0.1, left=0.25)
-    return _finish(fig, footer + " · red: consensus differs from the label", "fig7_corner_gallery")
+    fig.subplots_adjust(hspace=0.5 if one_label else 0.8, wspace=0.1, left=0.25)
+    key = (f"titles: consensus class (every image is labelled {class_names[labels[shown[0]]]})" if one_label and shown
+           else "titles: label → consensus class")
+    return _finish(fig, f"{footer} · {key}; red: consensus differs from the label", "fig7_corner_gallery")
 
 
 def fig8_group_curves(curves: dict, probe_labels, *, footer: str):

@@ -99,7 +99,11 @@ METHODS = ("pdlib suspicion score", "PD plane: 'looks like a different class' co
 
 def method_scores(table) -> dict:
     """Each method's score for every example of :func:`example_scores` (NaN-free; higher = more suspicious)."""
-    from cleanlab.rank import get_label_quality_scores
+    import warnings
+
+    with warnings.catch_warnings():  # cleanlab imports tqdm.auto, which warns in a kernel without ipywidgets
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        from cleanlab.rank import get_label_quality_scores
 
     labels, consensus = table.attrs["labels"], table.attrs["consensus"]
     probabilities = np.nan_to_num(table.attrs["probabilities"], nan=1.0 / table.attrs["probabilities"].shape[1])

@@ -23,7 +23,8 @@ a 1280 px window. The rendered page must not show the reader (issue 15):
    the one the page ran with;
 5. a visible code line over 88 characters (checked in the executed notebooks, and by
    measuring every code block in the browser);
-6. a table cell printing an integer as a float (``40.000``).
+6. a table cell printing an integer as a float (``40.000``);
+7. output a cell wrote to stderr (a library's warning, a progress bar).
 
 Each check is a function of the page's HTML (or of a notebook), unit-tested below on small
 hand-written pages, so that it is known to fail on a bad page and pass on a good one.
@@ -138,6 +139,7 @@ _RAW_MYST = re.compile(r"""
   | \{cite:                      # a citation cut short
   | ```                          # a backtick fence
   | :::                          # a colon fence
+  | `[^`\s][^`]*`               # inline code left as text (e.g. glued into a sentence)
 """, re.VERBOSE)
 
 
@@ -233,7 +235,13 @@ def page_problems(html: str, profile: str | None, stem: str | None = None) -> li
     problems = check_nbval_markers(html) + check_asserts(html) + check_raw_myst(html)
     if profile is not None:
         problems += check_parameters(html, profile, stem)
-    return problems + check_integer_floats(html)
+    return problems + check_integer_floats(html) + check_stderr(html)
+
+
+def check_stderr(html: str) -> list[str]:
+    """Output a cell wrote to stderr (a library's warning, a progress bar): noise for the reader."""
+    return [f"stderr output shown: {_squash(block.get_text())[:160]!r}"
+            for block in _soup(html).select(".output.stderr")]
 
 
 _HIDDEN_TAGS = {"remove-cell", "remove_cell", "remove-input", "remove_input"}
@@ -312,11 +320,14 @@ def test_checks_pass_a_good_page():
     ("<p>PD {cite:t orders images.</p>", "{cite:"),
     ("<p>```{figure} fig.png</p>", "```"),
     ("<p>:::{note}</p><p>A note.</p><p>:::</p>", ":::"),
+    ("<p>not on disk (`python -m pdlib download`)</p>", "`python -m pdlib download`"),
     ('<div class="cell"><div class="cell_output"><pre>{glue:text}`x`</pre></div></div>', "{glue:text}"),
     ('<table><tr><th>networks</th><td>40.000</td></tr></table>', "'40.000'"),
     ('<table><tr><th>pool</th><td> 4000.000 </td></tr></table>', "'4000.000'"),
     ('<table><tr><th>pool</th><td>4,000.0</td></tr></table>', "'4,000.0'"),
     ('<table><tr><td>12.00</td></tr></table>', "'12.00'"),
+    ('<div class="cell_output"><div class="output stderr highlight-myst-ansi"><pre>TqdmWarning: IProgress not '
+     'found</pre></div></div>', "stderr output shown: 'TqdmWarning"),
     ('<table><thead><tr><th></th><th></th><th>mean PD</th><th>networks</th></tr></thead><tbody><tr>'
      '<th rowspan="2">mlp</th><th>0</th><td>8.000</td><td>3</td></tr><tr><th>1</th><td>7.000</td>'
      '<td>40.000</td></tr></tbody></table>', "'40.000' prints an integer as a float (row '1')"),
