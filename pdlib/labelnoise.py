@@ -151,14 +151,21 @@ def average_precision(score, truth) -> float:
 
 
 def precision_at_k(score, truth, k: int | None = None) -> float:
-    """Fraction of the ``k`` highest scores that are true (ties by index); ``k`` defaults to the number true.
+    """Fraction of the ``k`` highest scores that are true; ``k`` defaults to the number true.
+
+    Scores tied at the k-th place count by their mean truth (the expectation over random tie
+    breaks), so that a coarse score, and its bootstrap resamples, are not ranked by position.
 
     >>> precision_at_k([0.1, 0.4, 0.35, 0.8], [False, False, True, True])
     0.5
+    >>> precision_at_k([1, 1, 1, 0], [True, False, False, True], k=2)  # two of three tied places
+    0.3333333333333333
     """
     score, truth = np.asarray(score, dtype=np.float64), np.asarray(truth, dtype=bool)
     k = max(1, int(truth.sum())) if k is None else k
-    return float(truth[np.lexsort((np.arange(len(score)), -score))[:k]].mean())
+    kth = np.partition(score, len(score) - k)[len(score) - k]
+    above, tied = score > kth, score == kth
+    return float((truth[above].sum() + (k - above.sum()) * truth[tied].mean()) / k)
 
 
 def detection_table(scores: dict, corrupted, *, n_boot: int = 200, seed: int = 0):

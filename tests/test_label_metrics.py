@@ -16,8 +16,8 @@ def test_auroc_and_average_precision_match_sklearn(seed):
     assert average_precision(score, truth) == pytest.approx(average_precision_score(truth, score), abs=1e-12)
 
 
-def test_precision_at_k_breaks_ties_by_index():
-    assert precision_at_k([1.0, 1.0, 1.0, 0.0], [False, True, True, False], k=2) == 0.5
+def test_precision_at_k_counts_tied_places_by_their_mean_truth():
+    assert precision_at_k([1.0, 1.0, 1.0, 0.0], [False, True, True, False], k=2) == pytest.approx(2 / 3)
     assert precision_at_k([3.0, 2.0, 1.0], [True, True, False]) == 1.0
 
 

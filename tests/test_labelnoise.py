@@ -89,8 +89,15 @@ def test_auroc_and_average_precision_match_scikit_learn(seed):
 
 
 def loop_precision_at_k(score, truth, k):
-    order = sorted(range(len(score)), key=lambda i: (-score[i], i))  # highest first, ties by index
-    return sum(truth[i] for i in order[:k]) / k
+    """Walk the distinct scores from the highest; the group tied at the k-th place counts pro rata."""
+    hits, left = 0.0, k
+    for value in sorted(set(score), reverse=True):
+        group = [truth[i] for i in range(len(score)) if score[i] == value]
+        taken = min(left, len(group))
+        hits, left = hits + taken * sum(group) / len(group), left - taken
+        if left == 0:
+            break
+    return hits / k
 
 
 def test_precision_at_k_matches_a_loop(rng):
@@ -98,6 +105,14 @@ def test_precision_at_k_matches_a_loop(rng):
     for k in (1, 7, int(truth.sum()), 100):
         assert labelnoise.precision_at_k(score, truth, k) == pytest.approx(loop_precision_at_k(score, truth, k))
     assert labelnoise.precision_at_k(score, truth) == pytest.approx(loop_precision_at_k(score, truth, truth.sum()))
+
+
+def test_precision_at_k_is_the_mean_over_random_tie_breaks(rng):
+    score, truth, k = rng.integers(0, 3, 30).astype(float), rng.random(30) < 0.4, 10
+    draws = [truth[np.lexsort((rng.permutation(30), -score))[:k]].mean() for _ in range(4000)]
+    assert labelnoise.precision_at_k(score, truth, k) == pytest.approx(np.mean(draws), abs=0.01)
+    order = rng.permutation(30)  # and it does not depend on the order of the points
+    assert labelnoise.precision_at_k(score[order], truth[order], k) == labelnoise.precision_at_k(score, truth, k)
 
 
 def test_measures_without_both_classes_are_nan():
@@ -108,9 +123,9 @@ def test_measures_without_both_classes_are_nan():
     assert labelnoise.precision_at_k([0.3, 0.1], [False, False]) == 0.0  # k = 1 when nothing is true
 
 
-def test_precision_at_k_breaks_ties_by_index():
+def test_precision_at_k_of_a_constant_score_is_the_noise_rate():
     truth = np.array([False, True, True, False])
-    # all four tied: the first k = 2 by index are 0 and 1, one of them flipped
+    # all four tied at the k = 2 places: half of them flipped
     table = labelnoise.detection_table({"flat": np.zeros(4)}, truth, n_boot=5)
     assert table.loc["flat", "precision at k"] == 0.5 and table.loc["flat", "AUROC"] == 0.5
 
