@@ -1,8 +1,8 @@
-"""The paper-dryrun book builds without a warning, renders offline in a headless browser, and
+"""The smoke and paper-dryrun books build without a warning, renders offline in a headless browser, and
 shows the reader only rendered content.
 
-The book is built once per session, with ``python book/build.py --profile paper-dryrun`` (and
-``smoke`` too when ``PDLIB_TEST_BOOKS=smoke,paper-dryrun``), into a
+Two books are built once per session, with ``python book/build.py --profile smoke`` and
+``--profile paper-dryrun`` (``PDLIB_TEST_BOOKS`` chooses), each into a
 temporary copy of the book's sources (so a ``laptop`` build in ``book/chapters`` and
 ``_build`` is left alone). Set ``PDLIB_BOOK_ROOT`` to a book root whose ``_build/html`` is
 already built to check that instead (``PDLIB_BOOK_ROOT=. pytest tests/test_book.py`` checks
@@ -398,11 +398,11 @@ def _build_report(log: str) -> str:
     return "\n".join(failed + warnings[:60] + [summary[-4000:]])
 
 
-#: The book make test builds: the paper profile's plan at toy scale on stand-in files
-#: (paper-dryrun: every dataset, architecture, chapter and code path a GPU run takes). The smoke
-#: chapters are executed by nbval already; ``PDLIB_TEST_BOOKS=smoke,paper-dryrun`` builds and checks
-#: the smoke book too (about 5 more minutes on 2 cores).
-BOOK_PROFILES = tuple(os.environ.get("PDLIB_TEST_BOOKS", "paper-dryrun").split(","))
+#: The books make test builds: smoke (the chapters nbval has just executed, built from the same
+#: run cache, so mostly re-reading cached runs) and paper-dryrun (the paper profile's plan at toy
+#: scale on stand-in files: every dataset, architecture, chapter and code path a GPU run takes).
+#: ``PDLIB_TEST_BOOKS=paper-dryrun`` builds one.
+BOOK_PROFILES = tuple(os.environ.get("PDLIB_TEST_BOOKS", "smoke,paper-dryrun").split(","))
 
 
 @pytest.fixture(scope="module", params=BOOK_PROFILES)
