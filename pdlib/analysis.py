@@ -162,7 +162,7 @@ def accuracy_gain(stats: dict, *, seed: int = 0) -> dict:
         return c[lo].mean() - c[hi].mean() if lo.any() and hi.any() else np.nan
 
     interval = bootstrap_interval(gain, depth, correct, n_boot=300, seed=seed, groups=point)
-    return {"accuracy": accuracy, "count": count, "acc_low": float(correct[low].mean()),
+    return {"accuracy": accuracy, "count": count, "acc_low": float(correct[low].mean()) if low.any() else np.nan,
             "acc_high": float(correct[high].mean()) if high.any() else np.nan, "share_low": float(low.mean()),
             "gain": float(gain(depth, correct)), "gain_low": interval[0], "gain_high": interval[1]}
 

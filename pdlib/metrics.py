@@ -371,5 +371,7 @@ def bootstrap_interval(statistic, *arrays, n_boot: int = 1000, confidence: float
         draws = (np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
                  for _ in range(n_boot))
     values = np.array([statistic(*(a[rows] for a in arrays)) for rows in draws], dtype=np.float64)
+    if np.isnan(values).all():  # the statistic is undefined on every resample (e.g. a constant PD)
+        return (float("nan"), float("nan"))
     alpha = (1 - confidence) / 2
     return (float(np.nanquantile(values, alpha)), float(np.nanquantile(values, 1 - alpha)))

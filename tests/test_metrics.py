@@ -886,3 +886,12 @@ P, H, L = np.zeros((2, 3), int), np.ones((2, 3), bool), [0, 1, 0]
 def test_bad_inputs(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_bootstrap_interval_of_an_undefined_statistic_is_nan_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        low, high = bootstrap_interval(lambda x: float("nan"), np.arange(5.0), n_boot=20)
+    assert np.isnan(low) and np.isnan(high)
