@@ -276,10 +276,14 @@ def fig7_difficulty_plane(depth_val, depth_train, consensus_matches, *, max_dept
 
 def fig7_corner_gallery(images, groups: dict, labels, consensus, class_names, *, footer: str, n_images: int = 6):
     """Per corner group (row), its nearest points, captioned with label and consensus class."""
-    fig, axes = plt.subplots(len(groups), n_images, figsize=(WIDTH * 0.85, 1.5 * len(groups) + 0.3), squeeze=False)
     shown = [point for index in groups.values() for point in index[:n_images]]
     # A gallery of one class titles each image with its consensus only: two class names overflow.
     one_label = len({int(labels[point]) for point in shown}) == 1
+    # Rows as tall as an image plus its title (inches), so that the images fill the width.
+    width, left, right = WIDTH * 0.85, 0.25, 0.98
+    cell, title = width * (right - left) / n_images * 0.9, 0.2 if one_label else 0.36
+    height = len(groups) * (cell + title) + 0.1
+    fig, axes = plt.subplots(len(groups), n_images, figsize=(width, height), squeeze=False)
     for row, (name, index) in enumerate(groups.items()):
         for col, ax in enumerate(axes[row]):
             _blank(ax)
@@ -291,7 +295,8 @@ def fig7_corner_gallery(images, groups: dict, labels, consensus, class_names, *,
                              color="crimson" if consensus[point] != labels[point] else "black")
         axes[row, 0].set_ylabel(name.replace(" the label", "\nthe label").replace(" a different", "\na different"),
                                 fontsize=7, rotation=0, ha="right", va="center")
-    fig.subplots_adjust(hspace=0.5 if one_label else 0.8, wspace=0.1, left=0.25)
+    fig.subplots_adjust(left=left, right=right, top=1 - title / height, bottom=0.05 / height, hspace=title / cell,
+                        wspace=0.1)
     key = (f"titles: consensus class (every image is labelled {class_names[labels[shown[0]]]})" if one_label and shown
            else "titles: label → consensus class")
     return _finish(fig, f"{footer} · {key}; red: consensus differs from the label", "fig7_corner_gallery")
