@@ -253,7 +253,18 @@ WIDE_CODE = r"""
                  inCell: !!pre.closest('div.cell_input')});
     }
   }
-  return {viewport: window.innerWidth, wide: wide};
+  // A table wider than its output column hides its last columns behind a scroll bar.
+  const tables = [];
+  for (const table of document.querySelectorAll('.cell_output table')) {
+    const column = table.closest('.cell_output');
+    if (!table.getClientRects().length) continue;
+    const width = table.getBoundingClientRect().width;
+    if (width > column.clientWidth + 1) {
+      const head = Array.from(table.querySelectorAll('th')).map(th => th.textContent.trim()).filter(Boolean);
+      tables.push({width: Math.round(width), clientWidth: column.clientWidth, header: head.slice(0, 4).join(' | ')});
+    }
+  }
+  return {viewport: window.innerWidth, wide: wide, tables: tables};
 })()
 """
 

@@ -589,6 +589,19 @@ def test_code_width_probe_finds_a_wide_line(browser):
     report = _browser.wide_code(browser)
     assert report["viewport"] == _browser.WINDOW[0]
     assert [w["line"] for w in report["wide"]] == [long], report  # the hidden one, not the output
+    assert report["tables"] == [], report
+
+
+@pytest.mark.slow
+def test_table_width_probe_finds_a_wide_table(browser):
+    """A table wider than its output column is found; a narrow one is not."""
+    row = "".join(f"<th>column {i}</th>" for i in range(40))
+    page = ("<html><body><main style='width: 600px'><div class='cell'><div class='cell_output' style='overflow: auto'>"
+            f"<table><tr>{row}</tr></table></div><div class='cell_output'><table><tr><th>narrow</th></tr></table>"
+            "</div></div></main></body></html>")
+    _browser.visit(browser, "data:text/html;base64," + base64.b64encode(page.encode()).decode())
+    tables = _browser.wide_code(browser)["tables"]
+    assert len(tables) == 1 and tables[0]["header"].startswith("column 0"), tables
 
 
 @pytest.mark.book
@@ -623,6 +636,8 @@ def test_pages_render_offline_in_chromium(browser, server, toc_pages, page_profi
         width = _browser.wide_code(browser)
         found += [f"code wider than its column at {width['viewport']} px ({w['scrollWidth']} > {w['clientWidth']} px): "
                   f"{w['line'].strip()[:160]!r}" for w in width["wide"]]
+        found += [f"table wider than its column at {width['viewport']} px ({t['width']} > {t['clientWidth']} px): "
+                  f"{t['header']!r}" for t in width["tables"]]
         found += [f"request left 127.0.0.1: {url}" for url in remote]
         found += [f"local request failed: {failure}" for failure in failed]
         found += [f"JavaScript error: {error}" for error in _browser.console_errors(events)]
