@@ -13,4 +13,6 @@ def glue(name: str, value, display: bool = False) -> None:
 
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, float) and abs(value) < 1e-12:  # round-off (-4.9e-17) would print as -0.00
+        value = 0.0
     myst_glue(name, value, display=display)

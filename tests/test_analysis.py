@@ -353,3 +353,17 @@ def test_hinge_summary_with_known_margins_and_depths():
 
     assert judge_zero_hinge(out["margin_ratio"], out["pd_gap"], out["gain_excess"])[0] in (
         "reproduced", "partly reproduced", "inconclusive")
+
+
+def test_glue_passes_python_numbers_and_round_off_as_zero(monkeypatch):
+    import myst_nb
+
+    from pdlib.notebook import glue
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: glued.update({name: value}))
+    glue("tiny", np.float64(-4.9e-17))
+    glue("small", -0.004)
+    glue("text", "a")
+    assert glued == {"tiny": 0.0, "small": -0.004, "text": "a"}
+    assert type(glued["tiny"]) is float and str(glued["tiny"]) == "0.0"
