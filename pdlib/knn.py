@@ -91,9 +91,11 @@ def knn_neighbours(reference, queries=None, *, k: int = 30, device: str | torch.
     rows = max(1, min(n_query, (block_bytes or DEFAULT_BLOCK_BYTES) // (ref_t.element_size() * n_ref)))
     index = torch.arange(n_ref, device=device)[None, :]
     out = torch.empty((n_query, k), dtype=torch.int64, device=device)
+    # One buffer for every chunk: a fresh block per chunk doubles the CPU time (page faults).
+    buffer = torch.empty((rows, n_ref), dtype=ref_t.dtype, device=device)
     for start in range(0, n_query, rows):
         chunk = query_t[start:start + rows]
-        scores = torch.addmm(ref_norm[None, :], chunk, ref_t.T, alpha=-2)
+        scores = torch.addmm(ref_norm[None, :], chunk, ref_t.T, alpha=-2, out=buffer[:chunk.shape[0]])
         if leave_one_out:
             own = torch.arange(start, start + chunk.shape[0], device=device)
             scores[own - start, own] = float("inf")
