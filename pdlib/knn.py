@@ -21,6 +21,8 @@ __all__ = ["knn_predict", "knn_neighbours", "vote", "KNNProbe"]
 
 #: Bytes of one chunk's block of scores; peak extra memory is about twice this.
 DEFAULT_BLOCK_BYTES = 256 * 2**20
+#: Bytes of the rows re-selected at once where the k-th and (k+1)-th scores tie.
+TIE_BYTES = 8 * 2**20
 
 
 def _centre(reference: torch.Tensor) -> torch.Tensor:
@@ -28,25 +30,29 @@ def _centre(reference: torch.Tensor) -> torch.Tensor:
     return (reference.mean(dim=0, dtype=torch.float64) * 256).round().div(256).to(reference.dtype)
 
 
-def _smallest(scores: torch.Tensor, k: int, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k smallest scores per row by (score, column) and their ``index``, in column order."""
-    if scores.shape[1] > k:
-        values, column = torch.topk(scores, k + 1, dim=1, largest=False, sorted=True)
-        # topk picks arbitrarily among scores equal to the k-th; where the (k+1)-th ties it, re-select by column.
-        ties = values[:, k] == values[:, k - 1]
-        values, column = values[:, :k], column[:, :k]
-        if ties.any():
-            rows, bound = scores[ties], values[ties, k - 1:]
-            below, equal = rows < bound, rows == bound
-            need = k - below.sum(dim=1, keepdim=True)
-            chosen = below | (equal & (equal.cumsum(dim=1) <= need))
-            column[ties] = chosen.nonzero()[:, 1].view(-1, k)  # nonzero is row-major: column order
-            values[ties] = rows.gather(1, column[ties])
-        column, order = column.sort(dim=1)
-        values = values.gather(1, order)
-    else:
-        values, column = scores, torch.arange(scores.shape[1], device=scores.device).expand_as(scores)
-    return values, index.expand(scores.shape[0], -1).gather(1, column)
+def _smallest(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k smallest scores per row by (score, column) and their columns, in column order."""
+    if scores.shape[1] <= k:
+        return scores, torch.arange(scores.shape[1], device=scores.device).expand_as(scores)
+    values, column = torch.topk(scores, k + 1, dim=1, largest=False, sorted=True)
+    # topk picks arbitrarily among scores equal to the k-th; where the (k+1)-th ties it, re-select by column.
+    ties = values[:, k] == values[:, k - 1]
+    values, column = values[:, :k], column[:, :k]
+    n = scores.shape[1]
+    columns = torch.arange(n, dtype=torch.int32, device=scores.device)
+    past_end = torch.tensor(n, dtype=torch.int32, device=scores.device)
+    slot = torch.arange(k, device=scores.device)[None, :]
+    # Saturated softmax probes tie on most rows. Fewer than k scores lie below the k-th, so topk
+    # already holds them all and only the columns equal to it are re-selected, smallest column
+    # first. Tied rows go in small groups: block-sized temporaries would be mapped page by page.
+    for tied in ties.nonzero()[:, 0].split(max(1, TIE_BYTES // (4 * n))):
+        rows, bound = scores[tied], values[tied, k - 1:]
+        equal = torch.topk(torch.where(rows == bound, columns, past_end), k, dim=1, largest=False).values.long()
+        below = (values[tied] < bound).sum(dim=1, keepdim=True)
+        column[tied] = torch.where(slot < below, column[tied], equal.gather(1, (slot - below).clamp(min=0)))
+        values[tied] = torch.where(slot < below, values[tied], bound)
+    column, order = column.sort(dim=1)
+    return values.gather(1, order), column
 
 
 def knn_neighbours(reference, queries=None, *, k: int = 30, device: str | torch.device | None = None,
@@ -89,7 +95,6 @@ def knn_neighbours(reference, queries=None, *, k: int = 30, device: str | torch.
     ref_norm = ref_t.square().sum(dim=1)
     n_ref, n_query = ref_t.shape[0], query_t.shape[0]
     rows = max(1, min(n_query, (block_bytes or DEFAULT_BLOCK_BYTES) // (ref_t.element_size() * n_ref)))
-    index = torch.arange(n_ref, device=device)[None, :]
     out = torch.empty((n_query, k), dtype=torch.int64, device=device)
     # One buffer for every chunk: a fresh block per chunk doubles the CPU time (page faults).
     buffer = torch.empty((rows, n_ref), dtype=ref_t.dtype, device=device)
@@ -99,7 +104,7 @@ def knn_neighbours(reference, queries=None, *, k: int = 30, device: str | torch.
         if leave_one_out:
             own = torch.arange(start, start + chunk.shape[0], device=device)
             scores[own - start, own] = float("inf")
-        values, neighbours = _smallest(scores, k, index)
+        values, neighbours = _smallest(scores, k)
         out[start:start + chunk.shape[0]] = neighbours.gather(1, values.argsort(dim=1, stable=True))
     return out.cpu().numpy()
 
