@@ -14,7 +14,7 @@ venv: $(VENV)/.stamp-install
 $(VENV)/.stamp-install: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,book,bench,ray,audit]'
+	$(PY) -m pip install --quiet -e '.[test,book,ray,audit]'
 	touch $@
 
 ## data: Debian's Fashion-MNIST where apt is available and we are root (else pdlib downloads it)

@@ -72,7 +72,7 @@ def matmul_gflops(n: int = 4096, repeats: int = 3) -> float:
 
 
 def limit_threads(n: int | None) -> None:
-    """Use ``n`` threads in torch, OpenMP (scikit-learn, FAISS) and BLAS; None leaves the libraries' defaults.
+    """Use ``n`` threads in torch, OpenMP (scikit-learn) and BLAS; None leaves the libraries' defaults.
 
     On a shared machine fewer threads than cores can be faster: an OpenMP parallel region waits
     for its slowest thread, and a thread that is not scheduled stalls every small operation.
@@ -84,12 +84,6 @@ def limit_threads(n: int | None) -> None:
 
     torch.set_num_threads(n)
     threadpool_limits(n)
-    try:
-        import faiss
-
-        faiss.omp_set_num_threads(n)
-    except ImportError:
-        pass
 
 
 def load_average() -> str:

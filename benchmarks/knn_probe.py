@@ -18,8 +18,11 @@ Methods:
 Cases (``--scale`` multiplies every N): 54,000 x 10,000 at D = 256 (Gaussian) and D = 784
 (Fashion-MNIST pixels: 54,000 training against 10,000 test images), leave-one-out 10,000 x 2,048
 (Gaussian), and probe-sized leave-one-out cases of the laptop book: 1,800 points at D = 6,272
-(VGG16 width 8, conv1 on 28 x 28), 3,600 at D = 256 (MLP 7 x 256 hidden layer) and 3,600 at D = 10
-(softmax).
+(VGG16 width 8, conv1 on 28 x 28), 3,600 at D = 256 (MLP 7 x 256 hidden layer), and 3,600 at D = 10 twice: points
+spread over the simplex (``loo_softmax``) and the float32 softmax of logits whose class margin is
+uniform in [5, 40) (``loo_saturated``). The second is what a trained network's softmax probe sees on
+its training points: about half of them round to an exact one-hot vector, so most rows hold many
+equal 30th distances and take the tie re-selection path.
 
 Usage:
     python benchmarks/knn_probe.py                         # everything (several minutes on 2 cores)
@@ -39,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import TIE_TOLERANCE, boundary_gaps, fashion_mnist, machine_summary, markdown_table, vote  # noqa: E402
@@ -49,6 +53,7 @@ CASES = {  # name: (n_reference, n_queries or None for leave-one-out, dimension,
     "d256": (54000, 10000, 256, "gaussian"), "d784": (54000, 10000, 784, "fashion_mnist"),
     "loo2048": (10000, None, 2048, "gaussian"), "loo_conv1": (1800, None, 6272, "gaussian"),
     "loo_mlp": (3600, None, 256, "gaussian"), "loo_softmax": (3600, None, 10, "simplex"),
+    "loo_saturated": (3600, None, 10, "saturated softmax"),
 }
 
 
@@ -61,9 +66,16 @@ def make_case(name: str, scale: float, rng):
         return (train_x[:n_ref].reshape(n_ref, -1).numpy(), train_y[:n_ref],
                 test_x[:n_query].reshape(n_query, -1).numpy())
     total = n_ref + (n_query or 0)
-    points = rng.dirichlet(np.ones(dim), total) if kind == "simplex" else rng.standard_normal((total, dim))
+    labels = rng.integers(0, 10, total)
+    if kind == "saturated softmax":  # a trained network's training points: most round to one-hot in float32
+        logits = rng.standard_normal((total, dim)) + rng.uniform(5, 40, (total, 1)) * np.eye(dim)[labels % dim]
+        points = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=1).numpy()
+    elif kind == "simplex":
+        points = rng.dirichlet(np.ones(dim), total)
+    else:
+        points = rng.standard_normal((total, dim))
     points = points.astype(np.float32)
-    return points[:n_ref], rng.integers(0, 10, n_ref), (None if n_query is None else points[n_ref:])
+    return points[:n_ref], labels[:n_ref], (None if n_query is None else points[n_ref:])
 
 
 def previous_engine():

@@ -197,11 +197,10 @@ def main() -> None:
     print(f"{args.arch} width {args.width} on {args.n_train:,} Fashion-MNIST training images, {how}; "
           f"training accuracy {accuracy:.4f}; {len(names)} probes; {args.n_val:,} validation images", flush=True)
 
-    # One-time set-up outside the timing: the k-NN's compiled scan kernel (built on first use,
-    # then cached on disk) and its thread pool.
+    # One-time set-up outside the timing: torch's first use of the k-NN's operations.
     start = time.perf_counter()
     pdlib.knn_neighbours(np.random.default_rng(0).standard_normal((3000, 8), dtype=np.float32), k=K, device="cpu")
-    print(f"k-NN warm-up (kernel load or first-use compile, thread pool): {time.perf_counter() - start:.2f} s",
+    print(f"k-NN warm-up (first use of its torch operations): {time.perf_counter() - start:.2f} s",
           flush=True)
     load_before = load_average()
     start = time.perf_counter()
