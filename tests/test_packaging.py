@@ -46,6 +46,23 @@ def test_removed_modules_and_dependencies_stay_removed():
     assert "threadpoolctl" not in sources
 
 
+def test_no_compiled_code_and_no_thread_pool_of_our_own():
+    """Speed comes from torch: pdlib ships only Python and imports nothing that compiles, loads or threads."""
+    import ast
+
+    shipped = [path for path in (ROOT / "pdlib").rglob("*") if path.is_file() and "__pycache__" not in path.parts]
+    assert shipped and all(path.suffix == ".py" for path in shipped), [p.name for p in shipped if p.suffix != ".py"]
+    # Loading compiled code needs one of the first three, a pool of our own one of the others. (subprocess is
+    # allowed: the cache asks git for its SHA.)
+    forbidden = ("ctypes", "cffi", "torch.utils.cpp_extension", "concurrent.futures", "threading", "multiprocessing")
+    for path in shipped:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad = [name for name in names if any(name == f or name.startswith(f + ".") for f in forbidden)]
+            assert not bad, f"{path.name} imports {bad}"
+
+
 def test_public_api_is_importable():
     import pdlib
 
