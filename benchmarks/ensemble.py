@@ -27,7 +27,7 @@ import numpy as np
 
 
 def aggregate_worker(profile: str, n_models: int) -> None:
-    """Subprocess body: stream over the cached ensemble, report peak extra memory."""
+    """Subprocess body: ensemble statistics of the cached ensemble, report peak extra memory."""
     from pdlib import experiments
     from pdlib.profiles import get_profile
 
