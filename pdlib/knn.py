@@ -46,11 +46,13 @@ def _smallest(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]
     # already holds them all and only the columns equal to it are re-selected, smallest column
     # first. Tied rows go in small groups: block-sized temporaries would be mapped page by page.
     for tied in ties.nonzero()[:, 0].split(max(1, TIE_BYTES // (4 * n))):
-        rows, bound = scores[tied], values[tied, k - 1:]
+        rows, top = scores[tied], values[tied]
+        bound = top[:, k - 1:]
         equal = torch.topk(torch.where(rows == bound, columns, past_end), k, dim=1, largest=False).values.long()
-        below = (values[tied] < bound).sum(dim=1, keepdim=True)
-        column[tied] = torch.where(slot < below, column[tied], equal.gather(1, (slot - below).clamp(min=0)))
-        values[tied] = torch.where(slot < below, values[tied], bound)
+        below = (top < bound).sum(dim=1, keepdim=True)
+        keep = slot < below  # places held by scores below the k-th keep topk's column
+        column[tied] = torch.where(keep, column[tied], equal.gather(1, (slot - below).clamp(min=0)))
+        values[tied] = torch.where(keep, top, bound)
     column, order = column.sort(dim=1)
     return values.gather(1, order), column
 
