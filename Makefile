@@ -53,6 +53,7 @@ nbval-refs: venv data
 bench: venv data
 	$(PY) benchmarks/knn_probe.py
 	$(PY) benchmarks/prediction_depth.py
+	$(PY) benchmarks/training.py
 	$(PY) benchmarks/ensemble.py --profile smoke --sizes 4,16,64
 	$(PY) benchmarks/gpu_cost.py  # meant for a GPU; on a CPU add --scale 0.02 --width 4
 

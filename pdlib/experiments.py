@@ -109,8 +109,10 @@ def ensemble(profile: Profile, figure: str, task: str, arch: str, n_models: int 
     """
     setup = profile.setup(figure)
     train = dataclasses.replace(profile.train_config(arch), n_checkpoints=profile.n_checkpoints)
+    # checkpoint_test off: the ensembles' figures read the iteration learned of pool points only.
     template = run_config(profile, task, arch, n_pool=setup.n_pool, holdout_fraction=0.1, train=train,
-                          label_noise=label_noise, noise_pair=tuple(noise_pair), holdout_folds=holdout_folds)
+                          label_noise=label_noise, noise_pair=tuple(noise_pair), holdout_folds=holdout_folds,
+                          checkpoint_test=False)
     return run_ensemble(template, n_models or setup.n_models, executor=executor, keep_weights=KEEP_WEIGHTS,
                         progress=progress)
 

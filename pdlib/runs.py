@@ -25,8 +25,9 @@ __all__ = ["RunConfig", "run_model", "compute_run", "RunData", "run_data", "load
            "RUNS_KIND"]
 
 #: Bump when a change to training, probing or the config changes results: old cached runs are then
-#: ignored (and a warning names their folder). v3: the pure-torch k-NN, AUM, stored weights.
-FORMAT_VERSION = 3
+#: ignored (and a warning names their folder). v3: the pure-torch k-NN, AUM, stored weights. v4:
+#: training points' checkpoint predictions from their mini-batch forward passes.
+FORMAT_VERSION = 4
 #: Cache folder of run artifacts.
 RUNS_KIND = f"runs-v{FORMAT_VERSION}"
 
@@ -53,6 +54,9 @@ class RunConfig:
     data_seed: int = 0  # seeds the choice of the pool and test subsets
     k: int = 30  # neighbours per k-NN probe
     head_init_scale: float = 1.0  # factor on the last layer's initial weights (its bias is 0); 0-Hinge uses 1e-4
+    # Predict the test images at every checkpoint too (Fig. 5 middle/right reads them); ensembles,
+    # whose figures read pool points only, leave them out (-1 in checkpoint_predictions).
+    checkpoint_test: bool = True
 
 
 @dataclass(frozen=True)
@@ -128,9 +132,12 @@ def compute_run(config: RunConfig, device=None, progress: bool | None = None, ke
     """Train and probe the network of ``config``, uncached: ``(arrays, meta[, state_dict])``."""
     prepared = _prepare(config)
     data, model, in_train, fit_labels = prepared.data, prepared.model, prepared.in_train, prepared.fit_labels
-    fit = train_model(model, prepared.train_inputs, fit_labels[in_train], config.train, seed=config.seed, device=device,
-                      track_inputs=prepared.all_inputs if config.train.n_checkpoints > 0 else None, progress=progress)
     held_out = np.concatenate([~in_train, np.ones(len(data.test_labels), dtype=bool)])
+    tracked = held_out.copy()
+    tracked[len(in_train):] = config.checkpoint_test
+    fit = train_model(model, prepared.train_inputs, fit_labels[in_train], config.train, seed=config.seed, device=device,
+                      track_inputs=prepared.all_inputs[torch.as_tensor(tracked)] if tracked.any() else None,
+                      progress=progress)
     start = time.perf_counter()
     probed = probe_model(model, prepared.train_inputs, fit_labels[in_train],
                          prepared.all_inputs[torch.as_tensor(held_out)], k=config.k, device=device, progress=progress)
@@ -148,6 +155,11 @@ def compute_run(config: RunConfig, device=None, progress: bool | None = None, ke
         out[tuple(index)] = query_part
         return out
 
+    checkpoints = np.full((len(fit.checkpoint_steps), len(held_out)), -1, dtype=np.int16)
+    if checkpoints.size:
+        checkpoints[:, ~held_out] = fit.checkpoint_train_predictions
+        if tracked.any():
+            checkpoints[:, tracked] = fit.checkpoint_predictions
     labels = np.concatenate([data.pool_labels, data.test_labels])
     network = merge(probed.train_network_predictions, probed.query_network_predictions, 0)
     is_test = np.arange(len(held_out)) >= len(data.pool_labels)
@@ -168,7 +180,7 @@ def compute_run(config: RunConfig, device=None, progress: bool | None = None, ke
         "aum": aum,
         "loss_history": fit.loss_history,
         "checkpoint_steps": fit.checkpoint_steps,
-        "checkpoint_predictions": fit.checkpoint_predictions,
+        "checkpoint_predictions": checkpoints,
     }
     meta = {
         "probe_names": list(probed.probe_names),
@@ -176,6 +188,7 @@ def compute_run(config: RunConfig, device=None, progress: bool | None = None, ke
         "train_accuracy": fit.train_accuracy,
         "test_accuracy": float((network[is_test] == labels[is_test]).mean()) if is_test.any() else None,
         "seconds": {"train": fit.seconds, "probe": probe_seconds, **probed.seconds},
+        "compiled": fit.compiled,
         "device": str(device or default_device()),
     }
     return (arrays, meta, model.state_dict()) if keep_weights else (arrays, meta)
@@ -204,7 +217,8 @@ def run_model(config: RunConfig, *, device=None, progress: bool | None = None, u
         (n_probes, n) int16 and ``votes`` (n_probes, n, n_classes) (training points leave-one-out);
         ``network_predictions`` (n,) int16, ``logits`` (n, n_classes), ``depth`` (n,) int8, ``aum``
         (n,) (NaN off the training split); ``loss_history``, ``checkpoint_steps`` (T+1,) and
-        ``checkpoint_predictions`` (T+1, n). ``meta``: names, accuracies, timings, provenance.
+        ``checkpoint_predictions`` (T+1, n) (training points as their latest mini-batch predicted them,
+        held-out points in eval mode, -1 for test points when ``checkpoint_test`` is off). ``meta``: names, accuracies, timings, provenance.
     """
     if keep_weights and use_cache:
         cached = load_artifact(RUNS_KIND, config)

@@ -66,6 +66,78 @@ def test_checkpoints_record_predictions():
     assert result.checkpoint_predictions.shape == (9, 10) and result.checkpoint_predictions.dtype == np.int16
     np.testing.assert_array_equal(result.checkpoint_predictions[0], initial)
     np.testing.assert_array_equal(result.checkpoint_predictions[-1], predict(model, inputs[:10]))
+    train_rows = result.checkpoint_train_predictions
+    assert train_rows.shape == (9, 64) and train_rows.dtype == np.int16
+    np.testing.assert_array_equal(train_rows[-1], predict(model, inputs))
+
+
+def test_training_points_at_a_checkpoint_are_their_latest_forward_pass(blobs):
+    """Full batches, a checkpoint every step: row s is the prediction of the forward pass of step s,
+    i.e. of the weights after s - 1 steps (an MLP predicts the same in train and eval mode); the
+    oracle retrains the same initialisation for s - 1 steps."""
+    inputs, labels = blobs
+    config = TrainConfig(epochs=6, batch_size=120, lr=0.5, warmup_fraction=0.0, schedule="constant", n_checkpoints=6)
+    initial = make_model("mlp", 3, 1, 4, width=8, seed=5)
+    model = copy.deepcopy(initial)
+    rows = train_model(model, inputs, labels, config, seed=0, device="cpu", progress=False).checkpoint_train_predictions
+    np.testing.assert_array_equal(rows[0], predict(initial, inputs))
+    np.testing.assert_array_equal(rows[-1], predict(model, inputs))
+    for step in range(1, 6):
+        replay = copy.deepcopy(initial)
+        train_model(replay, inputs, labels, dataclasses.replace(config, epochs=step - 1, n_checkpoints=0), seed=0,
+                    device="cpu", progress=False)
+        np.testing.assert_array_equal(rows[step], predict(replay, inputs), err_msg=f"step {step}")
+    assert len({tuple(row) for row in rows}) > 2  # the predictions do change along the way
+
+
+def test_mini_batch_checkpoints_hold_each_points_latest_pass(blobs):
+    """With mini-batches a point keeps the prediction of the last batch it was in (eval at the start)."""
+    inputs, labels = blobs
+    config = TrainConfig(epochs=3, batch_size=40, lr=0.05, n_checkpoints=9)  # a checkpoint every step
+    model = make_model("mlp", 3, 1, 4, width=8, seed=2)
+    seen = []
+    original = model.forward
+    model.forward = lambda x: seen.append(original(x)) or seen[-1]
+    initial = predict(model, inputs)
+    seen.clear()
+    rows = train_model(model, inputs, labels, config, seed=4, device="cpu", progress=False).checkpoint_train_predictions
+    order = torch.randperm(120, generator=torch.Generator().manual_seed(4))  # the first epoch's batches
+    expected = initial.copy()
+    for step, batch in enumerate(order.tensor_split(3), start=1):
+        expected[batch.numpy()] = seen[step].argmax(1).numpy()  # seen[0] is the initial eval pass
+        np.testing.assert_array_equal(rows[step], expected, err_msg=f"step {step}")
+
+
+@pytest.mark.slow
+def test_compiled_training_equals_eager_within_float_rounding(blobs):
+    """torch.compile (inductor) trains to the same weights as eager mode, up to float rounding; with
+    PDLIB_COMPILE=0 the same config runs eagerly and says so."""
+    from pdlib.training import compiler_available
+
+    if not compiler_available(torch.device("cpu")):
+        pytest.skip("no C++ compiler for inductor")
+    inputs = torch.nn.functional.interpolate(blobs[0], size=8)
+    labels = blobs[1]
+    config = TrainConfig(epochs=3, batch_size=40, lr=0.05, compile=True, n_checkpoints=3)
+    eager_config = dataclasses.replace(config, compile=False)
+    compiled, eager = make_model("vgg16", 3, 1, 8, width=2, seed=1), make_model("vgg16", 3, 1, 8, width=2, seed=1)
+    fast = train_model(compiled, inputs, labels, config, seed=0, device="cpu", progress=False)
+    slow = train_model(eager, inputs, labels, eager_config, seed=0, device="cpu", progress=False)
+    assert fast.compiled and not slow.compiled
+    for (name, p), q in zip(compiled.state_dict().items(), eager.state_dict().values(), strict=True):
+        np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-3, atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(fast.loss_history, slow.loss_history, rtol=1e-4)
+    np.testing.assert_allclose(fast.aum, slow.aum, rtol=1e-3, atol=1e-3)  # logits of order 1
+
+
+def test_compile_falls_back_to_eager_when_disabled(blobs, monkeypatch):
+    monkeypatch.setenv("PDLIB_COMPILE", "0")
+    inputs, labels = blobs
+    config = TrainConfig(epochs=2, batch_size=40, compile=True)
+    model, twin = make_model("mlp", 3, 1, 4, width=8, seed=0), make_model("mlp", 3, 1, 4, width=8, seed=0)
+    result = train_model(model, inputs, labels, config, seed=0, device="cpu", progress=False)
+    train_model(twin, inputs, labels, dataclasses.replace(config, compile=False), seed=0, device="cpu", progress=False)
+    assert not result.compiled and same_weights(model, twin)
 
 
 def test_predict_is_the_eval_mode_argmax_and_restores_the_mode():
@@ -89,10 +161,11 @@ def test_zero_epochs_leave_the_initialisation(blobs):
     inputs, labels = blobs
     model = make_model("mlp", 3, 1, 4, width=16, seed=3)
     before = copy.deepcopy(model)
-    result = train_model(model, inputs, labels, TrainConfig(epochs=0), seed=0, device="cpu",
+    result = train_model(model, inputs, labels, TrainConfig(epochs=0, n_checkpoints=2), seed=0, device="cpu",
                          track_inputs=inputs[:5], progress=False)
     assert same_weights(before, model)
     assert result.loss_history.shape == (0,) and result.checkpoint_steps.tolist() == [0]
+    np.testing.assert_array_equal(result.checkpoint_train_predictions, predict(model, inputs)[None])
     assert np.isnan(result.aum).all() and result.aum.shape == (120,)
 
 
