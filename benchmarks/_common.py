@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: data, the machine's matmul rate, peak memory, near-ties, tables.
+"""Helpers shared by the benchmarks: data, the machine's matmul rate, peak memory, near-ties,
+tables.
 
 Not part of pdlib: the benchmarks import it as ``_common`` (their own folder is on ``sys.path``
 when they are run as scripts).
@@ -27,9 +28,11 @@ FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
 
 
 def fashion_mnist(split: str):
-    """Fashion-MNIST ``split`` ("train" or "test") as normalised (n, 1, 28, 28) float32 tensor and int64 labels.
+    """Fashion-MNIST ``split`` ("train" or "test") as normalised (n, 1, 28, 28) float32 tensor and
+    int64 labels.
 
-    Uses ``pdlib.load_dataset``; reads Debian's IDX files directly if pdlib's loader is missing or fails.
+    Uses ``pdlib.load_dataset``; reads Debian's IDX files directly if pdlib's loader is missing or
+    fails.
     """
     import torch
 
@@ -42,7 +45,9 @@ def fashion_mnist(split: str):
         prefix = "train" if split == "train" else "t10k"
         pixels = _read_idx(DEBIAN_FASHION_MNIST / f"{prefix}-images-idx3-ubyte.gz")
         labels = _read_idx(DEBIAN_FASHION_MNIST / f"{prefix}-labels-idx1-ubyte.gz")
-        inputs = (torch.from_numpy(pixels.astype(np.float32)) / 255.0 - FASHION_MNIST_MEAN) / FASHION_MNIST_STD
+        inputs = (
+            torch.from_numpy(pixels.astype(np.float32)) / 255.0 - FASHION_MNIST_MEAN
+        ) / FASHION_MNIST_STD
         return inputs[:, None], labels.astype(np.int64)
 
 
@@ -50,7 +55,7 @@ def _read_idx(path: Path) -> np.ndarray:
     with gzip.open(path, "rb") as handle:
         data = handle.read()
     n_dims = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(n_dims))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(n_dims))
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * n_dims).reshape(shape)
 
 
@@ -58,7 +63,8 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def matmul_gflops(n: int = 4096, repeats: int = 3) -> float:
-    """This machine's fp32 matmul rate: best of ``repeats`` torch (n x n) @ (n x n) products, in GFLOP/s."""
+    """This machine's fp32 matmul rate: best of ``repeats`` torch (n x n) @ (n x n) products, in
+    GFLOP/s."""
     import torch
 
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -72,7 +78,8 @@ def matmul_gflops(n: int = 4096, repeats: int = 3) -> float:
 
 
 def limit_threads(n: int | None) -> None:
-    """Use ``n`` threads in torch, OpenMP (scikit-learn) and BLAS; None leaves the libraries' defaults.
+    """Use ``n`` threads in torch, OpenMP (scikit-learn) and BLAS; None leaves the libraries'
+    defaults.
 
     On a shared machine fewer threads than cores can be faster: an OpenMP parallel region waits
     for its slowest thread, and a thread that is not scheduled stalls every small operation.
@@ -92,26 +99,34 @@ def load_average() -> str:
 
 
 def machine_summary() -> str:
-    """Cores, CPU model, library threads and load average, for the header of a benchmark's output."""
+    """Cores, CPU model, library threads and load average, for the header of a benchmark's
+    output."""
     import torch
 
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as handle:
-            model = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+            model = next(
+                line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         pass
-    return (f"{os.cpu_count()} CPU cores ({model}), torch {torch.__version__} with {torch.get_num_threads()} "
-            f"threads, load average (1/5/15 min) {load_average()}")
+    return (
+        f"{os.cpu_count()} CPU cores ({model}), torch {torch.__version__} with "
+        f"{torch.get_num_threads()} "
+        f"threads, load average (1/5/15 min) {load_average()}"
+    )
 
 
 # --------------------------------------------------------------------------- memory
 
 
 def reset_peak_rss() -> bool:
-    """Reset this process's RSS high-water mark (Linux >= 4.0, ``/proc/self/clear_refs``); False if not possible.
+    """Reset this process's RSS high-water mark (Linux >= 4.0, ``/proc/self/clear_refs``); False if
+    not possible.
 
-    Without it, a transient peak while loading the data would hide the memory a method uses afterwards.
+    Without it, a transient peak while loading the data would hide the memory a method uses
+    afterwards.
     """
     try:
         with open("/proc/self/clear_refs", "w") as handle:
@@ -148,14 +163,18 @@ def current_rss_bytes() -> int:
 
 
 def vote(neighbour_labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Uniform majority vote per row of ``neighbour_labels`` (n, k); ties go to the smallest class."""
+    """Uniform majority vote per row of ``neighbour_labels`` (n, k); ties go to the smallest
+    class."""
     n = neighbour_labels.shape[0]
     flat = (np.arange(n)[:, None] * n_classes + neighbour_labels).ravel()
     return np.bincount(flat, minlength=n * n_classes).reshape(n, n_classes).argmax(axis=1)
 
 
-def boundary_gaps(reference: np.ndarray, queries: np.ndarray | None, rows, k: int, chunk: int = 8192) -> np.ndarray:
-    """Gap between the k-th and (k+1)-th nearest squared distance of some query rows, computed in float64.
+def boundary_gaps(
+    reference: np.ndarray, queries: np.ndarray | None, rows, k: int, chunk: int = 8192
+) -> np.ndarray:
+    """Gap between the k-th and (k+1)-th nearest squared distance of some query rows, computed in
+    float64.
 
     The gap is relative to the scale of float32 rounding in a squared-distance expansion,
     ``||q - c||^2 + ||r_(k+1) - c||^2`` with ``c`` the reference mean; a disagreement between two
@@ -183,9 +202,11 @@ def boundary_gaps(reference: np.ndarray, queries: np.ndarray | None, rows, k: in
     sq = np.empty((rows.size, reference.shape[0]))
     ref_sq = np.empty(reference.shape[0])
     for lo in range(0, reference.shape[0], chunk):
-        block = reference[lo:lo + chunk].astype(np.float64) - centre
-        ref_sq[lo:lo + chunk] = (block**2).sum(axis=1)
-        sq[:, lo:lo + chunk] = ref_sq[lo:lo + chunk] - 2.0 * points @ block.T + point_sq[:, None]
+        block = reference[lo : lo + chunk].astype(np.float64) - centre
+        ref_sq[lo : lo + chunk] = (block**2).sum(axis=1)
+        sq[:, lo : lo + chunk] = (
+            ref_sq[lo : lo + chunk] - 2.0 * points @ block.T + point_sq[:, None]
+        )
     if queries is None:
         sq[np.arange(rows.size), rows] = np.inf  # leave-one-out: not its own neighbour
     nearest = np.argpartition(sq, (k - 1, k), axis=1)[:, [k - 1, k]]
@@ -197,10 +218,13 @@ def boundary_gaps(reference: np.ndarray, queries: np.ndarray | None, rows, k: in
 
 
 def markdown_table(headers, rows, align=None) -> str:
-    """A GitHub markdown table; ``align`` is a string of 'l'/'r' per column (default: first left, rest right)."""
+    """A GitHub markdown table; ``align`` is a string of 'l'/'r' per column (default: first left,
+    rest right)."""
     align = align or "l" + "r" * (len(headers) - 1)
-    lines = ["| " + " | ".join(headers) + " |",
-             "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"]
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|",
+    ]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 

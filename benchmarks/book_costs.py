@@ -6,7 +6,8 @@ duration). Every network it trains is cached with its own timings (``meta.json``
 holds the run's file time, and sums per chapter. Run it after a build from an empty cache; runs
 loaded from an earlier cache are not in any window and are not counted.
 
-Usage: python benchmarks/book_costs.py [--cache data/cache] [--timings _build/timings.json] [--profile laptop]
+Usage: python benchmarks/book_costs.py [--cache data/cache] [--timings _build/timings.json]
+[--profile laptop]
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ def chapter_windows(timings: list[dict], profile: str) -> list[tuple[str, float,
 
 
 def run_costs(cache: Path, windows) -> dict[str, dict[str, float]]:
-    """Per chapter: ``runs``, ``train`` and ``probe`` seconds (capture + k-NN) summed over its runs."""
-    totals: dict[str, dict[str, float]] = defaultdict(lambda: {"runs": 0, "train": 0.0, "probe": 0.0})
+    """Per chapter: ``runs``, ``train`` and ``probe`` seconds (capture + k-NN) summed over its
+    runs."""
+    totals: dict[str, dict[str, float]] = defaultdict(
+        lambda: {"runs": 0, "train": 0.0, "probe": 0.0}
+    )
     for meta_path in cache.rglob("*.json"):
         try:
             meta = json.loads(meta_path.read_text())
@@ -55,8 +59,12 @@ def run_costs(cache: Path, windows) -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("PDLIB_CACHE") or ROOT / "data" / "cache"))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=Path(os.environ.get("PDLIB_CACHE") or ROOT / "data" / "cache")
+    )
     parser.add_argument("--timings", type=Path, default=ROOT / "_build" / "timings.json")
     parser.add_argument("--profile", default="laptop")
     parser.add_argument("--json", type=Path, default=None)
@@ -68,14 +76,22 @@ def main() -> None:
     for name, start, end in windows:
         cost = costs.get(name, {"runs": 0, "train": 0.0, "probe": 0.0})
         wall = end - start - 2
-        print(f"| {name} | {wall:,.0f} | {cost['runs']} | {cost['train']:,.0f} | {cost['probe']:,.0f} |")
+        print(
+            f"| {name} | {wall:,.0f} | {cost['runs']} | {cost['train']:,.0f} | "
+            f"{cost['probe']:,.0f} |"
+        )
         total["wall"] += wall
         for key in ("runs", "train", "probe"):
             total[key] += cost[key]
-    print(f"| **all chapters** | **{total['wall']:,.0f}** | **{total['runs']}** | **{total['train']:,.0f}** | "
-          f"**{total['probe']:,.0f}** |")
+    print(
+        f"| **all chapters** | **{total['wall']:,.0f}** | **{total['runs']}** | "
+        f"**{total['train']:,.0f}** | "
+        f"**{total['probe']:,.0f}** |"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"windows": windows, "costs": costs, "total": total}, indent=2))
+        args.json.write_text(
+            json.dumps({"windows": windows, "costs": costs, "total": total}, indent=2)
+        )
 
 
 if __name__ == "__main__":

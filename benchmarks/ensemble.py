@@ -34,7 +34,8 @@ def aggregate_worker(profile: str, n_models: int) -> None:
     config = get_profile(profile)
     setup = config.setup("fig3")
 
-    # VmHWM after a reset, not ru_maxrss: in a subprocess the latter is floored at the parent's peak.
+    # VmHWM after a reset, not ru_maxrss: in a subprocess the latter is floored at the parent's
+    # peak.
     from _common import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 
     reset_peak_rss()
@@ -47,7 +48,9 @@ def aggregate_worker(profile: str, n_models: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--sizes", default="4,16,64")
     parser.add_argument("--executor", default="local", choices=("local", "ray"))
@@ -63,32 +66,62 @@ def main() -> None:
     config = get_profile(args.profile)
     setup = config.setup("fig3")
     task, arch = setup.datasets[0], setup.archs[0]
-    print(f"profile {args.profile}: the ensemble of Fig. 3, {arch} width {config.width(arch)} on "
-          f"{setup.n_pool or config.n_pool} {task} images (+ {config.n_test} test), executor {args.executor}, "
-          f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"profile {args.profile}: the ensemble of Fig. 3, {arch} width {config.width(arch)} on "
+        f"{setup.n_pool or config.n_pool} {task} images (+ {config.n_test} test), executor "
+        f"{args.executor}, "
+        f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f}"
+    )
     rows = []
     for n_models in (int(size) for size in args.sizes.split(",")):
         os.environ["PDLIB_CACHE"] = tempfile.mkdtemp(prefix=f"ensemble-bench-{n_models}-")
         start = time.perf_counter()
-        ensemble = experiments.ensemble(config, "fig3", task, arch, n_models, executor=args.executor,
-                                        progress=True)
+        ensemble = experiments.ensemble(
+            config, "fig3", task, arch, n_models, executor=args.executor, progress=True
+        )
         wall = time.perf_counter() - start
         metas = [artifact.meta for artifact in ensemble.artifacts()]
-        parts = {key: float(np.mean([m["seconds"][key] for m in metas])) for key in ("train", "capture", "knn")}
-        aggregate = json.loads(subprocess.run(
-            [sys.executable, __file__, "--profile", args.profile, "--aggregate-worker", str(n_models)],
-            check=True, capture_output=True, text=True, env=os.environ).stdout.strip().splitlines()[-1])
+        parts = {
+            key: float(np.mean([m["seconds"][key] for m in metas]))
+            for key in ("train", "capture", "knn")
+        }
+        aggregate = json.loads(
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--profile",
+                    args.profile,
+                    "--aggregate-worker",
+                    str(n_models),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=os.environ,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         rows.append({"r": n_models, "wall_per_model": wall / n_models, **parts, **aggregate})
         print(rows[-1], flush=True)
-    print("\n| r | wall s / model | train s | capture s | k-NN s | aggregate s | aggregate extra MB |")
+    print(
+        "\n| r | wall s / model | train s | capture s | k-NN s | aggregate s | aggregate extra MB |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['r']} | {row['wall_per_model']:.2f} | {row['train']:.2f} | {row['capture']:.2f} | "
-              f"{row['knn']:.2f} | {row['aggregate_seconds']:.2f} | {row['aggregate_extra_mb']:.0f} |")
+        print(
+            f"| {row['r']} | {row['wall_per_model']:.2f} | {row['train']:.2f} | "
+            f"{row['capture']:.2f} | "
+            f"{row['knn']:.2f} | {row['aggregate_seconds']:.2f} | "
+            f"{row['aggregate_extra_mb']:.0f} |"
+        )
     first, last = rows[0], rows[-1]
     ratio = last["wall_per_model"] / first["wall_per_model"]
-    print(f"\nper-model cost at r={last['r']} is {ratio:.2f}x that at r={first['r']} "
-          f"({'flat' if ratio < 1.25 else 'NOT flat'})")
+    print(
+        f"\nper-model cost at r={last['r']} is {ratio:.2f}x that at r={first['r']} "
+        f"({'flat' if ratio < 1.25 else 'NOT flat'})"
+    )
 
 
 if __name__ == "__main__":

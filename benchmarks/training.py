@@ -18,7 +18,8 @@ untimed warm-up epoch of each loop, which also pays ``torch.compile``'s one-off 
 (once per process and network shape, shared by every network of an ensemble; a few seconds when
 inductor's on-disk cache already holds the kernels) is printed as the first call's time.
 
-Usage: python benchmarks/training.py [--epochs 10] [--cases vgg16_ensemble,mlp_seeds] [--json out.json]
+Usage: python benchmarks/training.py [--epochs 10] [--cases vgg16_ensemble,mlp_seeds] [--json
+out.json]
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import fashion_mnist, limit_threads, machine_summary, markdown_table, matmul_gflops, verdict  # noqa: E402
+from _common import (
+    fashion_mnist,
+    limit_threads,
+    machine_summary,
+    markdown_table,
+    matmul_gflops,
+    verdict,
+)  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,15 @@ def _cases(profile) -> dict[str, Case]:
     pool, n_test = 2000, profile.n_test
     return {
         # §3.1 and §4: 40 VGG16 on 90:10 splits of 2,000 images; checkpoints over the 200 held out.
-        "vgg16_ensemble": Case("fig3, fig4, fig5, fig7_8", "vgg16", pool * 9 // 10, pool // 10, pool + n_test,
-                               per_epoch["vgg16"], 1.0),
+        "vgg16_ensemble": Case(
+            "fig3, fig4, fig5, fig7_8",
+            "vgg16",
+            pool * 9 // 10,
+            pool // 10,
+            pool + n_test,
+            per_epoch["vgg16"],
+            1.0,
+        ),
         # Fig. 4 middle and Fig. 6 margins: VGG16 on the whole 2,000-image pool, no checkpoints.
         "vgg16_seeds": Case("fig4_middle, fig6_margins", "vgg16", pool, 0, 0, 0.0, 0.9),
         # §2: ResNet18 on the profile's pool.
@@ -69,20 +84,38 @@ def _cases(profile) -> dict[str, Case]:
         # §2: MLP 7 x 256 on the profile's pool.
         "mlp_seeds": Case("fig2", "mlp", profile.n_pool, 0, 0, 0.0, 0.9),
         # Label errors: 20 MLPs on 90:10 splits of 2,000 images, with checkpoints.
-        "mlp_ensemble": Case("label_errors", "mlp", pool * 9 // 10, pool // 10, pool + n_test, per_epoch["mlp"], 0.9),
-        # Fig. 5 middle/right: MLPs on the whole pool with noisy labels, 40 checkpoints over twice the
-        # epochs, tracking the test images.
-        "mlp_noise": Case("fig5_noise", "mlp", profile.n_pool, n_test, profile.n_pool + n_test,
-                          40 / (2 * profile.mlp_train.epochs), 0.9),
+        "mlp_ensemble": Case(
+            "label_errors", "mlp", pool * 9 // 10, pool // 10, pool + n_test, per_epoch["mlp"], 0.9
+        ),
+        # Fig. 5 middle/right: MLPs on the whole pool with noisy labels, 40 checkpoints over twice
+        # the epochs, tracking the test images.
+        "mlp_noise": Case(
+            "fig5_noise",
+            "mlp",
+            profile.n_pool,
+            n_test,
+            profile.n_pool + n_test,
+            40 / (2 * profile.mlp_train.epochs),
+            0.9,
+        ),
         # Fig. 6 right: full-batch gradient descent on 0-Hinge, 1,000 images (epochs are steps).
-        "mlp_hinge": Case("fig6_hinge", "mlp", 1000, 0, 0, 0.0, 0.9, loss="zero_hinge", full_batch=True),
+        "mlp_hinge": Case(
+            "fig6_hinge", "mlp", 1000, 0, 0, 0.0, 0.9, loss="zero_hinge", full_batch=True
+        ),
     }
 
 
-def plain_loop(model, inputs, labels, *, epochs, batch_size, lr, momentum, weight_decay, seed, loss) -> None:
+def plain_loop(
+    model, inputs, labels, *, epochs, batch_size, lr, momentum, weight_decay, seed, loss
+) -> None:
     """The reference: eager SGD with Nesterov momentum, nothing recorded."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0,
-                                weight_decay=weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=lr,
+        momentum=momentum,
+        nesterov=momentum > 0,
+        weight_decay=weight_decay,
+    )
     generator = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(epochs):
@@ -92,15 +125,31 @@ def plain_loop(model, inputs, labels, *, epochs, batch_size, lr, momentum, weigh
             optimizer.step()
 
 
-def run_case(name: str, case: Case, profile, images, labels, *, epochs: int, compile_mode: str,
-             track_all: bool) -> dict:
+def run_case(
+    name: str,
+    case: Case,
+    profile,
+    images,
+    labels,
+    *,
+    epochs: int,
+    compile_mode: str,
+    track_all: bool,
+) -> dict:
     from pdlib.models import make_model
     from pdlib import train_model, zero_hinge_loss
 
     base = profile.train_config(case.arch)
     if case.full_batch:
-        base = dataclasses.replace(base, batch_size=case.n_train, lr=profile.hinge_lr, weight_decay=0.0,
-                                   warmup_fraction=0.0, schedule="constant", loss=case.loss)
+        base = dataclasses.replace(
+            base,
+            batch_size=case.n_train,
+            lr=profile.hinge_lr,
+            weight_decay=0.0,
+            warmup_fraction=0.0,
+            schedule="constant",
+            loss=case.loss,
+        )
     if compile_mode != "profile":
         base = dataclasses.replace(base, compile=compile_mode == "on")
     compiled = bool(getattr(base, "compile", False))  # pdlib before #22 had no such field
@@ -114,16 +163,29 @@ def run_case(name: str, case: Case, profile, images, labels, *, epochs: int, com
         return make_model(case.arch, 10, 1, 28, width=width, seed=0)
 
     def pdlib_run(n_epochs):
-        config = dataclasses.replace(base, epochs=n_epochs,
-                                     n_checkpoints=round(case.checkpoints_per_epoch * n_epochs))
+        config = dataclasses.replace(
+            base, epochs=n_epochs, n_checkpoints=round(case.checkpoints_per_epoch * n_epochs)
+        )
         start = time.perf_counter()
-        train_model(network(), x, y, config, seed=0, device="cpu", track_inputs=tracked, progress=False)
+        train_model(
+            network(), x, y, config, seed=0, device="cpu", track_inputs=tracked, progress=False
+        )
         return time.perf_counter() - start
 
     def plain_run(n_epochs):
         start = time.perf_counter()
-        plain_loop(network(), x, y, epochs=n_epochs, batch_size=base.batch_size, lr=base.lr,
-                   momentum=base.momentum, weight_decay=base.weight_decay, seed=0, loss=loss)
+        plain_loop(
+            network(),
+            x,
+            y,
+            epochs=n_epochs,
+            batch_size=base.batch_size,
+            lr=base.lr,
+            momentum=base.momentum,
+            weight_decay=base.weight_decay,
+            seed=0,
+            loss=loss,
+        )
         return time.perf_counter() - start
 
     first_pdlib = pdlib_run(1)  # warm-up; with compile on, the first call of a shape compiles
@@ -131,24 +193,46 @@ def run_case(name: str, case: Case, profile, images, labels, *, epochs: int, com
     plain, ours = plain_run(epochs), pdlib_run(epochs)
     images_seen = epochs * case.n_train
     return {
-        "case": name, "figure": case.figure, "arch": f"{case.arch} w{width}", "n_train": case.n_train,
-        "checkpoints": round(case.checkpoints_per_epoch * epochs), "n_tracked": n_tracked,
-        "compile": compiled, "plain_s": plain, "pdlib_s": ours,
-        "plain_img_s": images_seen / plain, "pdlib_img_s": images_seen / ours, "ratio": plain / ours,
-        "first_call_s": first_pdlib, "target": case.target,
+        "case": name,
+        "figure": case.figure,
+        "arch": f"{case.arch} w{width}",
+        "n_train": case.n_train,
+        "checkpoints": round(case.checkpoints_per_epoch * epochs),
+        "n_tracked": n_tracked,
+        "compile": compiled,
+        "plain_s": plain,
+        "pdlib_s": ours,
+        "plain_img_s": images_seen / plain,
+        "pdlib_img_s": images_seen / ours,
+        "ratio": plain / ours,
+        "first_call_s": first_pdlib,
+        "target": case.target,
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--profile", default="laptop")
-    parser.add_argument("--epochs", type=int, default=0, help="timed epochs per loop (0: the profile's)")
-    parser.add_argument("--hinge-steps", type=int, default=300, help="timed full-batch steps of the 0-Hinge case")
+    parser.add_argument(
+        "--epochs", type=int, default=0, help="timed epochs per loop (0: the profile's)"
+    )
+    parser.add_argument(
+        "--hinge-steps", type=int, default=300, help="timed full-batch steps of the 0-Hinge case"
+    )
     parser.add_argument("--cases", default="", help="comma-separated case names (default: all)")
-    parser.add_argument("--compile", default="profile", choices=("profile", "on", "off"),
-                        help="torch.compile as the profile's TrainConfig says, or forced on / off")
-    parser.add_argument("--track-all", action="store_true",
-                        help="predict every pool and test image at each checkpoint, as pdlib did before #22")
+    parser.add_argument(
+        "--compile",
+        default="profile",
+        choices=("profile", "on", "off"),
+        help="torch.compile as the profile's TrainConfig says, or forced on / off",
+    )
+    parser.add_argument(
+        "--track-all",
+        action="store_true",
+        help="predict every pool and test image at each checkpoint, as pdlib did before #22",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -162,33 +246,85 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown case(s) {unknown}; choose from {', '.join(cases)}")
     gflops = matmul_gflops()
-    print(f"# training throughput, {args.profile} profile\n\n{machine_summary()}\n"
-          f"fp32 matmul: {gflops:.0f} GFLOP/s (4096^3, best of 3)\n")
+    print(
+        f"# training throughput, {args.profile} profile\n\n{machine_summary()}\n"
+        f"fp32 matmul: {gflops:.0f} GFLOP/s (4096^3, best of 3)\n"
+    )
     images, labels = fashion_mnist("train")
     labels = torch.as_tensor(labels)
     results = []
     for name in names:
         case = cases[name]
-        epochs = args.hinge_steps if case.full_batch else args.epochs or profile.train_config(case.arch).epochs
+        epochs = (
+            args.hinge_steps
+            if case.full_batch
+            else args.epochs or profile.train_config(case.arch).epochs
+        )
         if name == "mlp_noise" and not args.epochs:
             epochs *= 2  # the noise networks train twice the profile's epochs
-        results.append(run_case(name, case, profile, images, labels, epochs=epochs, compile_mode=args.compile,
-                               track_all=args.track_all))
+        results.append(
+            run_case(
+                name,
+                case,
+                profile,
+                images,
+                labels,
+                epochs=epochs,
+                compile_mode=args.compile,
+                track_all=args.track_all,
+            )
+        )
         r = results[-1]
-        print(f"{name}: plain {r['plain_img_s']:,.0f} img/s, pdlib {r['pdlib_img_s']:,.0f} img/s, "
-              f"ratio {r['ratio']:.2f}", flush=True)
-    rows = [(r["case"], r["arch"], f"{r['n_train']:,}", f"{r['checkpoints']} x {r['n_tracked']:,}",
-             "yes" if r["compile"] else "no", f"{r['plain_img_s']:,.0f}", f"{r['pdlib_img_s']:,.0f}",
-             f"**{r['ratio']:.2f}x**", f"{r['first_call_s']:.1f} s") for r in results]
+        print(
+            f"{name}: plain {r['plain_img_s']:,.0f} img/s, pdlib {r['pdlib_img_s']:,.0f} img/s, "
+            f"ratio {r['ratio']:.2f}",
+            flush=True,
+        )
+    rows = [
+        (
+            r["case"],
+            r["arch"],
+            f"{r['n_train']:,}",
+            f"{r['checkpoints']} x {r['n_tracked']:,}",
+            "yes" if r["compile"] else "no",
+            f"{r['plain_img_s']:,.0f}",
+            f"{r['pdlib_img_s']:,.0f}",
+            f"**{r['ratio']:.2f}x**",
+            f"{r['first_call_s']:.1f} s",
+        )
+        for r in results
+    ]
     print()
-    print(markdown_table(["case", "network", "train images", "checkpoints x held-out images", "compile",
-                          "plain img/s", "pdlib img/s", "plain s / pdlib s", "first call (1 epoch)"], rows))
+    print(
+        markdown_table(
+            [
+                "case",
+                "network",
+                "train images",
+                "checkpoints x held-out images",
+                "compile",
+                "plain img/s",
+                "pdlib img/s",
+                "plain s / pdlib s",
+                "first call (1 epoch)",
+            ],
+            rows,
+        )
+    )
     print(f"\nfp32 matmul {gflops:.0f} GFLOP/s; {machine_summary()}")
     for r in results:
-        print(verdict(r["ratio"] >= r["target"], f"{r['case']}: {r['ratio']:.2f}x >= {r['target']}x the plain loop"))
+        print(
+            verdict(
+                r["ratio"] >= r["target"],
+                f"{r['case']}: {r['ratio']:.2f}x >= {r['target']}x the plain loop",
+            )
+        )
     if args.json:
-        args.json.write_text(json.dumps({"gflops": gflops, "machine": machine_summary(), "results": results},
-                                        indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"gflops": gflops, "machine": machine_summary(), "results": results}, indent=2
+            )
+        )
 
 
 if __name__ == "__main__":

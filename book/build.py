@@ -41,7 +41,15 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["PROFILES", "toc_files", "toc_chapters", "notebook_sources", "execute_chapter", "build_book", "main"]
+__all__ = [
+    "PROFILES",
+    "toc_files",
+    "toc_chapters",
+    "notebook_sources",
+    "execute_chapter",
+    "build_book",
+    "main",
+]
 
 PROFILES = ("smoke", "laptop", "paper", "paper-dryrun")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -85,14 +93,17 @@ def toc_files(root: Path) -> list[str]:
 
 
 def toc_chapters(root: Path) -> list[str]:
-    """Stems of the executed chapters listed in ``_toc.yml`` (``book/chapters/<stem>``), in order."""
+    """Stems of the executed chapters listed in ``_toc.yml`` (``book/chapters/<stem>``), in
+    order."""
     prefix = CHAPTER_DIR + "/"
-    return [f[len(prefix):] for f in toc_files(root) if f.startswith(prefix)]
+    return [f[len(prefix) :] for f in toc_files(root) if f.startswith(prefix)]
 
 
 def notebook_sources(root: Path) -> dict[str, Path]:
     """``{stem: path}`` of the jupytext sources ``notebooks/*.md`` (README.md excluded)."""
-    return {p.stem: p for p in sorted((root / SOURCE_DIR).glob("*.md")) if p.name.lower() != "readme.md"}
+    return {
+        p.stem: p for p in sorted((root / SOURCE_DIR).glob("*.md")) if p.name.lower() != "readme.md"
+    }
 
 
 # --------------------------------------------------------------------------- kernel
@@ -133,11 +144,16 @@ def ensure_kernel(name: str = KERNEL) -> str:
             f"(make book) or install it: {sys.executable} -m ipykernel install --user --name {name}"
         )
     print(f"[book] installing kernel {name!r} for {sys.executable} into {sys.prefix}", flush=True)
-    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", name], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", name],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     argv0 = current()
     if argv0 is None or not _is_this_python(argv0):
-        raise BookError(f"kernel {name!r} still runs {argv0!r} after installing it into {sys.prefix}")
+        raise BookError(
+            f"kernel {name!r} still runs {argv0!r} after installing it into {sys.prefix}"
+        )
     return argv0
 
 
@@ -176,9 +192,9 @@ def _after_title(nb) -> int:
         heading = next((i for i, line in enumerate(lines) if re.match(r"#\s+\S", line)), None)
         if heading is None:
             continue
-        rest = "\n".join(lines[heading + 1:]).strip("\n")
+        rest = "\n".join(lines[heading + 1 :]).strip("\n")
         if rest.strip():
-            cell.source = "\n".join(lines[:heading + 1])
+            cell.source = "\n".join(lines[: heading + 1])
             nb.cells.insert(index + 1, nbformat.v4.new_markdown_cell(rest))
         return index + 1
     return 0
@@ -214,8 +230,10 @@ def parameters_markdown(stem: str, profile: str, seconds: float, date: str) -> s
         from pdlib.profiles import CHAPTER_FIGURES, FIGURES, PROFILES
 
         if stem in CHAPTER_FIGURES and profile in PROFILES:
-            rows = "\n".join(f"| {FIGURES[f]} | {PROFILES[profile].setup(f).describe(PROFILES[profile])} |"
-                             for f in CHAPTER_FIGURES[stem])
+            rows = "\n".join(
+                f"| {FIGURES[f]} | {PROFILES[profile].setup(f).describe(PROFILES[profile])} |"
+                for f in CHAPTER_FIGURES[stem]
+            )
             plan = f"\n\n| Figure | Networks in the {profile} profile |\n|:--|:--|\n{rows}"
     except ImportError:  # the runner also works on a book without pdlib
         pass
@@ -275,9 +293,17 @@ def parameter_defaults(source: str) -> dict[str, str]:
 
     defaults = {}
     for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
             defaults[node.targets[0].id] = ast.get_source_segment(source, node.value)
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+        elif (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.value is not None
+        ):
             defaults[node.target.id] = ast.get_source_segment(source, node.value)
     return defaults
 
@@ -288,7 +314,14 @@ def _strip_volatile_metadata(nb) -> None:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
     papermill_meta = nb.metadata.get("papermill", {})
-    for key in ("start_time", "end_time", "duration", "input_path", "output_path", "environment_variables"):
+    for key in (
+        "start_time",
+        "end_time",
+        "duration",
+        "input_path",
+        "output_path",
+        "environment_variables",
+    ):
         papermill_meta.pop(key, None)
 
 
@@ -302,15 +335,28 @@ def _pop_memory_probe(nb) -> float | None:
     for index, cell in enumerate(nb.cells):
         if "pdlib-memory" in cell.metadata.get("tags", []):
             del nb.cells[index]
-            text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+            text = "".join(
+                o.get("text", "")
+                for o in cell.get("outputs", [])
+                if o.get("output_type") == "stream"
+            )
             match = re.search(r"pdlib-peak-rss-kb (\d+)", text)
             return round(int(match.group(1)) / 1024, 1) if match else None
     return None
 
 
-def execute_chapter(source: Path, destination: Path, profile: str, root: Path, *, kind: str = "book",
-                    progress: bool = False, failed_dir: Path | None = None) -> tuple[float, float | None]:
-    """Convert, execute and write one chapter; returns its wall time (s) and its kernel's peak memory (MB).
+def execute_chapter(
+    source: Path,
+    destination: Path,
+    profile: str,
+    root: Path,
+    *,
+    kind: str = "book",
+    progress: bool = False,
+    failed_dir: Path | None = None,
+) -> tuple[float, float | None]:
+    """Convert, execute and write one chapter; returns its wall time (s) and its kernel's peak
+    memory (MB).
 
     Parameters
     ----------
@@ -338,28 +384,45 @@ def execute_chapter(source: Path, destination: Path, profile: str, root: Path, *
         notebook = Path(tmp) / f"{stem}.ipynb"
         executed = Path(tmp) / f"{stem}.executed.ipynb"
         nb = jupytext.read(source)
-        cells = [cell for cell in nb.cells if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", [])]
+        cells = [
+            cell
+            for cell in nb.cells
+            if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", [])
+        ]
         if not cells:
-            raise BookError(f"{source}: no code cell is tagged 'parameters' (see notebooks/README.md)")
+            raise BookError(
+                f"{source}: no code cell is tagged 'parameters' (see notebooks/README.md)"
+            )
         try:
             defaults = parameter_defaults(cells[0].source)
         except SyntaxError as error:
             raise BookError(f"{source}: the parameters cell is not plain Python: {error}") from None
         if kind == "book":
-            nb.cells.append(nbformat.v4.new_code_cell(_MEMORY_PROBE, metadata={"tags": ["remove-cell", "pdlib-memory"]}))
+            nb.cells.append(
+                nbformat.v4.new_code_cell(
+                    _MEMORY_PROBE, metadata={"tags": ["remove-cell", "pdlib-memory"]}
+                )
+            )
         jupytext.write(nb, notebook)
         if "profile" not in defaults:
             raise BookError(f"{source}: the parameters cell must define `profile`")
         start = time.perf_counter()
         try:
             papermill.execute_notebook(
-                str(notebook), str(executed), parameters={"profile": profile}, kernel_name=KERNEL,
-                cwd=str(root), progress_bar=progress, log_output=False,
+                str(notebook),
+                str(executed),
+                parameters={"profile": profile},
+                kernel_name=KERNEL,
+                cwd=str(root),
+                progress_bar=progress,
+                log_output=False,
             )
         except BaseException:
             if failed_dir is not None and executed.exists():
                 failed_dir.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(executed), failed_dir / f"{stem}.ipynb")  # /tmp may be another filesystem
+                shutil.move(
+                    str(executed), failed_dir / f"{stem}.ipynb"
+                )  # /tmp may be another filesystem
             raise
         seconds = time.perf_counter() - start
         result = nbformat.read(executed, as_version=4)
@@ -370,7 +433,8 @@ def execute_chapter(source: Path, destination: Path, profile: str, root: Path, *
         show_values_used(result, injected)
         admonition = nbformat.v4.new_markdown_cell(
             parameters_markdown(stem, profile, seconds, datetime.date.today().isoformat()),
-            metadata={"tags": ["pdlib-parameters"]})
+            metadata={"tags": ["pdlib-parameters"]},
+        )
         result.cells.insert(_after_title(result), admonition)
     else:
         _strip_volatile_metadata(result)
@@ -383,20 +447,35 @@ def execute_chapter(source: Path, destination: Path, profile: str, root: Path, *
 
 
 def build_book(root: Path) -> float:
-    """Run ``jupyter-book build`` (HTML; ``-W``: any Sphinx warning fails it); returns its wall time."""
-    command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
-               "build", str(root), "--builder", "html", "-W", "-n", "--keep-going", "--all"]
+    """Run ``jupyter-book build`` (HTML; ``-W``: any Sphinx warning fails it); returns its wall
+    time."""
+    command = [
+        sys.executable,
+        "-c",
+        "from jupyter_book.cli.main import main; main()",
+        "build",
+        str(root),
+        "--builder",
+        "html",
+        "-W",
+        "-n",
+        "--keep-going",
+        "--all",
+    ]
     print("[book] jupyter-book build", root, "--builder html -W -n --keep-going --all", flush=True)
     start = time.perf_counter()
     returncode = subprocess.run(command, cwd=root).returncode
     if returncode != 0:
-        raise BookError(f"jupyter-book build failed (exit status {returncode}); its warnings are printed above")
+        raise BookError(
+            f"jupyter-book build failed (exit status {returncode}); its warnings are printed above"
+        )
     print(f"[book] HTML in {root / '_build' / 'html'}", flush=True)
     return time.perf_counter() - start
 
 
 def _save_timings(root: Path, records: list[dict]) -> Path:
-    """Merge ``records`` into ``_build/timings.json``: a new run replaces the same (profile, chapter, stage)."""
+    """Merge ``records`` into ``_build/timings.json``: a new run replaces the same (profile,
+    chapter, stage)."""
     path = root / "_build" / "timings.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     old = []
@@ -415,8 +494,13 @@ def _save_timings(root: Path, records: list[dict]) -> Path:
 
 
 def _summary(records: list[dict], failures: dict[str, str]) -> str:
-    width = max([len("chapter")] + [len(r["chapter"]) for r in records] + [len(s) for s in failures])
-    lines = [f"{'chapter':<{width}}  {'stage':<8}  {'seconds':>8}  {'peak MB':>8}  status", "-" * (width + 40)]
+    width = max(
+        [len("chapter")] + [len(r["chapter"]) for r in records] + [len(s) for s in failures]
+    )
+    lines = [
+        f"{'chapter':<{width}}  {'stage':<8}  {'seconds':>8}  {'peak MB':>8}  status",
+        "-" * (width + 40),
+    ]
     for r in records:
         peak = f"{r['peak_rss_mb']:>8.0f}" if r.get("peak_rss_mb") else f"{'-':>8}"
         lines.append(f"{r['chapter']:<{width}}  {r['stage']:<8}  {r['seconds']:>8.1f}  {peak}  ok")
@@ -435,15 +519,34 @@ def _parse(argv) -> argparse.Namespace:
         prog="python book/build.py",
         description="Execute the chapter notebooks with papermill and build the Jupyter Book.",
     )
-    parser.add_argument("--profile", choices=PROFILES, default="laptop",
-                        help="passed to every notebook as -p profile PROFILE (default: laptop)")
-    parser.add_argument("--only", nargs="+", metavar="NAME", default=None,
-                        help="execute only these chapters (notebook stems); the others must be executed already")
-    parser.add_argument("--refs-only", action="store_true",
-                        help=f"write smoke-profile executions to {REFS_DIR}/ (nbval references); no book build")
-    parser.add_argument("--no-build", action="store_true", help="execute the notebooks but do not build the HTML")
-    parser.add_argument("--root", type=Path, default=REPO_ROOT,
-                        help="book root holding _config.yml, _toc.yml, book/ and notebooks/ (default: the repository)")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="laptop",
+        help="passed to every notebook as -p profile PROFILE (default: laptop)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        default=None,
+        help="execute only these chapters (notebook stems); the others must be executed already",
+    )
+    parser.add_argument(
+        "--refs-only",
+        action="store_true",
+        help=f"write smoke-profile executions to {REFS_DIR}/ (nbval references); no book build",
+    )
+    parser.add_argument(
+        "--no-build", action="store_true", help="execute the notebooks but do not build the HTML"
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=REPO_ROOT,
+        help="book root holding _config.yml, _toc.yml, book/ and notebooks/ "
+        "(default: the repository)",
+    )
     return parser.parse_args(argv)
 
 
@@ -457,15 +560,21 @@ def _plan(args, root: Path) -> list[str]:
         planned = toc_chapters(root)
         missing = [s for s in planned if s not in sources]
         if missing:
-            raise BookError(f"_toc.yml lists {', '.join(CHAPTER_DIR + '/' + s for s in missing)} but there is no "
-                            f"{', '.join(SOURCE_DIR + '/' + s + '.md' for s in missing)}")
+            raise BookError(
+                f"_toc.yml lists {', '.join(CHAPTER_DIR + '/' + s for s in missing)} "
+                "but there is no "
+                f"{', '.join(SOURCE_DIR + '/' + s + '.md' for s in missing)}"
+            )
         unlisted = [s for s in sources if s not in planned]
         if unlisted:
             print(f"[book] not in _toc.yml, not executed: {', '.join(unlisted)}", flush=True)
     if args.only:
         unknown = [s for s in args.only if s not in planned]
         if unknown:
-            raise BookError(f"--only: unknown chapter(s) {', '.join(unknown)}; known: {', '.join(planned) or 'none'}")
+            raise BookError(
+                f"--only: unknown chapter(s) {', '.join(unknown)}; known: "
+                f"{', '.join(planned) or 'none'}"
+            )
         planned = [s for s in planned if s in args.only]
     return planned
 
@@ -490,28 +599,40 @@ def _check_executed_chapters(root: Path, profile: str) -> None:
         if used != profile:
             other_profile.append(f"{stem} ({used})")
     if missing:
-        raise BookError(f"not executed yet: {', '.join(missing)}; run python book/build.py --profile {profile} "
-                        f"--only {' '.join(missing)}")
+        raise BookError(
+            f"not executed yet: {', '.join(missing)}; run python book/build.py "
+            f"--profile {profile} "
+            f"--only {' '.join(missing)}"
+        )
     if other_profile:
-        print(f"[book] note: the book mixes profiles; executed with another profile: {', '.join(other_profile)}",
-              flush=True)
+        print(
+            "[book] note: the book mixes profiles; executed with another profile: "
+            f"{', '.join(other_profile)}",
+            flush=True,
+        )
 
 
 def main(argv=None) -> int:
     args = _parse(argv)
     root = args.root.resolve()
     if args.refs_only and args.profile != "smoke":
-        print("error: --refs-only always uses the smoke profile (the nbval references)", file=sys.stderr)
+        print(
+            "error: --refs-only always uses the smoke profile (the nbval references)",
+            file=sys.stderr,
+        )
         return 2
     # pdlib's training and probing bars go to the terminal that runs the build, not into the
-    # book (PDLIB_PROGRESS names the file relayed to it), unless the caller asked for quiet (CI sets PDLIB_QUIET=1).
+    # book (PDLIB_PROGRESS names the file relayed to it), unless the caller asked for quiet (CI sets
+    # PDLIB_QUIET=1).
     quiet = os.environ.get("PDLIB_QUIET", "") not in ("", "0") or bool(os.environ.get("CI"))
     if quiet or not sys.stderr.isatty():
         os.environ["PDLIB_QUIET"] = "1"
         relay = contextlib.nullcontext()
     else:
         relay = _relay_progress(root / "_build" / "progress.log")
-    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # silences a debugger warning at kernel start
+    os.environ.setdefault(
+        "PYDEVD_DISABLE_FILE_VALIDATION", "1"
+    )  # silences a debugger warning at kernel start
     if args.profile == "paper-dryrun":
         _use_standins(root)
     progress = not quiet and sys.stderr.isatty()
@@ -528,8 +649,11 @@ def _use_standins(root: Path) -> None:
     os.environ["PDLIB_DATA"] = str(write_standins(folder / "data"))
     base = Path(os.environ.get("PDLIB_CACHE") or REPO_ROOT / "data" / "cache")
     os.environ["PDLIB_CACHE"] = str(base / "paper-dryrun-standins")
-    print(f"[book] paper-dryrun: stand-in datasets in {os.environ['PDLIB_DATA']}, run cache "
-          f"{os.environ['PDLIB_CACHE']}", flush=True)
+    print(
+        f"[book] paper-dryrun: stand-in datasets in {os.environ['PDLIB_DATA']}, run cache "
+        f"{os.environ['PDLIB_CACHE']}",
+        flush=True,
+    )
 
 
 @contextlib.contextmanager
@@ -567,8 +691,12 @@ def _run(args, root: Path, progress: bool) -> int:
         argv0 = ensure_kernel()
         kind = "refs" if args.refs_only else "book"
         target = root / (REFS_DIR if args.refs_only else CHAPTER_DIR)
-        print(f"[book] profile {args.profile}: executing {len(planned)} notebook(s) with kernel {KERNEL} "
-              f"({argv0}) into {target}", flush=True)
+        print(
+            f"[book] profile {args.profile}: executing {len(planned)} notebook(s) with kernel "
+            f"{KERNEL} "
+            f"({argv0}) into {target}",
+            flush=True,
+        )
         host, cores = platform.node(), os.cpu_count()
         now = lambda: datetime.datetime.now().isoformat(timespec="seconds")  # noqa: E731
         records: list[dict] = []
@@ -579,41 +707,81 @@ def _run(args, root: Path, progress: bool) -> int:
                     stale.unlink()
         # nbval runs the references in file-name order; numbering them in book order lets
         # later chapters (the discussion) read what earlier ones recorded.
-        book_order = _plan(argparse.Namespace(**{**vars(args), "only": None}), root) if args.refs_only else planned
+        book_order = (
+            _plan(argparse.Namespace(**{**vars(args), "only": None}), root)
+            if args.refs_only
+            else planned
+        )
         for stem in planned:
             print(f"[book] {stem} ...", flush=True)
-            name = f"{book_order.index(stem) + 1:02d}_{stem}.ipynb" if args.refs_only else f"{stem}.ipynb"
+            name = (
+                f"{book_order.index(stem) + 1:02d}_{stem}.ipynb"
+                if args.refs_only
+                else f"{stem}.ipynb"
+            )
             try:
                 seconds, peak = execute_chapter(
-                    root / SOURCE_DIR / f"{stem}.md", target / name, args.profile, root, kind=kind,
-                    progress=progress, failed_dir=root / "_build" / "failed",
+                    root / SOURCE_DIR / f"{stem}.md",
+                    target / name,
+                    args.profile,
+                    root,
+                    kind=kind,
+                    progress=progress,
+                    failed_dir=root / "_build" / "failed",
                 )
             except BookError:
                 raise
             except Exception as error:  # keep going: report every failing chapter at once
                 if hasattr(error, "ename"):  # papermill's PapermillExecutionError: a cell raised
-                    failures[stem] = f"{error.ename}: {error.evalue} (cell [{error.exec_count}])"[:200]
+                    failures[stem] = f"{error.ename}: {error.evalue} (cell [{error.exec_count}])"[
+                        :200
+                    ]
                 else:
                     first_line = (str(error).strip().splitlines() or [""])[0]
                     failures[stem] = f"{type(error).__name__}: {first_line}"[:200]
-                print(f"[book] {stem} FAILED; partial notebook in _build/failed/{stem}.ipynb\n{error}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"[book] {stem} FAILED; partial notebook in "
+                    f"_build/failed/{stem}.ipynb\n{error}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 continue
             print(f"[book] {stem} done in {seconds:.1f} s", flush=True)
-            records.append({"profile": args.profile, "chapter": stem, "stage": "execute" if kind == "book" else "refs",
-                            "seconds": round(seconds, 2), "peak_rss_mb": peak, "hostname": host, "cpu_count": cores,
-                            "date": now()})
+            records.append(
+                {
+                    "profile": args.profile,
+                    "chapter": stem,
+                    "stage": "execute" if kind == "book" else "refs",
+                    "seconds": round(seconds, 2),
+                    "peak_rss_mb": peak,
+                    "hostname": host,
+                    "cpu_count": cores,
+                    "date": now(),
+                }
+            )
         build_error = None
         if not failures and not args.refs_only and not args.no_build:
             _check_executed_chapters(root, args.profile)
             try:
                 seconds = build_book(root)
-                records.append({"profile": args.profile, "chapter": "(jupyter-book build)", "stage": "build",
-                                "seconds": round(seconds, 2), "hostname": host, "cpu_count": cores, "date": now()})
+                records.append(
+                    {
+                        "profile": args.profile,
+                        "chapter": "(jupyter-book build)",
+                        "stage": "build",
+                        "seconds": round(seconds, 2),
+                        "hostname": host,
+                        "cpu_count": cores,
+                        "date": now(),
+                    }
+                )
             except BookError as error:
                 build_error = error
         path = _save_timings(root, records)
-        print(f"\n[book] wall times, profile {args.profile}, {host}, {cores} CPU cores (saved to {path}):")
+        print(
+            f"\n[book] wall times, profile {args.profile}, {host}, {cores} CPU cores (saved to "
+            f"{path}):"
+        )
         print(_summary(records, failures), flush=True)
         if build_error is not None:
             raise build_error

@@ -34,7 +34,9 @@ def _images(rng, n: int, n_classes: int, channels: int, size: int) -> tuple[np.n
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     """An IDX file of unsigned bytes (gzipped when ``path`` ends in .gz)."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
     opener = gzip.open if path.suffix == ".gz" else open
     path.parent.mkdir(parents=True, exist_ok=True)
     with opener(path, "wb") as file:
@@ -51,16 +53,23 @@ def write_fashion_mnist(root: Path, rng) -> None:
 
 def write_cifar(root: Path, name: str, rng) -> None:
     """``cifar10`` (five data batches and a test batch) or ``cifar100`` (train and test)."""
-    n_classes, folder, key = (10, "cifar-10-batches-py", b"labels") if name == "cifar10" else \
-        (100, "cifar-100-python", b"fine_labels")
-    files = {"train": [f"data_batch_{i}" for i in range(1, 6)] if name == "cifar10" else ["train"],
-             "test": ["test_batch"] if name == "cifar10" else ["test"]}
+    n_classes, folder, key = (
+        (10, "cifar-10-batches-py", b"labels")
+        if name == "cifar10"
+        else (100, "cifar-100-python", b"fine_labels")
+    )
+    files = {
+        "train": [f"data_batch_{i}" for i in range(1, 6)] if name == "cifar10" else ["train"],
+        "test": ["test_batch"] if name == "cifar10" else ["test"],
+    }
     (root / folder).mkdir(parents=True, exist_ok=True)
     for split, names in files.items():
         pixels, labels = _images(rng, SIZES[split], n_classes, 3, 32)
         flat = pixels.transpose(0, 3, 1, 2).reshape(len(pixels), -1)  # rows of R, G, B planes
         for part, file_name in zip(np.array_split(np.arange(len(labels)), len(names)), names):
-            with open(root / folder / file_name, "wb") as file:  # bytes keys, as the Python 2 originals
+            with open(
+                root / folder / file_name, "wb"
+            ) as file:  # bytes keys, as the Python 2 originals
                 pickle.dump({b"data": flat[part], key: labels[part].tolist()}, file)
 
 
@@ -71,7 +80,9 @@ def write_svhn(root: Path, rng) -> None:
     for split in ("train", "test"):
         pixels, labels = _images(rng, SIZES[split], 10, 3, 32)
         stored = np.where(labels == 0, 10, labels)  # SVHN stores the digit 0 as 10
-        scipy.io.savemat(root / f"{split}_32x32.mat", {"X": pixels.transpose(1, 2, 3, 0), "y": stored[:, None]})
+        scipy.io.savemat(
+            root / f"{split}_32x32.mat", {"X": pixels.transpose(1, 2, 3, 0), "y": stored[:, None]}
+        )
 
 
 def write_standins(root: Path, seed: int = 0) -> Path:

@@ -38,8 +38,9 @@ def as_embeddings(value, name: str) -> np.ndarray:
     return array
 
 
-def as_classes(value, name: str, ndim: int = 1, *, n_classes: int | None = None, allow_missing: bool = False
-               ) -> np.ndarray:
+def as_classes(
+    value, name: str, ndim: int = 1, *, n_classes: int | None = None, allow_missing: bool = False
+) -> np.ndarray:
     """Non-empty int64 array of class indices with ``ndim`` dimensions, in ``[0, n_classes)``.
 
     Integral floats (``1.0``) are accepted; ``allow_missing`` also accepts -1 ("no class").
@@ -122,6 +123,9 @@ def check_k(k, n_reference: int, leave_one_out: bool, name: str = "k") -> int:
     k = check_positive_int(k, name)
     if k >= n_reference:
         what = "leave-one-out leaves n - 1" if leave_one_out else "the reference set has"
-        raise ValueError(f"{name}={k} is too large: {what} {n_reference - 1 if leave_one_out else n_reference} "
-                         f"points; {name} must be at most {n_reference - 1}")
+        raise ValueError(
+            f"{name}={k} is too large: {what} "
+            f"{n_reference - 1 if leave_one_out else n_reference} "
+            f"points; {name} must be at most {n_reference - 1}"
+        )
     return k

@@ -1,4 +1,5 @@
-"""Audit a labelled image set: which labels look wrong, which images are hard (python -m pdlib audit).
+"""Audit a labelled image set: which labels look wrong, which images are hard (python -m pdlib
+audit).
 
 A 90:10 ensemble of networks is trained on the images, every layer of every network is probed
 with k-NN classifiers (k = 30), and every image is scored (pdlib.labelnoise.example_scores):
@@ -66,15 +67,31 @@ from pdlib.userdata import register_arrays
 __all__ = ["audit", "AuditInputError", "default_arch", "DEFAULTS", "ARCH_DEFAULTS", "MODES"]
 
 K = 30  # neighbours of every k-NN probe (the paper's)
-FOLDS = 10  # the 90:10 protocol as 10 fixed folds: every image is held out by n_models / 10 networks
+FOLDS = (
+    10  # the 90:10 protocol as 10 fixed folds: every image is held out by n_models / 10 networks
+)
 N_CHECKPOINTS = 10  # prediction snapshots per network, for the iteration learned
 MODES = ("auto", "grayscale", "rgb")
-#: Settings used when neither the caller nor (with resume) config.json gives them; arch: :func:`default_arch`.
-DEFAULTS = {"arch": None, "n_models": 16, "epochs": 15, "batch_size": 128, "seed": 0, "mode": "auto",
-            "image_size": None, "classes": None, "n_images": None}
-#: Defaults that depend on the architecture: width (hidden units or first-stage channels) and peak lr.
-ARCH_DEFAULTS = {"mlp": {"width": 256, "lr": 0.05}, "vgg16": {"width": 16, "lr": 0.05},
-                 "resnet18": {"width": 16, "lr": 0.1}}
+#: Settings used when neither the caller nor (with resume) config.json gives them; arch:
+#: :func:`default_arch`.
+DEFAULTS = {
+    "arch": None,
+    "n_models": 16,
+    "epochs": 15,
+    "batch_size": 128,
+    "seed": 0,
+    "mode": "auto",
+    "image_size": None,
+    "classes": None,
+    "n_images": None,
+}
+#: Defaults that depend on the architecture: width (hidden units or first-stage channels) and peak
+#: lr.
+ARCH_DEFAULTS = {
+    "mlp": {"width": 256, "lr": 0.05},
+    "vgg16": {"width": 16, "lr": 0.05},
+    "resnet18": {"width": 16, "lr": 0.1},
+}
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
 _GREY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 _OUTPUTS = {"config.json", "scores.csv", "scores.parquet", "report.html", "cache"}
@@ -85,10 +102,28 @@ class AuditInputError(ValueError):
     """The audit's input or output folder cannot be used; the message names the file or the rule."""
 
 
-def audit(data, *, out, arch=None, n_models=None, width=None, epochs=None, batch_size=None, lr=None, seed=None,
-          image_size=None, mode=None, classes=None, n_images=None, device=None, executor="local",
-          resume=False, quiet=None):
-    """Train a 90:10 ensemble on labelled images and score every image for difficulty and label errors.
+def audit(
+    data,
+    *,
+    out,
+    arch=None,
+    n_models=None,
+    width=None,
+    epochs=None,
+    batch_size=None,
+    lr=None,
+    seed=None,
+    image_size=None,
+    mode=None,
+    classes=None,
+    n_images=None,
+    device=None,
+    executor="local",
+    resume=False,
+    quiet=None,
+):
+    """Train a 90:10 ensemble on labelled images and score every image for difficulty and label
+    errors.
 
     Parameters
     ----------
@@ -96,11 +131,13 @@ def audit(data, *, out, arch=None, n_models=None, width=None, epochs=None, batch
         Image folder, ``.csv``, ``.npz`` or dataset name (see the module docstring).
     out : path-like
         Output folder; created if absent.
-    arch, n_models, width, epochs, batch_size, lr, seed, image_size, mode, classes, n_images, device, executor
-        The options of ``python -m pdlib audit``; ``None`` takes :data:`DEFAULTS` and :data:`ARCH_DEFAULTS`,
-        or with ``resume`` the settings in ``out/config.json``.
+    arch, n_models, width, epochs, batch_size, lr, seed, image_size, mode, classes, n_images,
+    device, executor
+        The options of ``python -m pdlib audit``; ``None`` takes :data:`DEFAULTS` and
+        :data:`ARCH_DEFAULTS`, or with ``resume`` the settings in ``out/config.json``.
     resume, quiet : bool
-        ``quiet=True`` hides progress bars (like ``PDLIB_QUIET=1``); ``None`` leaves the environment's choice.
+        ``quiet=True`` hides progress bars (like ``PDLIB_QUIET=1``); ``None`` leaves the
+        environment's choice.
 
     Returns
     -------
@@ -111,39 +148,90 @@ def audit(data, *, out, arch=None, n_models=None, width=None, epochs=None, batch
     Raises
     ------
     AuditInputError
-        Bad images, labels, classes or settings, or another audit in ``out``; before anything is written.
+        Bad images, labels, classes or settings, or another audit in ``out``; before anything is
+        written.
     """
     start, out = time.perf_counter(), Path(out).expanduser()
     stored = _stored_config(out)
-    given = {"arch": arch, "n_models": n_models, "width": width, "epochs": epochs, "batch_size": batch_size,
-             "lr": lr, "seed": seed, "image_size": image_size, "mode": mode, "n_images": n_images,
-             "classes": None if classes is None else [str(c) for c in classes]}
+    given = {
+        "arch": arch,
+        "n_models": n_models,
+        "width": width,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "image_size": image_size,
+        "mode": mode,
+        "n_images": n_images,
+        "classes": None if classes is None else [str(c) for c in classes],
+    }
     settings = _settings(given, stored["settings"] if resume and stored else None, executor, device)
     with _environment(out, quiet):
         images = _read(data, settings)
-        changed = [f"{key} {stored['settings'].get(key)!r} there, {value!r} here" for key, value in settings.items()
-                   if stored and key != "n_models" and stored["settings"].get(key) != value]
-        if changed:  # only the number of networks may change: the others would mix two audits in one cache
-            raise AuditInputError(f"--out {out} holds a different audit ({'; '.join(changed)}); use another "
-                                  "--out, delete it, or pass --resume to continue it with its own settings")
+        changed = [
+            f"{key} {stored['settings'].get(key)!r} there, {value!r} here"
+            for key, value in settings.items()
+            if stored and key != "n_models" and stored["settings"].get(key) != value
+        ]
+        if (
+            changed
+        ):  # only the number of networks may change: the others would mix two audits in one cache
+            raise AuditInputError(
+                f"--out {out} holds a different audit ({'; '.join(changed)}); "
+                "use another "
+                "--out, delete it, or pass --resume to continue it with its own "
+                "settings"
+            )
         name = _register(images, out, stored["dataset"] if stored else None)
-        config = {"format": _FORMAT, "dataset": name, "settings": settings, "input": str(data),
-                  "n_images": len(images.labels), "class_names": list(images.class_names)}
-        write_atomically(out / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2)))
-        train = TrainConfig(epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
-                            n_checkpoints=N_CHECKPOINTS)
-        template = RunConfig(dataset=name, arch=settings["arch"], width=settings["width"], train=train, n_pool=0,
-                             n_test=0, holdout_fraction=1 / FOLDS, holdout_folds=FOLDS, seed=settings["seed"],
-                             data_seed=settings["seed"], k=K)
+        config = {
+            "format": _FORMAT,
+            "dataset": name,
+            "settings": settings,
+            "input": str(data),
+            "n_images": len(images.labels),
+            "class_names": list(images.class_names),
+        }
+        write_atomically(
+            out / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2))
+        )
+        train = TrainConfig(
+            epochs=settings["epochs"],
+            batch_size=settings["batch_size"],
+            lr=settings["lr"],
+            n_checkpoints=N_CHECKPOINTS,
+        )
+        template = RunConfig(
+            dataset=name,
+            arch=settings["arch"],
+            width=settings["width"],
+            train=train,
+            n_pool=0,
+            n_test=0,
+            holdout_fraction=1 / FOLDS,
+            holdout_folds=FOLDS,
+            seed=settings["seed"],
+            data_seed=settings["seed"],
+            k=K,
+        )
         table, facts = _train_and_score(template, settings["n_models"], images, executor, device)
-        facts |= {"dataset": name, "settings": settings, "source": str(data), "executor": executor,
-                  "wall_seconds": time.perf_counter() - start, "provenance": provenance(device)}
+        facts |= {
+            "dataset": name,
+            "settings": settings,
+            "source": str(data),
+            "executor": executor,
+            "wall_seconds": time.perf_counter() - start,
+            "provenance": provenance(device),
+        }
         write_outputs(out, table, images.pixels, class_names=images.class_names, **facts)
-    table.attrs.update(dataset=name, out=str(out), n_models=facts["n_models"], max_depth=facts["max_depth"])
+    table.attrs.update(
+        dataset=name, out=str(out), n_models=facts["n_models"], max_depth=facts["max_depth"]
+    )
     return table
 
 
-#: The images in input order: pixels (n, C, S, S) uint8, labels (n,), index (n,) rows in the input, paths or None.
+#: The images in input order: pixels (n, C, S, S) uint8, labels (n,), index (n,) rows in the input,
+#: paths or None.
 _Images = namedtuple("_Images", "pixels labels class_names index paths")
 
 
@@ -151,13 +239,18 @@ def _settings(given: dict, stored: dict | None, executor: str, device) -> dict:
     """Given values, else stored ones (resume), else defaults; checked before anything is read."""
     chosen = {**(stored or {}), **{key: value for key, value in given.items() if value is not None}}
     arch = chosen.setdefault("arch", default_arch(device))
-    for key, value, allowed in (("arch", arch, ARCHITECTURES), ("mode", chosen.get("mode", "auto"), MODES),
-                                ("executor", executor, EXECUTORS)):
+    for key, value, allowed in (
+        ("arch", arch, ARCHITECTURES),
+        ("mode", chosen.get("mode", "auto"), MODES),
+        ("executor", executor, EXECUTORS),
+    ):
         if value not in allowed:
             raise AuditInputError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
     chosen = {**DEFAULTS, **ARCH_DEFAULTS[arch], **chosen}
     for key in ("n_models", "width", "image_size", "n_images"):
-        if (value := chosen[key]) is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if (value := chosen[key]) is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
             raise AuditInputError(f"{key} must be a positive integer; got {value!r}")
     try:
         TrainConfig(epochs=chosen["epochs"], batch_size=chosen["batch_size"], lr=chosen["lr"])
@@ -167,13 +260,15 @@ def _settings(given: dict, stored: dict | None, executor: str, device) -> dict:
 
 
 def default_arch(device=None) -> str:
-    """``"resnet18"``, or on a CPU the MLP: 16 ResNet18s on 5,000 images take over an hour on 2 cores."""
+    """``"resnet18"``, or on a CPU the MLP: 16 ResNet18s on 5,000 images take over an hour on 2
+    cores."""
     on_cpu = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")).type == "cpu"
     return "mlp" if on_cpu else "resnet18"
 
 
 def _read(data, settings: dict) -> _Images:
-    """Read, label, check and convert every image (the image policy); resolves mode and size in ``settings``."""
+    """Read, label, check and convert every image (the image policy); resolves mode and size in
+    ``settings``."""
     sources, raw, known, paths, index = _sources(data)
     names = settings["classes"] or known or sorted(set(raw), key=_natural_order)
     if len(set(names)) != len(names):
@@ -182,44 +277,65 @@ def _read(data, settings: dict) -> _Images:
     outside = sorted(set(raw) - set(position), key=_natural_order)
     if outside:
         where = "--classes" if settings["classes"] else "the class names"
-        raise AuditInputError(f"{len(outside)} label(s) are not in {where} ({', '.join(names)}): "
-                              f"{', '.join(outside[:10])}")
+        raise AuditInputError(
+            f"{len(outside)} label(s) are not in {where} ({', '.join(names)}): "
+            f"{', '.join(outside[:10])}"
+        )
     labels = np.array([position[label] for label in raw], dtype=np.int64)
     if settings["n_images"] is not None:
         if settings["n_images"] > len(labels):
-            raise AuditInputError(f"n_images={settings['n_images']} but the input holds {len(labels)} images")
+            raise AuditInputError(
+                f"n_images={settings['n_images']} but the input holds {len(labels)} images"
+            )
         keep = stratified_subset(labels, settings["n_images"], settings["seed"])
         sources = sources[keep] if isinstance(sources, np.ndarray) else [sources[i] for i in keep]
         labels, index, paths = labels[keep], index[keep], paths and [paths[i] for i in keep]
     # Every class needs 2 images; every network's training split k + 1, for leave-one-out k-NN.
     if len(names) < 2:
-        raise AuditInputError(f"a single class ({', '.join(names)}): an audit needs at least 2 classes")
+        raise AuditInputError(
+            f"a single class ({', '.join(names)}): an audit needs at least 2 classes"
+        )
     counts = np.bincount(labels, minlength=len(names))
     few = [f"{names[c]} ({counts[c]})" for c in np.flatnonzero(counts < 2)]
     if few:
         raise AuditInputError(f"every class needs at least 2 images; too few in: {', '.join(few)}")
     n_train = len(labels) - math.ceil(len(labels) / FOLDS)  # network 0 holds out the largest fold
     if n_train < K + 1:
-        raise AuditInputError(f"{len(labels)} images are too few: the k-NN probes use k = {K} neighbours, so each "
-                              f"network's 90 % training split must hold at least k + 1 = {K + 1} images (here "
-                              f"{n_train}); an audit needs at least 35 images")
+        raise AuditInputError(
+            f"{len(labels)} images are too few: the k-NN probes use k = {K} "
+            "neighbours, so each "
+            f"network's 90 % training split must hold at least k + 1 = {K + 1} "
+            "images (here "
+            f"{n_train}); an audit needs at least 35 images"
+        )
     headers = [(image.size, image.mode) for image in (_open(source, False) for source in sources)]
     if settings["mode"] == "auto":
         settings["mode"] = "grayscale" if all(mode in _GREY_MODES for _, mode in headers) else "rgb"
     if settings["image_size"] is None:
         sizes = Counter(size for size, _ in headers)
-        settings["image_size"] = int(sizes.most_common(1)[0][0][0]) if all(w == h for w, h in sizes) else 32
-    pixels = np.stack([_convert(_open(source, True), settings["mode"] == "rgb", settings["image_size"])
-                       for source in progress_bar(sources, desc="reading images", unit="image")])
+        settings["image_size"] = (
+            int(sizes.most_common(1)[0][0][0]) if all(w == h for w, h in sizes) else 32
+        )
+    pixels = np.stack(
+        [
+            _convert(_open(source, True), settings["mode"] == "rgb", settings["image_size"])
+            for source in progress_bar(sources, desc="reading images", unit="image")
+        ]
+    )
     return _Images(pixels, labels, tuple(names), index, paths)
 
 
 def _sources(data):
-    """(images or files, label strings, class names or None, paths or None, input rows) of ``data``."""
+    """(images or files, label strings, class names or None, paths or None, input rows) of
+    ``data``."""
     if isinstance(data, str) and data in DATASETS and not Path(data).exists():  # the training split
         info, loaded = dataset_info(data), load_dataset(data, "train")
-        # Undo load_dataset's fixed normalisation: the audit normalises with the images' own statistics.
-        values = loaded.inputs.numpy() * np.array(info.std)[:, None, None] + np.array(info.mean)[:, None, None]
+        # Undo load_dataset's fixed normalisation: the audit normalises with the images' own
+        # statistics.
+        values = (
+            loaded.inputs.numpy() * np.array(info.std)[:, None, None]
+            + np.array(info.mean)[:, None, None]
+        )
         images = np.rint(np.clip(values, 0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
         raw = [info.class_names[c] for c in loaded.labels.tolist()]
         return images, raw, list(info.class_names), None, np.arange(len(raw))
@@ -228,8 +344,12 @@ def _sources(data):
         return _image_folder(path)
     if path.is_file() and path.suffix.lower() in (".csv", ".npz"):
         return (_csv if path.suffix.lower() == ".csv" else _npz)(path)
-    raise AuditInputError(f"{path}: not an image folder, a .csv or an .npz file" if path.exists() else
-                          f"{data}: no such file or folder, and not a dataset pdlib knows ({', '.join(DATASETS)})")
+    raise AuditInputError(
+        f"{path}: not an image folder, a .csv or an .npz file"
+        if path.exists()
+        else f"{data}: no such file or folder, and not a dataset pdlib knows "
+        f"({', '.join(DATASETS)})"
+    )
 
 
 def _natural_order(label: str):  # integer labels sort numerically, before other labels
@@ -239,17 +359,34 @@ def _natural_order(label: str):  # integer labels sort numerically, before other
 def _image_folder(root: Path):
     classes = sorted(e.name for e in root.iterdir() if e.is_dir() and not e.name.startswith("."))
     if not classes:
-        raise AuditInputError(f"{root} has no class subfolders (ImageFolder layout: one subfolder per class)")
+        raise AuditInputError(
+            f"{root} has no class subfolders (ImageFolder layout: one subfolder per class)"
+        )
     files, raw = [], []
     for name in classes:
         found = []  # (folder, file name): sorted like torchvision's ImageFolder
         for folder, dirs, names in os.walk(root / name, followlinks=True):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
-            found += [(folder, f) for f in names if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith(".")]
-        files, raw = files + [Path(folder) / f for folder, f in sorted(found)], raw + [name] * len(found)
+            found += [
+                (folder, f)
+                for f in names
+                if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith(".")
+            ]
+        files, raw = (
+            files + [Path(folder) / f for folder, f in sorted(found)],
+            raw + [name] * len(found),
+        )
     if not files:
-        raise AuditInputError(f"{root} holds no images ({', '.join(IMAGE_SUFFIXES)}) in its class subfolders")
-    return files, raw, classes, [f.relative_to(root).as_posix() for f in files], np.arange(len(files))
+        raise AuditInputError(
+            f"{root} holds no images ({', '.join(IMAGE_SUFFIXES)}) in its class subfolders"
+        )
+    return (
+        files,
+        raw,
+        classes,
+        [f.relative_to(root).as_posix() for f in files],
+        np.arange(len(files)),
+    )
 
 
 def _csv(path: Path):
@@ -259,53 +396,95 @@ def _csv(path: Path):
         raise AuditInputError(f"{path}: cannot read it as CSV ({error})") from None
     missing = [column for column in ("path", "label") if column not in table.columns]
     if missing:
-        raise AuditInputError(f"{path} has no {' or '.join(missing)} column (it has {', '.join(table.columns)}); "
-                              "an audit CSV needs the columns path,label")
+        raise AuditInputError(
+            f"{path} has no {' or '.join(missing)} column (it has "
+            f"{', '.join(table.columns)}); "
+            "an audit CSV needs the columns path,label"
+        )
     if table.empty or (table["path"].str.strip() == "").any():
         raise AuditInputError(f"{path}: no rows, or a row without a path")
     files = [path.parent / p for p in table["path"]]  # an absolute path replaces the CSV's folder
-    return files, table["label"].str.strip().tolist(), None, table["path"].tolist(), np.arange(len(files))
+    return (
+        files,
+        table["label"].str.strip().tolist(),
+        None,
+        table["path"].tolist(),
+        np.arange(len(files)),
+    )
 
 
 def _npz(path: Path):
     try:
         with np.load(path, allow_pickle=False) as stored:
-            arrays = {key: stored[key] for key in ("images", "labels", "class_names") if key in stored.files}
+            arrays = {
+                key: stored[key]
+                for key in ("images", "labels", "class_names")
+                if key in stored.files
+            }
     except (ValueError, OSError) as error:
-        raise AuditInputError(f"{path}: cannot read it as an .npz of numbers and strings ({error})") from None
+        raise AuditInputError(
+            f"{path}: cannot read it as an .npz of numbers and strings ({error})"
+        ) from None
     if {"images", "labels"} - set(arrays):
-        raise AuditInputError(f"{path} needs the arrays images and labels (it has {', '.join(arrays)})")
+        raise AuditInputError(
+            f"{path} needs the arrays images and labels (it has {', '.join(arrays)})"
+        )
     images, labels = arrays["images"], arrays["labels"]
     names = [str(c) for c in arrays["class_names"]] if "class_names" in arrays else None
     if labels.ndim != 1 or len(images) != len(labels) or not len(labels):
-        raise AuditInputError(f"{path}: images has {len(images)} rows and labels has shape {labels.shape}; every "
-                              "image needs one label")
+        raise AuditInputError(
+            f"{path}: images has {len(images)} rows and labels has shape "
+            f"{labels.shape}; every "
+            "image needs one label"
+        )
     if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 2, 3, 4)):
-        raise AuditInputError(f"{path}: images must be (n, H, W) or (n, H, W, C) with C in 1..4; got {images.shape}")
-    if images.dtype.kind == "f" and np.isfinite(images).all() and images.min() >= 0 and images.max() <= 1:
+        raise AuditInputError(
+            f"{path}: images must be (n, H, W) or (n, H, W, C) with C in 1..4; got {images.shape}"
+        )
+    if (
+        images.dtype.kind == "f"
+        and np.isfinite(images).all()
+        and images.min() >= 0
+        and images.max() <= 1
+    ):
         images = np.rint(images * 255)
     elif images.dtype.kind not in "ui" or images.min() < 0 or images.max() > 255:
-        raise AuditInputError(f"{path}: images must be uint8 or float in [0, 1]; got {images.dtype} values")
+        raise AuditInputError(
+            f"{path}: images must be uint8 or float in [0, 1]; got {images.dtype} values"
+        )
     integers = labels.dtype.kind in "ui"
     if not integers and labels.dtype.kind not in "SU":
         raise AuditInputError(f"{path}: labels must be integers or strings; got {labels.dtype}")
     if integers and names is not None and (labels.min() < 0 or labels.max() >= len(names)):
-        raise AuditInputError(f"{path}: labels must index class_names (0..{len(names) - 1}); found "
-                              f"{labels.min()}..{labels.max()}")
-    raw = [names[v] if integers and names is not None else v.decode() if isinstance(v, bytes) else str(v)
-           for v in labels.tolist()]
+        raise AuditInputError(
+            f"{path}: labels must index class_names (0..{len(names) - 1}); found "
+            f"{labels.min()}..{labels.max()}"
+        )
+    raw = [
+        names[v]
+        if integers and names is not None
+        else v.decode()
+        if isinstance(v, bytes)
+        else str(v)
+        for v in labels.tolist()
+    ]
     return images.astype(np.uint8), raw, names, None, np.arange(len(raw))
 
 
 def _open(source, decode: bool):
-    """The image of ``source`` (a file or an array), fully decoded or (``decode=False``) its header only."""
+    """The image of ``source`` (a file or an array), fully decoded or (``decode=False``) its header
+    only."""
     if isinstance(source, np.ndarray):
-        return Image.fromarray(source[..., 0] if source.ndim == 3 and source.shape[2] == 1 else source)
+        return Image.fromarray(
+            source[..., 0] if source.ndim == 3 and source.shape[2] == 1 else source
+        )
     try:
         with Image.open(source) as image:
             if decode:
                 image.load()  # decodes everything: truncated or corrupt files fail here
-            return ImageOps.exif_transpose(image) if decode else image  # else size and mode from the header
+            return (
+                ImageOps.exif_transpose(image) if decode else image
+            )  # else size and mode from the header
     except Exception as error:  # noqa: BLE001 - Pillow raises many types; each becomes one clear message
         raise AuditInputError(f"cannot read the image {source}: {error}") from None
 
@@ -314,7 +493,9 @@ def _convert(image, rgb: bool, size: int) -> np.ndarray:
     """The image policy on one image: (C, size, size) uint8."""
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         values = np.asarray(image, dtype=np.float64)
-        scale = 255 if image.mode == "F" and values.max() <= 1 else 1 / 257  # [0, 1] floats or 16-bit integers
+        scale = (
+            255 if image.mode == "F" and values.max() <= 1 else 1 / 257
+        )  # [0, 1] floats or 16-bit integers
         image = Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in image.info:
         image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
@@ -322,8 +503,12 @@ def _convert(image, rgb: bool, size: int) -> np.ndarray:
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2  # the centred square
     if image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
-    return np.atleast_3d(np.asarray(image, dtype=np.uint8)).transpose(2, 0, 1)  # (H, W) or (H, W, 3) -> CHW
+        image = image.resize(
+            (size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side)
+        )
+    return np.atleast_3d(np.asarray(image, dtype=np.uint8)).transpose(
+        2, 0, 1
+    )  # (H, W) or (H, W, 3) -> CHW
 
 
 def _stored_config(out: Path) -> dict | None:
@@ -333,12 +518,17 @@ def _stored_config(out: Path) -> dict | None:
     names = [entry.name for entry in out.iterdir()] if out.exists() else []
     foreign = sorted(name for name in names if name not in _OUTPUTS and not name.startswith("."))
     if foreign:
-        raise AuditInputError(f"--out {out} holds files that are not an audit's ({', '.join(foreign[:5])}); "
-                              "choose a new or empty folder")
+        raise AuditInputError(
+            f"--out {out} holds files that are not an audit's "
+            f"({', '.join(foreign[:5])}); "
+            "choose a new or empty folder"
+        )
     path = out / "config.json"
     try:
         stored = json.loads(path.read_text()) if path.exists() else None
-        if stored is None or (stored["format"] == _FORMAT and stored["dataset"] and "arch" in stored["settings"]):
+        if stored is None or (
+            stored["format"] == _FORMAT and stored["dataset"] and "arch" in stored["settings"]
+        ):
             return stored
     except (ValueError, KeyError, TypeError):
         pass
@@ -348,13 +538,19 @@ def _stored_config(out: Path) -> dict | None:
 def _register(images: _Images, out: Path, expected: str | None) -> str:
     """The data's name in pdlib.data (its fingerprint), registered under ``out/cache/data``."""
     if expected is not None:
-        # Fingerprint in a scratch folder first: nothing lands in ``out`` unless it is the same data.
+        # Fingerprint in a scratch folder first: nothing lands in ``out`` unless it is the same
+        # data.
         with tempfile.TemporaryDirectory() as scratch:
             name = register_arrays(images.pixels, images.labels, images.class_names, folder=scratch)
         if name != expected:
-            raise AuditInputError(f"--out {out} holds an audit of other data ({expected}; these images are "
-                                  f"{name}); use another --out or delete it")
-    return register_arrays(images.pixels, images.labels, images.class_names, folder=out / "cache" / "data")
+            raise AuditInputError(
+                f"--out {out} holds an audit of other data ({expected}; these "
+                "images are "
+                f"{name}); use another --out or delete it"
+            )
+    return register_arrays(
+        images.pixels, images.labels, images.class_names, folder=out / "cache" / "data"
+    )
 
 
 def _train_and_score(template, n_models: int, images: _Images, executor: str, device):
@@ -364,24 +560,40 @@ def _train_and_score(template, n_models: int, images: _Images, executor: str, de
     first = next(ensemble.artifacts())
     pool = ~first["is_test"]
     # n_pool=0 keeps every image in order: pool position i must be input row i, with its label.
-    if not (np.array_equal(first["dataset_index"][pool], np.arange(len(images.labels)))
-            and np.array_equal(first["fit_labels"][pool], images.labels)):
-        raise RuntimeError("the ensemble's pool is not the input in order; pdlib.runs changed how pools are drawn")
+    if not (
+        np.array_equal(first["dataset_index"][pool], np.arange(len(images.labels)))
+        and np.array_equal(first["fit_labels"][pool], images.labels)
+    ):
+        raise RuntimeError(
+            "the ensemble's pool is not the input in order; pdlib.runs changed how pools are drawn"
+        )
     scores = example_scores(ensemble, class_names=images.class_names)
     columns = {"index": images.index, **({"path": images.paths} if images.paths else {})}
     table = pd.DataFrame({**columns, **{c: scores[c].to_numpy() for c in scores.columns}})
-    # An image never held out lies nowhere on the plane; example_scores names it "easy" all the same.
+    # An image never held out lies nowhere on the plane; example_scores names it "easy" all the
+    # same.
     table.loc[table["held out"] == 0, "difficulty type"] = ""
-    return table, {"n_models": n_models, "reused_models": reused, "max_depth": scores.attrs["max_depth"],
-                   "arch": template.arch, "probe_names": list(first.meta["probe_names"])}
+    return table, {
+        "n_models": n_models,
+        "reused_models": reused,
+        "max_depth": scores.attrs["max_depth"],
+        "arch": template.arch,
+        "probe_names": list(first.meta["probe_names"]),
+    }
 
 
 @contextlib.contextmanager
 def _environment(out: Path, quiet):
     """Point the run cache into ``out`` for the call, then restore the caller's environment."""
-    saved = {name: os.environ.get(name) for name in ("PDLIB_CACHE", "PDLIB_FILE_DATA", "PDLIB_QUIET")}
-    os.environ.update({"PDLIB_CACHE": str((out / "cache").resolve()),
-                       **({} if quiet is None else {"PDLIB_QUIET": str(int(quiet))})})
+    saved = {
+        name: os.environ.get(name) for name in ("PDLIB_CACHE", "PDLIB_FILE_DATA", "PDLIB_QUIET")
+    }
+    os.environ.update(
+        {
+            "PDLIB_CACHE": str((out / "cache").resolve()),
+            **({} if quiet is None else {"PDLIB_QUIET": str(int(quiet))}),
+        }
+    )
     try:
         yield
     finally:

@@ -33,8 +33,10 @@ def cache_root() -> Path:
 
 def _jsonable(value):
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {"__type__": type(value).__name__,
-                **{f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+        return {
+            "__type__": type(value).__name__,
+            **{f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)},
+        }
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
@@ -52,10 +54,16 @@ def config_hash(config) -> str:
 
 def _git_sha() -> str | None:
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return (sha + ("-dirty" if dirty else "")) or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -68,13 +76,26 @@ def provenance(device: str | None = None) -> dict:
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    device_name = torch.cuda.get_device_name(0) if str(device).startswith("cuda") else platform.processor() or platform.machine()
-    return {"git_sha": _git_sha(),
-            "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__,
-                         "sklearn": sklearn.__version__},
-            "device": str(device), "device_name": device_name, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "host": platform.node(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    device_name = (
+        torch.cuda.get_device_name(0)
+        if str(device).startswith("cuda")
+        else platform.processor() or platform.machine()
+    )
+    return {
+        "git_sha": _git_sha(),
+        "versions": {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "sklearn": sklearn.__version__,
+        },
+        "device": str(device),
+        "device_name": device_name,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "host": platform.node(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -115,7 +136,9 @@ class Artifact:
         import torch
 
         if self.weights_path is None:
-            raise FileNotFoundError(f"the artifact {self.path} was cached without its network's weights")
+            raise FileNotFoundError(
+                f"the artifact {self.path} was cached without its network's weights"
+            )
         return torch.load(self.weights_path, map_location="cpu", weights_only=True)
 
 
@@ -134,13 +157,20 @@ def _note_old_formats(folder: Path) -> None:
     if not version.isdigit() or folder.parent in _noted:
         return
     _noted.add(folder.parent)
-    old = sorted(p.name for p in folder.parent.glob(f"{stem}-v*") if p.name != folder.name and p.is_dir())
+    old = sorted(
+        p.name for p in folder.parent.glob(f"{stem}-v*") if p.name != folder.name and p.is_dir()
+    )
     if old:
         import warnings
 
-        warnings.warn(f"the run cache {folder.parent} holds artifacts of older formats ({', '.join(old)}); "
-                      f"they are not read, and results are recomputed into {folder.name}. Delete the old "
-                      "folders to free space.", stacklevel=3)
+        warnings.warn(
+            f"the run cache {folder.parent} holds artifacts of older formats "
+            f"({', '.join(old)}); "
+            f"they are not read, and results are recomputed into {folder.name}. Delete "
+            "the old "
+            "folders to free space.",
+            stacklevel=3,
+        )
 
 
 def load_artifact(kind: str, config, root: Path | None = None) -> Artifact | None:
@@ -154,9 +184,16 @@ def load_artifact(kind: str, config, root: Path | None = None) -> Artifact | Non
     return Artifact(arrays, meta, npz_path)
 
 
-def save_artifact(kind: str, config, arrays: dict, meta: dict, root: Path | None = None,
-                  weights: dict | None = None) -> Artifact:
-    """Write arrays, then the weights (if any), then metadata, each atomically; the metadata marks completion."""
+def save_artifact(
+    kind: str,
+    config,
+    arrays: dict,
+    meta: dict,
+    root: Path | None = None,
+    weights: dict | None = None,
+) -> Artifact:
+    """Write arrays, then the weights (if any), then metadata, each atomically; the metadata marks
+    completion."""
     npz_path, meta_path = _paths(kind, config_hash(config), root)
     arrays = {name: np.asarray(value) for name, value in arrays.items()}
 
@@ -168,20 +205,37 @@ def save_artifact(kind: str, config, arrays: dict, meta: dict, root: Path | None
     if weights is not None:
         import torch
 
-        _atomic_write(npz_path.with_suffix(".pt"), lambda tmp: torch.save(
-            {name: tensor.detach().cpu() for name, tensor in weights.items()}, tmp))
-    meta = {"kind": kind, "hash": config_hash(config), "config": _jsonable(config), **meta,
-            "has_weights": weights is not None}
+        _atomic_write(
+            npz_path.with_suffix(".pt"),
+            lambda tmp: torch.save(
+                {name: tensor.detach().cpu() for name, tensor in weights.items()}, tmp
+            ),
+        )
+    meta = {
+        "kind": kind,
+        "hash": config_hash(config),
+        "config": _jsonable(config),
+        **meta,
+        "has_weights": weights is not None,
+    }
     _atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2, default=str)))
     return Artifact(arrays, meta, npz_path)
 
 
-def load_or_compute(kind: str, config, compute: Callable[[], tuple[dict, dict]], *,
-                    root: Path | None = None, use_cache: bool = True) -> Artifact:
-    """Return the cached artifact of ``config`` (hashed by :func:`config_hash`), computing and saving it if absent.
+def load_or_compute(
+    kind: str,
+    config,
+    compute: Callable[[], tuple[dict, dict]],
+    *,
+    root: Path | None = None,
+    use_cache: bool = True,
+) -> Artifact:
+    """Return the cached artifact of ``config`` (hashed by :func:`config_hash`), computing and
+    saving it if absent.
 
-    ``kind`` is the cache sub-folder; ``compute()`` returns ``(arrays, meta[, state_dict])`` (provenance
-    is added); ``root`` defaults to :func:`cache_root`; ``use_cache=False`` recomputes and overwrites.
+    ``kind`` is the cache sub-folder; ``compute()`` returns ``(arrays, meta[, state_dict])``
+    (provenance is added); ``root`` defaults to :func:`cache_root`; ``use_cache=False`` recomputes
+    and overwrites.
     """
     if use_cache:
         cached = load_artifact(kind, config, root)
@@ -189,5 +243,9 @@ def load_or_compute(kind: str, config, compute: Callable[[], tuple[dict, dict]],
             return cached
     start = time.perf_counter()
     arrays, meta, *weights = compute()
-    meta = {**meta, "seconds_total": time.perf_counter() - start, "provenance": provenance(meta.get("device"))}
+    meta = {
+        **meta,
+        "seconds_total": time.perf_counter() - start,
+        "provenance": provenance(meta.get("device")),
+    }
     return save_artifact(kind, config, arrays, meta, root, weights=weights[0] if weights else None)

@@ -27,7 +27,9 @@ import torch
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 _SPLITS = ("train", "test")
-_DIGITS_SEED = 0  # fixes the digits train/test split for good: changing it changes every result on digits
+_DIGITS_SEED = (
+    0  # fixes the digits train/test split for good: changing it changes every result on digits
+)
 _DIGITS_TEST_FRACTION = 0.2
 
 
@@ -46,11 +48,16 @@ class DatasetInfo:
 
 
 _CIFAR100_CLASSES = (
-    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly "
-    "camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup "
-    "dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower "
-    "leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid "
-    "otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray "
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus "
+    "butterfly "
+    "camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab "
+    "crocodile cup "
+    "dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp "
+    "lawn_mower "
+    "leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree "
+    "orange orchid "
+    "otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit "
+    "raccoon ray "
     "road rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar "
     "sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip turtle "
     "wardrobe whale willow_tree wolf woman worm"
@@ -62,14 +69,58 @@ _DIGIT_NAMES = tuple(str(d) for d in range(10))
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
-        DatasetInfo("fashion_mnist", 10, 1, 28, ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
-                                                  "Shirt", "Sneaker", "Bag", "Ankle boot"), (0.2860,), (0.3530,)),
-        DatasetInfo("cifar10", 10, 3, 32,
-                    ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-                    (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-        DatasetInfo("cifar100", 100, 3, 32, tuple(_CIFAR100_CLASSES), (0.5071, 0.4865, 0.4409),
-                    (0.2673, 0.2564, 0.2762)),
-        DatasetInfo("svhn", 10, 3, 32, _DIGIT_NAMES, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+        DatasetInfo(
+            "fashion_mnist",
+            10,
+            1,
+            28,
+            (
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ),
+            (0.2860,),
+            (0.3530,),
+        ),
+        DatasetInfo(
+            "cifar10",
+            10,
+            3,
+            32,
+            (
+                "airplane",
+                "automobile",
+                "bird",
+                "cat",
+                "deer",
+                "dog",
+                "frog",
+                "horse",
+                "ship",
+                "truck",
+            ),
+            (0.4914, 0.4822, 0.4465),
+            (0.2470, 0.2435, 0.2616),
+        ),
+        DatasetInfo(
+            "cifar100",
+            100,
+            3,
+            32,
+            tuple(_CIFAR100_CLASSES),
+            (0.5071, 0.4865, 0.4409),
+            (0.2673, 0.2564, 0.2762),
+        ),
+        DatasetInfo(
+            "svhn", 10, 3, 32, _DIGIT_NAMES, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
+        ),
         # Computed once from the digits training split (pixel values / 16).
         DatasetInfo("digits", 10, 1, 8, _DIGIT_NAMES, (0.3051,), (0.3758,)),
     )
@@ -82,14 +133,17 @@ _PIXEL_MAX = {"digits": 16.0}
 class LabelledImages(NamedTuple):
     """A labelled set of images."""
 
-    inputs: torch.Tensor  # (n, C, H, W) float32, normalised per channel with the dataset's mean and std
+    inputs: (
+        torch.Tensor
+    )  # (n, C, H, W) float32, normalised per channel with the dataset's mean and std
     labels: torch.Tensor  # (n,) int64 class indices
     class_names: tuple[str, ...]  # name of each class index
     name: str  # dataset name
 
 
 class DatasetNotFoundError(FileNotFoundError, ValueError):
-    """The dataset's files are neither on disk nor downloadable; the message says what to put where."""
+    """The dataset's files are neither on disk nor downloadable; the message says what to put
+    where."""
 
 
 class _Missing(Exception):
@@ -109,9 +163,11 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root).expanduser()
 
 
-def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | None = None,
-                 download: bool = True) -> LabelledImages:
-    """Load one split of a dataset as normalised tensors (fresh tensors each call; files read once per process).
+def load_dataset(
+    name: str, split: str = "train", *, root: str | os.PathLike | None = None, download: bool = True
+) -> LabelledImages:
+    """Load one split of a dataset as normalised tensors (fresh tensors each call; files read once
+    per process).
 
     Parameters
     ----------
@@ -152,13 +208,17 @@ def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | N
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """The :class:`DatasetInfo` of a dataset of :data:`DATASETS` or of one made from arrays (``file:`` names)."""
+    """The :class:`DatasetInfo` of a dataset of :data:`DATASETS` or of one made from arrays
+    (``file:`` names)."""
     if isinstance(name, str) and name.startswith(FILE_PREFIX):
         from pdlib.userdata import file_info
 
         return file_info(name)
     if not isinstance(name, str) or name not in DATASETS:
-        raise ValueError(f"name must be one of {', '.join(DATASETS)} or a registered 'file:' dataset; got {name!r}")
+        raise ValueError(
+            f"name must be one of {', '.join(DATASETS)} or a registered 'file:' "
+            f"dataset; got {name!r}"
+        )
     return DATASETS[name]
 
 
@@ -166,8 +226,9 @@ def dataset_info(name: str) -> DatasetInfo:
 FILE_PREFIX = "file:"
 
 
-# --- reading: uint8 pixels (n, C, H, W) and int64 labels (n,), or _Missing. Parsed here, not by ----------
-# torchvision, whose md5 checks Debian's re-compressed files (and the tests' small files) fail.
+# --- reading: uint8 pixels (n, C, H, W) and int64 labels (n,), or _Missing. Parsed here, not by
+# ---------- torchvision, whose md5 checks Debian's re-compressed files (and the tests' small files)
+# fail.
 
 
 @functools.lru_cache(maxsize=8)
@@ -176,7 +237,9 @@ def _read(name: str, split: str, root: str) -> tuple[np.ndarray, np.ndarray]:
         from pdlib.userdata import read_file as reader
     else:
         reader = _READERS[name]
-    pixels, labels = reader(name, split) if name.startswith(FILE_PREFIX) else reader(split, Path(root))
+    pixels, labels = (
+        reader(name, split) if name.startswith(FILE_PREFIX) else reader(split, Path(root))
+    )
     pixels, labels = np.ascontiguousarray(pixels), labels.astype(np.int64)
     for array in (pixels, labels):
         array.setflags(write=False)  # cached: a stray in-place write would corrupt later loads
@@ -186,12 +249,21 @@ def _read(name: str, split: str, root: str) -> tuple[np.ndarray, np.ndarray]:
 def _read_fashion_mnist(split: str, root: Path):
     prefix = "train" if split == "train" else "t10k"
     names = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
-    raw = root / "FashionMNIST" / "raw"  # where torchvision keeps them, so either can use the other's
+    raw = (
+        root / "FashionMNIST" / "raw"
+    )  # where torchvision keeps them, so either can use the other's
     found = [_find(name, (raw, root, DEBIAN_FASHION_MNIST)) for name in names]
     if None in found:
-        raise _Missing(raw, names, f"(plain or .gz; `apt-get install dataset-fashion-mnist` puts them in "
-                                   f"{DEBIAN_FASHION_MNIST}, which is also searched)")
-    images, labels = (_read_idx(_decompressed(path, raw / name)) for path, name in zip(found, names))
+        raise _Missing(
+            raw,
+            names,
+            "(plain or .gz; `apt-get install dataset-fashion-mnist` puts "
+            "them in "
+            f"{DEBIAN_FASHION_MNIST}, which is also searched)",
+        )
+    images, labels = (
+        _read_idx(_decompressed(path, raw / name)) for path, name in zip(found, names)
+    )
     return images[:, None], labels
 
 
@@ -204,13 +276,17 @@ def _find(name: str, folders) -> Path | None:
 
 
 def _decompressed(path: Path, target: Path) -> Path:
-    """``target``, written from ``path`` if needed; ``path`` itself if ``target`` cannot be written."""
+    """``target``, written from ``path`` if needed; ``path`` itself if ``target`` cannot be
+    written."""
     if path == target:
         return path
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename, so a concurrent reader never sees half a file.
-        with _open(path) as source, tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as out:
+        with (
+            _open(path) as source,
+            tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as out,
+        ):
             shutil.copyfileobj(source, out)
         os.replace(out.name, target)
         return target
@@ -229,7 +305,7 @@ def _read_idx(path: Path) -> np.ndarray:
     zeros, dtype, ndim = data[0:2], data[2], data[3]
     if zeros != b"\0\0" or dtype != 0x08:
         raise ValueError(f"{path} is not an IDX file of unsigned bytes")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -242,12 +318,14 @@ def _read_cifar(archive: str, folder_name: str, files: dict, label_key: str):
         batches = [_unpickle(folder / name) for name in names]
         pixels = np.concatenate([batch["data"] for batch in batches]).reshape(-1, 3, 32, 32)
         return pixels, np.concatenate([np.asarray(batch[label_key]) for batch in batches])
+
     return read
 
 
 def _unpickle(path: Path) -> dict:
     with open(path, "rb") as file:
-        # latin1 reads the Python 2 pickles CIFAR ships; their keys come back as str, newer ones as bytes.
+        # latin1 reads the Python 2 pickles CIFAR ships; their keys come back as str, newer ones as
+        # bytes.
         batch = pickle.load(file, encoding="latin1")
     return {key.decode() if isinstance(key, bytes) else key: value for key, value in batch.items()}
 
@@ -278,24 +356,38 @@ def _read_digits(split: str, root: Path):
 
 _READERS = {
     "fashion_mnist": _read_fashion_mnist,
-    "cifar10": _read_cifar("cifar-10-python.tar.gz", "cifar-10-batches-py",
-                           {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
-                           "labels"),
-    "cifar100": _read_cifar("cifar-100-python.tar.gz", "cifar-100-python",
-                            {"train": ["train"], "test": ["test"]}, "fine_labels"),
+    "cifar10": _read_cifar(
+        "cifar-10-python.tar.gz",
+        "cifar-10-batches-py",
+        {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
+        "labels",
+    ),
+    "cifar100": _read_cifar(
+        "cifar-100-python.tar.gz",
+        "cifar-100-python",
+        {"train": ["train"], "test": ["test"]},
+        "fine_labels",
+    ),
     "svhn": _read_svhn,
     "digits": _read_digits,
 }
 
 
-# --- downloading, through torchvision's dataset classes (they know the URLs and md5 sums) -------------------
+# --- downloading, through torchvision's dataset classes (they know the URLs and md5 sums)
+# -------------------
 
 #: Images per split of each downloadable dataset: a download is verified against these counts.
-SPLIT_SIZES = {"fashion_mnist": (60000, 10000), "cifar10": (50000, 10000), "cifar100": (50000, 10000),
-               "svhn": (73257, 26032)}
+SPLIT_SIZES = {
+    "fashion_mnist": (60000, 10000),
+    "cifar10": (50000, 10000),
+    "cifar100": (50000, 10000),
+    "svhn": (73257, 26032),
+}
 
 
-def download_datasets(names=tuple(SPLIT_SIZES), *, root: str | os.PathLike | None = None, log=print) -> None:
+def download_datasets(
+    names=tuple(SPLIT_SIZES), *, root: str | os.PathLike | None = None, log=print
+) -> None:
     """Download, verify and install datasets into the data root (``python -m pdlib download``).
 
     Each is fetched into a temporary folder (torchvision checks md5 sums), moved into place when
@@ -306,15 +398,21 @@ def download_datasets(names=tuple(SPLIT_SIZES), *, root: str | os.PathLike | Non
     import torchvision.datasets as tvd  # slow to import; only needed here
 
     folder = data_root(root)
-    makers = {"fashion_mnist": lambda where, split: tvd.FashionMNIST(where, train=split == "train", download=True),
-              "cifar10": lambda where, split: tvd.CIFAR10(where, train=split == "train", download=True),
-              "cifar100": lambda where, split: tvd.CIFAR100(where, train=split == "train", download=True),
-              "svhn": lambda where, split: tvd.SVHN(where, split=split, download=True)}
+    makers = {
+        "fashion_mnist": lambda where, split: tvd.FashionMNIST(
+            where, train=split == "train", download=True
+        ),
+        "cifar10": lambda where, split: tvd.CIFAR10(where, train=split == "train", download=True),
+        "cifar100": lambda where, split: tvd.CIFAR100(where, train=split == "train", download=True),
+        "svhn": lambda where, split: tvd.SVHN(where, split=split, download=True),
+    }
     for name in names:
         if name not in SPLIT_SIZES:
             raise ValueError(f"cannot download {name!r}; downloadable: {', '.join(SPLIT_SIZES)}")
         if _counts(name, folder) == SPLIT_SIZES[name]:
-            log(f"{name}: found in {folder}, {SPLIT_SIZES[name][0]} + {SPLIT_SIZES[name][1]} images")
+            log(
+                f"{name}: found in {folder}, {SPLIT_SIZES[name][0]} + {SPLIT_SIZES[name][1]} images"
+            )
             continue
         folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".download-{name}-", dir=folder))
@@ -323,16 +421,25 @@ def download_datasets(names=tuple(SPLIT_SIZES), *, root: str | os.PathLike | Non
                 makers[name](staging, split)
             for entry in staging.iterdir():
                 target = folder / entry.name
-                if target.is_dir() and entry.is_dir():  # e.g. FashionMNIST/raw beside a partial copy
+                if (
+                    target.is_dir() and entry.is_dir()
+                ):  # e.g. FashionMNIST/raw beside a partial copy
                     shutil.rmtree(target)
                 os.replace(entry, target)
-        except (OSError, RuntimeError) as error:  # URLError is an OSError; bad checksums are RuntimeError
-            raise DatasetNotFoundError(f"downloading {name} into {folder} failed: {error}") from error
+        except (
+            OSError,
+            RuntimeError,
+        ) as error:  # URLError is an OSError; bad checksums are RuntimeError
+            raise DatasetNotFoundError(
+                f"downloading {name} into {folder} failed: {error}"
+            ) from error
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         counts = _counts(name, folder)
         if counts != SPLIT_SIZES[name]:
-            raise DatasetNotFoundError(f"{name} in {folder} holds {counts} images, expected {SPLIT_SIZES[name]}")
+            raise DatasetNotFoundError(
+                f"{name} in {folder} holds {counts} images, expected {SPLIT_SIZES[name]}"
+            )
         log(f"{name}: downloaded and verified, {counts[0]} + {counts[1]} images in {folder}")
 
 
@@ -356,5 +463,7 @@ def _not_found(name: str, split: str, missing: _Missing, reason: str) -> Dataset
     hint = f" {missing.hint}" if missing.hint else ""
     return DatasetNotFoundError(
         f"{name} ({split} split) not found. {reason}Expected {', '.join(missing.files)}{hint} "
-        f"in the folder {missing.folder}. Put them there, or run `python -m pdlib download {name}` once with "
-        f"internet access; set PDLIB_DATA or pass root= to use another data folder.")
+        f"in the folder {missing.folder}. Put them there, or run `python -m pdlib download "
+        f"{name}` once with "
+        f"internet access; set PDLIB_DATA or pass root= to use another data folder."
+    )

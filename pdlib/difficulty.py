@@ -15,8 +15,19 @@ import numpy as np
 from pdlib._checks import check_positive_int
 from pdlib.metrics import bootstrap_interval, wilson_interval
 
-__all__ = ["CORNERS", "corner_groups", "corner_table", "split_points", "group_probe_curves", "middle_probe",
-           "probe_fix", "choose_probe_layer", "pd_switch_rule", "fix_table", "rule_table"]
+__all__ = [
+    "CORNERS",
+    "corner_groups",
+    "corner_table",
+    "split_points",
+    "group_probe_curves",
+    "middle_probe",
+    "probe_fix",
+    "choose_probe_layer",
+    "pd_switch_rule",
+    "fix_table",
+    "rule_table",
+]
 
 #: Corner name -> (rescaled PD_val, rescaled PD_train).
 CORNERS = {
@@ -49,7 +60,10 @@ def corner_groups(depth_val, depth_train, max_depth: int, *, n: int = 100, candi
     val = np.asarray(depth_val, dtype=np.float64)
     train = np.asarray(depth_train, dtype=np.float64)
     if val.ndim != 1 or val.shape != train.shape:
-        raise ValueError(f"depth_val and depth_train must be 1-D of equal length, got {val.shape} and {train.shape}")
+        raise ValueError(
+            f"depth_val and depth_train must be 1-D of equal length, got {val.shape} "
+            f"and {train.shape}"
+        )
     check_positive_int(max_depth, "max_depth")
     check_positive_int(n, "n")
     eligible = np.isfinite(val) & np.isfinite(train)
@@ -69,7 +83,8 @@ def corner_groups(depth_val, depth_train, max_depth: int, *, n: int = 100, candi
 
 
 def corner_table(stats: dict, groups: dict, max_depth: int, *, seed: int = 0):
-    """Per corner group: size, distance, mean PDs, C* (95 % interval), Ĉ, consensus ≠ label; a DataFrame."""
+    """Per corner group: size, distance, mean PDs, C* (95 % interval), Ĉ, consensus ≠ label; a
+    DataFrame."""
     import pandas as pd
 
     rows = []
@@ -77,15 +92,32 @@ def corner_table(stats: dict, groups: dict, max_depth: int, *, seed: int = 0):
         cx, cy = CORNERS[name]
         cstar = stats["consensus_consistency"][index]
         cstar = cstar[np.isfinite(cstar)]
-        low, high = bootstrap_interval(np.mean, cstar, n_boot=500, seed=seed) if len(cstar) else (np.nan, np.nan)
-        rows.append({"corner": name, "points": len(index),
-                     "mean distance to corner": float(np.hypot(stats["depth_val"][index] / max_depth - cx,
-                                                               stats["depth_train"][index] / max_depth - cy).mean()),
-                     "mean PD_val": float(stats["depth_val"][index].mean()),
-                     "mean PD_train": float(stats["depth_train"][index].mean()),
-                     "C*": float(cstar.mean()) if len(cstar) else np.nan, "C* low": low, "C* high": high,
-                     "Ĉ": float(np.nanmean(stats["consistency"][index])),
-                     "consensus ≠ label": int(np.sum(stats["consensus"][index] != stats["labels"][index]))})
+        low, high = (
+            bootstrap_interval(np.mean, cstar, n_boot=500, seed=seed)
+            if len(cstar)
+            else (np.nan, np.nan)
+        )
+        rows.append(
+            {
+                "corner": name,
+                "points": len(index),
+                "mean distance to corner": float(
+                    np.hypot(
+                        stats["depth_val"][index] / max_depth - cx,
+                        stats["depth_train"][index] / max_depth - cy,
+                    ).mean()
+                ),
+                "mean PD_val": float(stats["depth_val"][index].mean()),
+                "mean PD_train": float(stats["depth_train"][index].mean()),
+                "C*": float(cstar.mean()) if len(cstar) else np.nan,
+                "C* low": low,
+                "C* high": high,
+                "Ĉ": float(np.nanmean(stats["consistency"][index])),
+                "consensus ≠ label": int(
+                    np.sum(stats["consensus"][index] != stats["labels"][index])
+                ),
+            }
+        )
     return pd.DataFrame(rows).set_index("corner")
 
 
@@ -101,8 +133,8 @@ def group_probe_curves(counts: dict, points, target: str) -> dict:
     """Fig. 8: a group's mean probe confidence and accuracy for one target class, layer by layer.
 
     ``counts`` is :func:`pdlib.ensembles.held_out_probe_counts`, ``points`` the group's pool indices
-    and ``target`` a key of its ``targets``. Returns ``confidence`` and ``accuracy`` (n_probes,) over
-    the group's held-out appearances, ``network_accuracy`` (float) and ``appearances`` (int).
+    and ``target`` a key of its ``targets``. Returns ``confidence`` and ``accuracy`` (n_probes,)
+    over the group's held-out appearances, ``network_accuracy`` (float) and ``appearances`` (int).
     """
     points = np.asarray(points, dtype=np.int64)
     appearances = int(counts["n_held_out"][points].sum())
@@ -119,19 +151,27 @@ def group_probe_curves(counts: dict, points, target: str) -> dict:
 
 def _accuracy_report(hits: int, trials: int) -> dict:
     low, high = wilson_interval(hits, trials)
-    return {"hits": int(hits), "trials": int(trials), "accuracy": hits / trials if trials else math.nan,
-            "ci_low": low, "ci_high": high}
+    return {
+        "hits": int(hits),
+        "trials": int(trials),
+        "accuracy": hits / trials if trials else math.nan,
+        "ci_low": low,
+        "ci_high": high,
+    }
 
 
 def _reports(counts: dict, target: str, points, name: str, hits) -> dict:
     """``network`` and ``name`` accuracy reports over the held-out appearances of ``points``."""
     trials = int(counts["n_held_out"][points].sum())
-    return {"network": _accuracy_report(int(counts["network_hits"][target][points].sum()), trials),
-            name: _accuracy_report(int(hits.sum()), trials)}
+    return {
+        "network": _accuracy_report(int(counts["network_hits"][target][points].sum()), trials),
+        name: _accuracy_report(int(hits.sum()), trials),
+    }
 
 
 def middle_probe(n_probes: int) -> int:
-    """The middle probe, fixed before any data are seen: ``(n_probes - 1) // 2`` (ResNet18: "layer 4").
+    """The middle probe, fixed before any data are seen: ``(n_probes - 1) // 2`` (ResNet18: "layer
+    4").
 
     >>> middle_probe(11), middle_probe(15), middle_probe(9)
     (5, 7, 4)
@@ -146,8 +186,11 @@ def probe_fix(counts: dict, points, *, target: str, layer: int) -> dict:
     ``probe`` reports: ``hits``, ``trials``, ``accuracy`` and a 95 % Wilson interval.
     """
     points = np.asarray(points, dtype=np.int64)
-    return {"layer": layer, "points": len(points),
-            **_reports(counts, target, points, "probe", counts["hits"][target][layer, points])}
+    return {
+        "layer": layer,
+        "points": len(points),
+        **_reports(counts, target, points, "probe", counts["hits"][target][layer, points]),
+    }
 
 
 def choose_probe_layer(counts: dict, points, *, target: str, seed: int = 0) -> dict:
@@ -163,12 +206,18 @@ def choose_probe_layer(counts: dict, points, *, target: str, seed: int = 0) -> d
         raise ValueError("both halves of the group need held-out appearances")
     accuracy = counts["hits"][target][:, select].sum(axis=1) / trials_select
     layer = int(np.argmax(accuracy))
-    return {"layer": layer, "selection_accuracy": accuracy, "selection": len(select), "evaluation": len(evaluate),
-            **_reports(counts, target, evaluate, "probe", counts["hits"][target][layer, evaluate])}
+    return {
+        "layer": layer,
+        "selection_accuracy": accuracy,
+        "selection": len(select),
+        "evaluation": len(evaluate),
+        **_reports(counts, target, evaluate, "probe", counts["hits"][target][layer, evaluate]),
+    }
 
 
 def pd_switch_rule(counts: dict, points, *, target: str, seed: int = 0) -> dict:
-    """Choose "use probe ``p`` instead of the network when its PD is at least ``t``" on one half, score on the other.
+    """Choose "use probe ``p`` instead of the network when its PD is at least ``t``" on one half,
+    score on the other.
 
     The rule never needs the label. Returns ``layer``, ``threshold`` (``n_probes`` = never switch;
     preferred on ties), ``selection``/``evaluation`` counts and ``network`` and ``rule`` reports.
@@ -184,25 +233,46 @@ def pd_switch_rule(counts: dict, points, *, target: str, seed: int = 0) -> dict:
     candidates = np.argwhere(np.isclose(accuracy, best, rtol=0, atol=1e-12))
     never = [tuple(c) for c in candidates if c[1] == counts["n_probes"]]
     layer, threshold = never[0] if never else tuple(candidates[0])
-    return {"layer": int(layer), "threshold": int(threshold), "selection": len(select), "evaluation": len(evaluate),
-            **_reports(counts, target, evaluate, "rule", rule[layer, threshold, evaluate])}
+    return {
+        "layer": int(layer),
+        "threshold": int(threshold),
+        "selection": len(select),
+        "evaluation": len(evaluate),
+        **_reports(counts, target, evaluate, "rule", rule[layer, threshold, evaluate]),
+    }
 
 
 def _percent(report: dict) -> str:
-    return (f"{100 * report['accuracy']:.1f} % ({report['hits']}/{report['trials']}; "
-            f"{100 * report['ci_low']:.1f}–{100 * report['ci_high']:.1f})")
+    return (
+        f"{100 * report['accuracy']:.1f} % ({report['hits']}/{report['trials']}; "
+        f"{100 * report['ci_low']:.1f}–{100 * report['ci_high']:.1f})"
+    )
 
 
 def fix_table(decoupled: dict, splits: list, probe_names) -> "pandas.DataFrame":
-    """The k-NN fix: the decoupled result (:func:`probe_fix`) and each halving (:func:`choose_probe_layer`)."""
+    """The k-NN fix: the decoupled result (:func:`probe_fix`) and each halving
+    (:func:`choose_probe_layer`)."""
     import pandas as pd
 
-    rows = [{"evaluation": "decoupled: group from the first half of the networks, scored on the others",
-             "probe": f"{probe_names[decoupled['layer']]} (fixed in advance)",
-             "network": _percent(decoupled["network"]), "probe accuracy": _percent(decoupled["probe"])}]
-    rows += [{"evaluation": f"halving {i + 1}: layer chosen on {s['selection']} points, scored on {s['evaluation']}",
-              "probe": probe_names[s["layer"]], "network": _percent(s["network"]),
-              "probe accuracy": _percent(s["probe"])} for i, s in enumerate(splits)]
+    rows = [
+        {
+            "evaluation": "decoupled: group from the first half of the networks, scored on the "
+            "others",
+            "probe": f"{probe_names[decoupled['layer']]} (fixed in advance)",
+            "network": _percent(decoupled["network"]),
+            "probe accuracy": _percent(decoupled["probe"]),
+        }
+    ]
+    rows += [
+        {
+            "evaluation": f"halving {i + 1}: layer chosen on {s['selection']} points, scored on "
+            f"{s['evaluation']}",
+            "probe": probe_names[s["layer"]],
+            "network": _percent(s["network"]),
+            "probe accuracy": _percent(s["probe"]),
+        }
+        for i, s in enumerate(splits)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -211,6 +281,13 @@ def rule_table(rule: dict, probe_names, n_probes: int) -> "pandas.DataFrame":
     import pandas as pd
 
     switch = "never" if rule["threshold"] >= n_probes else f"PD ≥ {rule['threshold']}"
-    return pd.DataFrame([{"rule": f"use {probe_names[rule['layer']]} when {switch}",
-                          "points (choose / score)": f"{rule['selection']} / {rule['evaluation']}",
-                          "network": _percent(rule["network"]), "rule accuracy": _percent(rule["rule"])}])
+    return pd.DataFrame(
+        [
+            {
+                "rule": f"use {probe_names[rule['layer']]} when {switch}",
+                "points (choose / score)": f"{rule['selection']} / {rule['evaluation']}",
+                "network": _percent(rule["network"]),
+                "rule accuracy": _percent(rule["rule"]),
+            }
+        ]
+    )

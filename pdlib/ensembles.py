@@ -19,29 +19,46 @@ import torch
 
 from pdlib._progress import progress_bar
 from pdlib.cache import Artifact, load_artifact, provenance, save_artifact
-from pdlib.metrics import consensus_class, consensus_consistency, consistency_score, iteration_learned, \
-    rescale_iteration, split_means
+from pdlib.metrics import (
+    consensus_class,
+    consensus_consistency,
+    consistency_score,
+    iteration_learned,
+    rescale_iteration,
+    split_means,
+)
 from pdlib.runs import RUNS_KIND, RunConfig, compute_run
 
-__all__ = ["Ensemble", "ensemble_configs", "run_ensemble", "ensemble_statistics", "held_out_probe_counts",
-           "EXECUTORS"]
+__all__ = [
+    "Ensemble",
+    "ensemble_configs",
+    "run_ensemble",
+    "ensemble_statistics",
+    "held_out_probe_counts",
+    "EXECUTORS",
+]
 
 EXECUTORS = ("local", "ray")
 
 
 def ensemble_configs(template: RunConfig, n_models: int) -> list[RunConfig]:
-    """The configs of an ensemble's models: seeds ``template.seed .. template.seed + n_models - 1``."""
+    """The configs of an ensemble's models: seeds ``template.seed .. template.seed + n_models -
+    1``."""
     if isinstance(n_models, bool) or not isinstance(n_models, int) or n_models < 1:
         raise ValueError(f"n_models must be a positive integer, got {n_models!r}")
     if not 0 < template.holdout_fraction < 1:
-        raise ValueError(f"template.holdout_fraction must be in (0, 1) for an ensemble (0.1 is the paper's 90:10); "
-                         f"got {template.holdout_fraction}")
+        raise ValueError(
+            "template.holdout_fraction must be in (0, 1) for an ensemble (0.1 is "
+            "the paper's 90:10); "
+            f"got {template.holdout_fraction}"
+        )
     return [dataclasses.replace(template, seed=template.seed + i) for i in range(n_models)]
 
 
 @dataclass(frozen=True)
 class Ensemble:
-    """The cached models of one ensemble, loaded one at a time; ``ensemble[:20]`` is a sub-ensemble."""
+    """The cached models of one ensemble, loaded one at a time; ``ensemble[:20]`` is a
+    sub-ensemble."""
 
     configs: tuple[RunConfig, ...]
 
@@ -56,11 +73,14 @@ class Ensemble:
         for config in self.configs:
             artifact = load_artifact(RUNS_KIND, config)
             if artifact is None:
-                raise FileNotFoundError(f"model with seed {config.seed} is not computed; run run_ensemble first")
+                raise FileNotFoundError(
+                    f"model with seed {config.seed} is not computed; run run_ensemble first"
+                )
             yield artifact
 
     def missing(self, with_weights: int = 0) -> list[RunConfig]:
-        """Configs without a complete artifact (or, for the first ``with_weights``, without stored weights)."""
+        """Configs without a complete artifact (or, for the first ``with_weights``, without stored
+        weights)."""
         missing = []
         for i, config in enumerate(self.configs):
             artifact = load_artifact(RUNS_KIND, config)
@@ -69,20 +89,36 @@ class Ensemble:
         return missing
 
 
-def _compute(config: RunConfig, device: str | None, keep_weights: bool, threads: int | None) -> tuple:
+def _compute(
+    config: RunConfig, device: str | None, keep_weights: bool, threads: int | None
+) -> tuple:
     """One model, in whatever process the executor chose; the driver writes the artifact."""
     start = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
-    arrays, meta, *weights = compute_run(config, device=device, progress=False, keep_weights=keep_weights)
+    arrays, meta, *weights = compute_run(
+        config, device=device, progress=False, keep_weights=keep_weights
+    )
     # Provenance of the process (and machine) that computed the model, not of the driver.
-    meta = {**meta, "seconds_total": time.perf_counter() - start, "provenance": provenance(meta.get("device"))}
+    meta = {
+        **meta,
+        "seconds_total": time.perf_counter() - start,
+        "provenance": provenance(meta.get("device")),
+    }
     return arrays, meta, ({k: v.cpu() for k, v in weights[0].items()} if weights else None)
 
 
-def run_ensemble(template: RunConfig, n_models: int, *, executor: str = "local", device: str | None = None,
-                 keep_weights: int = 0, ray_address: str | None = None, threads_per_task: int = 1,
-                 progress: bool | None = None) -> Ensemble:
+def run_ensemble(
+    template: RunConfig,
+    n_models: int,
+    *,
+    executor: str = "local",
+    device: str | None = None,
+    keep_weights: int = 0,
+    ray_address: str | None = None,
+    threads_per_task: int = 1,
+    progress: bool | None = None,
+) -> Ensemble:
     """Train and probe ``n_models`` networks on random 90:10 splits (cached, resumable).
 
     Parameters
@@ -114,11 +150,20 @@ def run_ensemble(template: RunConfig, n_models: int, *, executor: str = "local",
     ensemble = Ensemble(tuple(ensemble_configs(template, n_models)))
     pending = ensemble.missing(with_weights=keep_weights)
     keep = {config for config in ensemble.configs[:keep_weights]}
-    bar = progress_bar(total=len(ensemble), initial=len(ensemble) - len(pending), desc="models", enabled=progress,
-                       unit="model")
+    bar = progress_bar(
+        total=len(ensemble),
+        initial=len(ensemble) - len(pending),
+        desc="models",
+        enabled=progress,
+        unit="model",
+    )
     try:
-        for config, (arrays, meta, weights) in _execute(pending, executor, device, keep, ray_address, threads_per_task):
-            save_artifact(RUNS_KIND, config, arrays, {**meta, "executor": executor}, weights=weights)
+        for config, (arrays, meta, weights) in _execute(
+            pending, executor, device, keep, ray_address, threads_per_task
+        ):
+            save_artifact(
+                RUNS_KIND, config, arrays, {**meta, "executor": executor}, weights=weights
+            )
             bar.update(1)
     finally:
         bar.close()
@@ -141,9 +186,14 @@ def _execute(pending, executor, device, keep, ray_address, threads):
         ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     # Workers find the data where the driver does, including arrays registered with pdlib.userdata.
-    forwarded = {name: os.environ[name] for name in ("PDLIB_DATA", "PDLIB_FILE_DATA", "PDLIB_QUIET")
-                 if name in os.environ}
-    task = ray.remote(num_cpus=threads, num_gpus=gpus, runtime_env={"env_vars": forwarded})(_compute)
+    forwarded = {
+        name: os.environ[name]
+        for name in ("PDLIB_DATA", "PDLIB_FILE_DATA", "PDLIB_QUIET")
+        if name in os.environ
+    }
+    task = ray.remote(num_cpus=threads, num_gpus=gpus, runtime_env={"env_vars": forwarded})(
+        _compute
+    )
     refs = {task.remote(config, device, config in keep, threads): config for config in pending}
     while refs:
         done, _ = ray.wait(list(refs), num_returns=1)
@@ -151,7 +201,8 @@ def _execute(pending, executor, device, keep, ray_address, threads):
 
 
 def ensemble_statistics(ensemble: Ensemble, *, reference: str = "labels") -> dict:
-    """Per-point statistics of an ensemble (the models' stacked (r, n) arrays through :mod:`pdlib.metrics`).
+    """Per-point statistics of an ensemble (the models' stacked (r, n) arrays through
+    :mod:`pdlib.metrics`).
 
     ``reference``: the labels consistency and the consensus tie rule refer to, ``"labels"`` (ground
     truth) or ``"fit_labels"`` (the labels trained on). Returns, over the ``n`` pool points:
@@ -164,14 +215,20 @@ def ensemble_statistics(ensemble: Ensemble, *, reference: str = "labels") -> dic
     train_accuracy, labels, n_probes, n_classes = [], None, 0, 0
     for artifact in ensemble.artifacts():
         pool = ~artifact["is_test"]
-        labels, n_probes, n_classes = artifact[reference][pool], len(artifact.meta["probe_names"]), \
-            artifact["logits"].shape[1]
+        labels, n_probes, n_classes = (
+            artifact[reference][pool],
+            len(artifact.meta["probe_names"]),
+            artifact["logits"].shape[1],
+        )
         history = artifact["checkpoint_predictions"]
         rows["predictions"].append(artifact["network_predictions"][pool])
         rows["held_out"].append(~artifact["in_train"][pool])
         rows["depth"].append(artifact["depth"][pool])
-        rows["iteration"].append(rescale_iteration(iteration_learned(history[:, pool])).astype(np.float32)
-                                 if history.size else np.full(int(pool.sum()), np.nan, np.float32))
+        rows["iteration"].append(
+            rescale_iteration(iteration_learned(history[:, pool])).astype(np.float32)
+            if history.size
+            else np.full(int(pool.sum()), np.nan, np.float32)
+        )
         train_accuracy.append(artifact.meta["train_accuracy"])
     if labels is None:
         raise ValueError("the ensemble has no models")
@@ -181,18 +238,27 @@ def ensemble_statistics(ensemble: Ensemble, *, reference: str = "labels") -> dic
     depth_val, depth_train = split_means(stacked["depth"], held_out)
     iteration_val, iteration_train = split_means(stacked["iteration"], held_out)
     return {
-        **stacked, "labels": labels, "n_held_out": held_out.sum(axis=0), "n_trained": (~held_out).sum(axis=0),
-        "consistency": consistency_score(predictions, held_out, labels), "consensus": consensus,
+        **stacked,
+        "labels": labels,
+        "n_held_out": held_out.sum(axis=0),
+        "n_trained": (~held_out).sum(axis=0),
+        "consistency": consistency_score(predictions, held_out, labels),
+        "consensus": consensus,
         "consensus_consistency": consensus_consistency(predictions, held_out, consensus),
-        "depth_val": depth_val, "depth_train": depth_train,
-        "iteration_val": iteration_val, "iteration_train": iteration_train,
-        "n_models": len(ensemble), "n_probes": n_probes, "n_classes": n_classes,
+        "depth_val": depth_val,
+        "depth_train": depth_train,
+        "iteration_val": iteration_val,
+        "iteration_train": iteration_train,
+        "n_models": len(ensemble),
+        "n_probes": n_probes,
+        "n_classes": n_classes,
         "train_accuracy": np.asarray(train_accuracy),
     }
 
 
 def held_out_probe_counts(ensemble: Ensemble, targets: dict) -> dict:
-    """Per-point, per-probe k-NN votes and hits over held-out appearances (streaming, O(n_probes^2 * n)).
+    """Per-point, per-probe k-NN votes and hits over held-out appearances (streaming, O(n_probes^2 *
+    n)).
 
     Parameters
     ----------
@@ -224,7 +290,9 @@ def held_out_probe_counts(ensemble: Ensemble, targets: dict) -> dict:
             classes = {name: np.asarray(value, dtype=np.int64) for name, value in targets.items()}
             for name, value in classes.items():
                 if value.shape != (n_pool,):
-                    raise ValueError(f"targets[{name!r}] has shape {value.shape}, expected ({n_pool},)")
+                    raise ValueError(
+                        f"targets[{name!r}] has shape {value.shape}, expected ({n_pool},)"
+                    )
             n_held_out = np.zeros(n_pool, np.int64)
             votes = {name: np.zeros((n_probes, n_pool), np.int64) for name in classes}
             hits = {name: np.zeros((n_probes, n_pool), np.int64) for name in classes}
@@ -235,14 +303,28 @@ def held_out_probe_counts(ensemble: Ensemble, targets: dict) -> dict:
             target = value[points]
             valid = target >= 0
             safe = np.maximum(target, 0)
-            votes[name][:, points] += np.where(valid, np.take_along_axis(probe_votes, safe[None, :, None], 2)[..., 0], 0)
+            votes[name][:, points] += np.where(
+                valid, np.take_along_axis(probe_votes, safe[None, :, None], 2)[..., 0], 0
+            )
             hits[name][:, points] += (probe_predictions == target) & valid
             network_hits[name][points] += (network == target) & valid
         first = classes[next(iter(classes))][points]
-        probe_right, network_right = probe_predictions == first, network == first  # (n_probes, m), (m,)
+        probe_right, network_right = (
+            probe_predictions == first,
+            network == first,
+        )  # (n_probes, m), (m,)
         for threshold in range(n_probes + 1):
-            rule_hits[:, threshold, points] += np.where(depth >= threshold, probe_right, network_right)
+            rule_hits[:, threshold, points] += np.where(
+                depth >= threshold, probe_right, network_right
+            )
     if n_held_out is None:
         raise ValueError("the ensemble has no models")
-    return {"n_held_out": n_held_out, "votes": votes, "hits": hits, "network_hits": network_hits,
-            "rule_hits": rule_hits, "k": k, "n_probes": n_probes}
+    return {
+        "n_held_out": n_held_out,
+        "votes": votes,
+        "hits": hits,
+        "network_hits": network_hits,
+        "rule_hits": rule_hits,
+        "k": k,
+        "n_probes": n_probes,
+    }

@@ -20,8 +20,23 @@ from pdlib.profiles import Profile
 from pdlib.runs import RUNS_KIND, RunConfig, load_model, run_data, run_model
 from pdlib.training import TrainConfig
 
-__all__ = ["TASKS", "Task", "available_tasks", "plan_tasks", "run_config", "seed_configs", "seed_runs", "ensemble", "ensemble_stats", "KEEP_WEIGHTS",
-           "noisy_label_runs", "zero_hinge_configs", "margin_statistics", "figure_footer", "fig4_panels"]
+__all__ = [
+    "TASKS",
+    "Task",
+    "available_tasks",
+    "plan_tasks",
+    "run_config",
+    "seed_configs",
+    "seed_runs",
+    "ensemble",
+    "ensemble_stats",
+    "KEEP_WEIGHTS",
+    "noisy_label_runs",
+    "zero_hinge_configs",
+    "margin_statistics",
+    "figure_footer",
+    "fig4_panels",
+]
 
 #: Ensemble models whose weights are stored (the sensitivity appendix re-probes them).
 KEEP_WEIGHTS = 4
@@ -73,36 +88,73 @@ def plan_tasks(profile: Profile, figure: str) -> tuple[list[str], list[str]]:
     found, missing = available_tasks(profile.setup(figure).datasets)
     if missing and profile.name.startswith("paper"):
         names = " ".join(sorted({TASKS[task].dataset for task in missing}))
-        raise DatasetNotFoundError(f"the {profile.name} profile needs {', '.join(missing)} for {figure}; "
-                                   f"run `python -m pdlib download {names}` first")
+        raise DatasetNotFoundError(
+            f"the {profile.name} profile needs {', '.join(missing)} for "
+            f"{figure}; "
+            f"run `python -m pdlib download {names}` first"
+        )
     return found, missing
 
 
-def run_config(profile: Profile, task: str, arch: str, seed: int = 0, *, n_pool: int = 0, **changes) -> RunConfig:
+def run_config(
+    profile: Profile, task: str, arch: str, seed: int = 0, *, n_pool: int = 0, **changes
+) -> RunConfig:
     """The :class:`RunConfig` of one network on ``task`` at ``profile``'s scale."""
     spec = TASKS[task]
-    fields = dict(dataset=spec.dataset, classes=spec.classes, arch=arch, width=profile.width(arch),
-                  train=profile.train_config(arch), n_pool=n_pool or profile.n_pool, n_test=profile.n_test, seed=seed)
+    fields = dict(
+        dataset=spec.dataset,
+        classes=spec.classes,
+        arch=arch,
+        width=profile.width(arch),
+        train=profile.train_config(arch),
+        n_pool=n_pool or profile.n_pool,
+        n_test=profile.n_test,
+        seed=seed,
+    )
     return RunConfig(**{**fields, **changes})
 
 
-def seed_configs(profile: Profile, figure: str, task: str, arch: str, n_models: int = 0) -> list[RunConfig]:
+def seed_configs(
+    profile: Profile, figure: str, task: str, arch: str, n_models: int = 0
+) -> list[RunConfig]:
     """The configs of a ``seeds`` figure's networks: seeds ``0 .. n - 1`` on the whole pool."""
     setup = profile.setup(figure)
-    return [run_config(profile, task, arch, seed, n_pool=setup.n_pool) for seed in range(n_models or setup.n_models)]
+    return [
+        run_config(profile, task, arch, seed, n_pool=setup.n_pool)
+        for seed in range(n_models or setup.n_models)
+    ]
 
 
-def seed_runs(profile: Profile, figure: str, task: str, arch: str, n_models: int = 0,
-              progress: bool | None = None) -> list[Artifact]:
+def seed_runs(
+    profile: Profile,
+    figure: str,
+    task: str,
+    arch: str,
+    n_models: int = 0,
+    progress: bool | None = None,
+) -> list[Artifact]:
     """The networks of a ``seeds`` figure (:func:`seed_configs`), cached with their weights."""
-    return [run_model(config, keep_weights=True, progress=progress)
-            for config in seed_configs(profile, figure, task, arch, n_models)]
+    return [
+        run_model(config, keep_weights=True, progress=progress)
+        for config in seed_configs(profile, figure, task, arch, n_models)
+    ]
 
 
-def ensemble(profile: Profile, figure: str, task: str, arch: str, n_models: int = 0, *, label_noise: float = 0.0,
-             noise_pair: tuple = (), holdout_folds: int = 0, executor: str = "local",
-             progress: bool | None = None) -> Ensemble:
-    """The 90:10 ensemble of an ``ensemble`` figure (cached, resumable; ``executor="ray"`` spreads it).
+def ensemble(
+    profile: Profile,
+    figure: str,
+    task: str,
+    arch: str,
+    n_models: int = 0,
+    *,
+    label_noise: float = 0.0,
+    noise_pair: tuple = (),
+    holdout_folds: int = 0,
+    executor: str = "local",
+    progress: bool | None = None,
+) -> Ensemble:
+    """The 90:10 ensemble of an ``ensemble`` figure (cached, resumable; ``executor="ray"`` spreads
+    it).
 
     Same task, architecture and pool share models (10 models are the first 10 of 40);
     ``holdout_folds=10`` holds out folds (see :class:`pdlib.runs.RunConfig`).
@@ -110,56 +162,114 @@ def ensemble(profile: Profile, figure: str, task: str, arch: str, n_models: int 
     setup = profile.setup(figure)
     train = dataclasses.replace(profile.train_config(arch), n_checkpoints=profile.n_checkpoints)
     # checkpoint_test off: the ensembles' figures read the iteration learned of pool points only.
-    template = run_config(profile, task, arch, n_pool=setup.n_pool, holdout_fraction=0.1, train=train,
-                          label_noise=label_noise, noise_pair=tuple(noise_pair), holdout_folds=holdout_folds,
-                          checkpoint_test=False)
-    return run_ensemble(template, n_models or setup.n_models, executor=executor, keep_weights=KEEP_WEIGHTS,
-                        progress=progress)
+    template = run_config(
+        profile,
+        task,
+        arch,
+        n_pool=setup.n_pool,
+        holdout_fraction=0.1,
+        train=train,
+        label_noise=label_noise,
+        noise_pair=tuple(noise_pair),
+        holdout_folds=holdout_folds,
+        checkpoint_test=False,
+    )
+    return run_ensemble(
+        template,
+        n_models or setup.n_models,
+        executor=executor,
+        keep_weights=KEEP_WEIGHTS,
+        progress=progress,
+    )
 
 
-def ensemble_stats(profile: Profile, figure: str, task: str, arch: str, n_models: int = 0, **kwargs) -> dict:
-    """:func:`pdlib.ensembles.ensemble_statistics` of :func:`ensemble` (trained first where missing)."""
+def ensemble_stats(
+    profile: Profile, figure: str, task: str, arch: str, n_models: int = 0, **kwargs
+) -> dict:
+    """:func:`pdlib.ensembles.ensemble_statistics` of :func:`ensemble` (trained first where
+    missing)."""
     return ensemble_statistics(ensemble(profile, figure, task, arch, n_models, **kwargs))
 
 
-def noisy_label_runs(profile: Profile, task: str, arch: str, n_seeds: int, *, noise: float = 0.4,
-                     epoch_factor: int = 2, n_checkpoints: int = 40, progress: bool | None = None
-                     ) -> list[Artifact]:
-    """Networks trained on the whole pool with a fraction ``noise`` of its labels randomised (Fig. 5).
+def noisy_label_runs(
+    profile: Profile,
+    task: str,
+    arch: str,
+    n_seeds: int,
+    *,
+    noise: float = 0.4,
+    epoch_factor: int = 2,
+    n_checkpoints: int = 40,
+    progress: bool | None = None,
+) -> list[Artifact]:
+    """Networks trained on the whole pool with a fraction ``noise`` of its labels randomised (Fig.
+    5).
 
-    Every seed sees the same corruption (``data_seed``) and trains ``epoch_factor`` times the profile's epochs.
+    Every seed sees the same corruption (``data_seed``) and trains ``epoch_factor`` times the
+    profile's epochs.
     """
     base = profile.train_config(arch)
-    train = dataclasses.replace(base, epochs=epoch_factor * base.epochs, n_checkpoints=n_checkpoints)
-    return [run_model(run_config(profile, task, arch, seed, label_noise=noise, train=train), progress=progress)
-            for seed in range(n_seeds)]
+    train = dataclasses.replace(
+        base, epochs=epoch_factor * base.epochs, n_checkpoints=n_checkpoints
+    )
+    return [
+        run_model(
+            run_config(profile, task, arch, seed, label_noise=noise, train=train), progress=progress
+        )
+        for seed in range(n_seeds)
+    ]
 
 
-def zero_hinge_configs(profile: Profile, task: str, arch: str, *, n_train: int, lr: float = 0.0,
-                       head_init_scale: float = 1e-4, momentum: float = 0.9, seed: int = 0) -> dict:
+def zero_hinge_configs(
+    profile: Profile,
+    task: str,
+    arch: str,
+    *,
+    n_train: int,
+    lr: float = 0.0,
+    head_init_scale: float = 1e-4,
+    momentum: float = 0.9,
+    seed: int = 0,
+) -> dict:
     """The three networks of Fig. 6 right, on the same ``n_train`` points and initialisation.
 
     ``untrained``; ``0-Hinge``: full-batch GD with momentum at a constant ``lr`` (0: the profile's
     ``hinge_lr``), no weight decay, up to ``profile.hinge_steps`` steps, stopping at zero loss;
-    ``cross-entropy``: the profile's SGD for twice its epochs. The head's initial weights are scaled by
-    ``head_init_scale``, which with ``lr`` sets the size of 0-Hinge margins.
+    ``cross-entropy``: the profile's SGD for twice its epochs. The head's initial weights are scaled
+    by ``head_init_scale``, which with ``lr`` sets the size of 0-Hinge margins.
     """
     base = profile.train_config(arch)
     ce = dataclasses.replace(base, epochs=2 * base.epochs, n_checkpoints=profile.n_checkpoints)
-    hinge = TrainConfig(epochs=profile.hinge_steps, batch_size=n_train, lr=lr or profile.hinge_lr, momentum=momentum,
-                        weight_decay=0.0, warmup_fraction=0.0, n_checkpoints=max(profile.n_checkpoints, profile.hinge_steps // 50),
-                        loss="zero_hinge", schedule="constant", stop_at_zero_loss=True,
-                        micro_batch=profile.hinge_micro_batch)
+    hinge = TrainConfig(
+        epochs=profile.hinge_steps,
+        batch_size=n_train,
+        lr=lr or profile.hinge_lr,
+        momentum=momentum,
+        weight_decay=0.0,
+        warmup_fraction=0.0,
+        n_checkpoints=max(profile.n_checkpoints, profile.hinge_steps // 50),
+        loss="zero_hinge",
+        schedule="constant",
+        stop_at_zero_loss=True,
+        micro_batch=profile.hinge_micro_batch,
+    )
     untrained = dataclasses.replace(hinge, epochs=0, n_checkpoints=0)
-    return {name: run_config(profile, task, arch, seed, n_pool=n_train, train=train, head_init_scale=head_init_scale)
-            for name, train in (("untrained", untrained), ("0-Hinge", hinge), ("cross-entropy", ce))}
+    return {
+        name: run_config(
+            profile, task, arch, seed, n_pool=n_train, train=train, head_init_scale=head_init_scale
+        )
+        for name, train in (("untrained", untrained), ("0-Hinge", hinge), ("cross-entropy", ce))
+    }
 
 
 def margin_statistics(configs: list[RunConfig]) -> dict:
-    """Output and input margins of the test points under each network (weights loaded, margins cached).
+    """Output and input margins of the test points under each network (weights loaded, margins
+    cached).
 
-    Returns ``depth``, ``output_margin``, ``input_margin`` (n_models, n_test), ``labels``, ``n_probes``.
+    Returns ``depth``, ``output_margin``, ``input_margin`` (n_models, n_test), ``labels``,
+    ``n_probes``.
     """
+
     def compute(config):
         return {"input_margin": input_margin(load_model(config), run_data(config).test_inputs)}, {}
 
@@ -167,26 +277,44 @@ def margin_statistics(configs: list[RunConfig]) -> dict:
     runs = [run_model(config, keep_weights=True) for config in configs]
     for run, config in zip(runs, configs):
         test = run["is_test"]
-        cached = load_or_compute(f"margins-{RUNS_KIND}", config, lambda config=config: compute(config))
+        cached = load_or_compute(
+            f"margins-{RUNS_KIND}", config, lambda config=config: compute(config)
+        )
         out["depth"].append(run["depth"][test].astype(np.int64))
         out["output_margin"].append(output_margin(run["logits"][test]))
         out["input_margin"].append(cached["input_margin"])
-    return {**{name: np.stack(values) for name, values in out.items()}, "labels": runs[0]["labels"][runs[0]["is_test"]],
-            "n_probes": len(runs[0].meta["probe_names"])}
+    return {
+        **{name: np.stack(values) for name, values in out.items()},
+        "labels": runs[0]["labels"][runs[0]["is_test"]],
+        "n_probes": len(runs[0].meta["probe_names"]),
+    }
 
 
-def figure_footer(profile: Profile, figure: str, *, task: str | None = None, arch: str | None = None,
-                  n_models: int | None = None, extra: str = "") -> str:
+def figure_footer(
+    profile: Profile,
+    figure: str,
+    *,
+    task: str | None = None,
+    arch: str | None = None,
+    n_models: int | None = None,
+    extra: str = "",
+) -> str:
     """The provenance line under a figure: profile, dataset, architecture and number of networks."""
     setup = profile.setup(figure)
-    parts = [f"profile {profile.name}", task or ", ".join(setup.datasets), arch or ", ".join(setup.archs),
-             f"{n_models or setup.n_models} network{'s' if (n_models or setup.n_models) != 1 else ''}"
-             + (" on 90:10 splits" if setup.kind == "ensemble" else "")]
+    parts = [
+        f"profile {profile.name}",
+        task or ", ".join(setup.datasets),
+        arch or ", ".join(setup.archs),
+        f"{n_models or setup.n_models} "
+        f"network{'s' if (n_models or setup.n_models) != 1 else ''}"
+        + (" on 90:10 splits" if setup.kind == "ensemble" else ""),
+    ]
     return " · ".join(parts + ([extra] if extra else []))
 
 
 def fig4_panels(profile: Profile, *, executor: str = "local") -> tuple[dict, dict]:
-    """Fig. 4 left and middle: ``(panels, bounds)``, panels {title: (PD (n,), C* (n,))} and lower envelopes.
+    """Fig. 4 left and middle: ``(panels, bounds)``, panels {title: (PD (n,), C* (n,))} and lower
+    envelopes.
 
     Left: the ensemble of ``fig4_left``; middle: per task, one full-pool network's PD against the
     others' C* (test points).
@@ -196,11 +324,18 @@ def fig4_panels(profile: Profile, *, executor: str = "local") -> tuple[dict, dic
     left, middle = profile.setup("fig4_left"), profile.setup("fig4_middle")
     stats = ensemble_stats(profile, "fig4_left", left.datasets[0], left.archs[0], executor=executor)
     seen, max_depth = stats["n_held_out"] > 0, stats["n_probes"] - 1
-    panels = {f"ensemble, {left.datasets[0]}": (stats["depth_val"][seen], stats["consensus_consistency"][seen])}
+    panels = {
+        f"ensemble, {left.datasets[0]}": (
+            stats["depth_val"][seen],
+            stats["consensus_consistency"][seen],
+        )
+    }
     bounds = {"ensemble": bound_with_interval(*panels[f"ensemble, {left.datasets[0]}"], max_depth)}
     for task in plan_tasks(profile, "fig4_middle")[0]:
         cross = cross_model_consensus(seed_runs(profile, "fig4_middle", task, middle.archs[0]))
         panels[f"1 vs others, {task}"] = (cross["depth"], cross["consensus_consistency"])
-        bounds.setdefault("across networks", bound_with_interval(cross["depth"], cross["consensus_consistency"],
-                                                                max_depth))
+        bounds.setdefault(
+            "across networks",
+            bound_with_interval(cross["depth"], cross["consensus_consistency"], max_depth),
+        )
     return panels, bounds

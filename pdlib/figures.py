@@ -1,7 +1,7 @@
 """One function per paper figure. They plot arrays; they never train.
 
-Each figure has a provenance footer and is at most :data:`WIDTH` inches wide; ``PDLIB_FIGURES=<folder>``
-also saves each as PNG.
+Each figure has a provenance footer and is at most :data:`WIDTH` inches wide;
+``PDLIB_FIGURES=<folder>`` also saves each as PNG.
 """
 
 from __future__ import annotations
@@ -15,11 +15,24 @@ import numpy as np
 import seaborn as sns
 from matplotlib.colors import LogNorm
 
-__all__ = ["display_images", "fig1_depth_gallery", "fig1_depth_distributions", "probe_accuracy_panels",
-           "fig2_depth_correlations", "fig2_mean_depth_pairs", "fig3_consistency_vs_depth",
-           "fig4_consensus_consistency", "fig4_accuracy_vs_depth", "fig5_iteration_vs_depth", "fig5_noise_curves",
-           "fig6_margins", "fig7_difficulty_plane", "fig7_corner_gallery", "fig8_group_curves",
-           "sensitivity_depth_shift"]
+__all__ = [
+    "display_images",
+    "fig1_depth_gallery",
+    "fig1_depth_distributions",
+    "probe_accuracy_panels",
+    "fig2_depth_correlations",
+    "fig2_mean_depth_pairs",
+    "fig3_consistency_vs_depth",
+    "fig4_consensus_consistency",
+    "fig4_accuracy_vs_depth",
+    "fig5_iteration_vs_depth",
+    "fig5_noise_curves",
+    "fig6_margins",
+    "fig7_difficulty_plane",
+    "fig7_corner_gallery",
+    "fig8_group_curves",
+    "sensitivity_depth_shift",
+]
 
 #: Widest figure, in inches: the book's text column at 100 dpi.
 WIDTH = 8.0
@@ -32,8 +45,15 @@ def _finish(fig, footer: str, name: str):
     renderer = fig.canvas.get_renderer()
     fig.draw_without_rendering()
     boxes = [ax.get_tightbbox(renderer) for ax in fig.axes]
-    boxes += [artist.get_window_extent(renderer) for artist in fig.legends + fig.texts if artist.get_visible()]
-    bottom = min([box.transformed(fig.transFigure.inverted()).y0 for box in boxes if box is not None] or [0.0])
+    boxes += [
+        artist.get_window_extent(renderer)
+        for artist in fig.legends + fig.texts
+        if artist.get_visible()
+    ]
+    bottom = min(
+        [box.transformed(fig.transFigure.inverted()).y0 for box in boxes if box is not None]
+        or [0.0]
+    )
     fig.text(0.5, bottom - 0.01, footer, ha="center", va="top", fontsize=8, color="0.3", wrap=True)
     folder = os.environ.get("PDLIB_FIGURES")
     if folder:
@@ -50,8 +70,12 @@ def _blank(ax) -> None:
 
 
 def display_images(inputs, mean, std) -> np.ndarray:
-    """Undo the normalisation: (n, C, H, W) -> (n, H, W) for C = 1 or (n, H, W, 3), values in [0, 1]."""
-    x = np.asarray(inputs, dtype=np.float64) * np.asarray(std)[None, :, None, None] + np.asarray(mean)[None, :, None, None]
+    """Undo the normalisation: (n, C, H, W) -> (n, H, W) for C = 1 or (n, H, W, 3), values in [0,
+    1]."""
+    x = (
+        np.asarray(inputs, dtype=np.float64) * np.asarray(std)[None, :, None, None]
+        + np.asarray(mean)[None, :, None, None]
+    )
     x = np.clip(x, 0, 1)
     return x[:, 0] if x.shape[1] == 1 else x.transpose(0, 2, 3, 1)
 
@@ -61,13 +85,29 @@ def _image(ax, image) -> None:
     _blank(ax)
 
 
-def fig1_depth_gallery(images, labels, predictions, depth, class_names, *, footer: str, n_per_side: int = 3,
-                       classes=None, seed: int = 0):
-    """Per class (row), the training images of lowest and highest mean PD (ties broken at random, seeded)."""
+def fig1_depth_gallery(
+    images,
+    labels,
+    predictions,
+    depth,
+    class_names,
+    *,
+    footer: str,
+    n_per_side: int = 3,
+    classes=None,
+    seed: int = 0,
+):
+    """Per class (row), the training images of lowest and highest mean PD (ties broken at random,
+    seeded)."""
     classes = list(range(len(class_names)) if classes is None else classes)
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(len(classes), 2 * n_per_side + 1, figsize=(WIDTH * 0.8, 1.15 * len(classes) + 0.6),
-                             squeeze=False, gridspec_kw={"width_ratios": [1] * n_per_side + [0.3] + [1] * n_per_side})
+    fig, axes = plt.subplots(
+        len(classes),
+        2 * n_per_side + 1,
+        figsize=(WIDTH * 0.8, 1.15 * len(classes) + 0.6),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1] * n_per_side + [0.3] + [1] * n_per_side},
+    )
     for row, c in enumerate(classes):
         members = np.flatnonzero(labels == c)
         order = members[np.lexsort((rng.random(len(members)), depth[members]))]
@@ -77,13 +117,20 @@ def fig1_depth_gallery(images, labels, predictions, depth, class_names, *, foote
             if index is None:
                 continue
             _image(ax, images[index])
-            ax.set_title(f"PD {depth[index]:.2g}, pred.\n{class_names[predictions[index]]}", fontsize=6.5,
-                         color="crimson" if predictions[index] != labels[index] else "black")
+            ax.set_title(
+                f"PD {depth[index]:.2g}, pred.\n{class_names[predictions[index]]}",
+                fontsize=6.5,
+                color="crimson" if predictions[index] != labels[index] else "black",
+            )
         axes[row, 0].set_ylabel(class_names[c], fontsize=8, rotation=0, ha="right", va="center")
     axes[0, 0].annotate("lowest PD", (0, 1.9), xycoords="axes fraction", fontsize=9, weight="bold")
-    axes[0, n_per_side + 1].annotate("highest PD", (0, 1.9), xycoords="axes fraction", fontsize=9, weight="bold")
+    axes[0, n_per_side + 1].annotate(
+        "highest PD", (0, 1.9), xycoords="axes fraction", fontsize=9, weight="bold"
+    )
     fig.subplots_adjust(hspace=0.95, wspace=0.1, left=0.16, top=0.93, bottom=0.03)
-    return _finish(fig, footer + " · red title: the prediction differs from the label", "fig1_gallery")
+    return _finish(
+        fig, footer + " · red title: the prediction differs from the label", "fig1_gallery"
+    )
 
 
 def fig1_depth_distributions(depths: dict, n_probes: int, *, footer: str):
@@ -91,18 +138,31 @@ def fig1_depth_distributions(depths: dict, n_probes: int, *, footer: str):
     order = sorted(depths, key=lambda name: np.mean(depths[name]))
     fig, ax = plt.subplots(figsize=(WIDTH * 0.75, 3.4))
     for colour, name in zip(sns.color_palette("viridis", len(order)), order):
-        frequency = np.bincount(np.asarray(depths[name], dtype=np.int64), minlength=n_probes) / len(depths[name])
-        ax.plot(np.arange(n_probes), frequency, marker="o", color=colour, label=f"{name} (mean {np.mean(depths[name]):.2f})")
+        frequency = np.bincount(np.asarray(depths[name], dtype=np.int64), minlength=n_probes) / len(
+            depths[name]
+        )
+        ax.plot(
+            np.arange(n_probes),
+            frequency,
+            marker="o",
+            color=colour,
+            label=f"{name} (mean {np.mean(depths[name]):.2f})",
+        )
     ax.set(xlabel="prediction depth", ylabel="fraction of points", xticks=np.arange(n_probes))
     ax.legend(title="ordered by mean PD", fontsize=8, title_fontsize=8)
     fig.tight_layout()
     return _finish(fig, footer, "fig1_distributions")
 
 
-def probe_accuracy_panels(panels: dict, probe_labels: dict, *, footer: str, name: str, ylabel="k-NN probe accuracy"):
-    """One panel per key of ``panels`` ({title: {curve: (n_probes,)}}), probe names on the x axis."""
+def probe_accuracy_panels(
+    panels: dict, probe_labels: dict, *, footer: str, name: str, ylabel="k-NN probe accuracy"
+):
+    """One panel per key of ``panels`` ({title: {curve: (n_probes,)}}), probe names on the x
+    axis."""
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(min(WIDTH, 3.6 * n + 0.6), 3.5), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        1, n, figsize=(min(WIDTH, 3.6 * n + 0.6), 3.5), squeeze=False, sharey=True
+    )
     for ax, (title, lines) in zip(axes[0], panels.items()):
         for label, accuracy in lines.items():
             ax.plot(np.arange(len(accuracy)), accuracy, marker="o", markersize=3, label=label)
@@ -116,21 +176,40 @@ def probe_accuracy_panels(panels: dict, probe_labels: dict, *, footer: str, name
 
 
 def fig2_depth_correlations(names, matrices: dict, *, footer: str):
-    """Pearson r of per-point PD between architectures (diagonal: between seeds), one heatmap per split."""
-    fig, axes = plt.subplots(1, len(matrices), figsize=(min(WIDTH, 3.6 * len(matrices) + 0.4), 3.2), squeeze=False)
+    """Pearson r of per-point PD between architectures (diagonal: between seeds), one heatmap per
+    split."""
+    fig, axes = plt.subplots(
+        1, len(matrices), figsize=(min(WIDTH, 3.6 * len(matrices) + 0.4), 3.2), squeeze=False
+    )
     for ax, (split, matrix) in zip(axes[0], matrices.items()):
-        sns.heatmap(matrix, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="mako", xticklabels=names, yticklabels=names,
-                    cbar=ax is axes[0, -1], ax=ax, square=True, annot_kws={"fontsize": 8})
+        sns.heatmap(
+            matrix,
+            annot=True,
+            fmt=".2f",
+            vmin=0,
+            vmax=1,
+            cmap="mako",
+            xticklabels=names,
+            yticklabels=names,
+            cbar=ax is axes[0, -1],
+            ax=ax,
+            square=True,
+            annot_kws={"fontsize": 8},
+        )
         ax.set_title(f"{split} points", fontsize=9)
     fig.tight_layout()
-    return _finish(fig, footer + " · diagonal: between random seeds of one architecture", "fig2_correlations")
+    return _finish(
+        fig, footer + " · diagonal: between random seeds of one architecture", "fig2_correlations"
+    )
 
 
 def _hist2d(ax, x, y, *, x_bins, y_bins, xlabel="", ylabel="", title=""):
     """2-D histogram with a logarithmic colour scale; returns the image for a colour bar."""
     keep = np.isfinite(x) & np.isfinite(y)
     counts, xe, ye = np.histogram2d(x[keep], y[keep], bins=[x_bins, y_bins])
-    image = ax.pcolormesh(xe, ye, counts.T, norm=LogNorm(vmin=1, vmax=max(2, counts.max())), cmap="viridis")
+    image = ax.pcolormesh(
+        xe, ye, counts.T, norm=LogNorm(vmin=1, vmax=max(2, counts.max())), cmap="viridis"
+    )
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.set_title(f"{title} (n = {int(keep.sum()):,d})" if title else "", fontsize=9)
     return image
@@ -139,56 +218,109 @@ def _hist2d(ax, x, y, *, x_bins, y_bins, xlabel="", ylabel="", title=""):
 def fig2_mean_depth_pairs(mean_rescaled: dict, *, footer: str):
     """Fig. 2 right: per-point mean PD (rescaled to [0, 1]) of one architecture against another."""
     pairs = list(combinations(mean_rescaled, 2))
-    fig, axes = plt.subplots(1, len(pairs), figsize=(min(WIDTH, 2.9 * len(pairs) + 0.6), 3.0), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(pairs), figsize=(min(WIDTH, 2.9 * len(pairs) + 0.6), 3.0), squeeze=False
+    )
     bins = np.linspace(0, 1, 21)
     for ax, (a, b) in zip(axes[0], pairs):
-        image = _hist2d(ax, mean_rescaled[a], mean_rescaled[b], x_bins=bins, y_bins=bins, xlabel=f"{a} mean PD",
-                        ylabel=f"{b} mean PD")
+        image = _hist2d(
+            ax,
+            mean_rescaled[a],
+            mean_rescaled[b],
+            x_bins=bins,
+            y_bins=bins,
+            xlabel=f"{a} mean PD",
+            ylabel=f"{b} mean PD",
+        )
         ax.plot([0, 1], [0, 1], color="0.6", lw=0.8)
         ax.set_aspect("equal")
     fig.colorbar(image, ax=axes, fraction=0.025, label="points (log)")
     return _finish(fig, footer + " · PD / max PD per architecture", "fig2_mean_depth_pairs")
 
 
-def fig3_consistency_vs_depth(mean_depth_val, consistency, consensus_matches, *, max_depth: int, footer: str):
+def fig3_consistency_vs_depth(
+    mean_depth_val, consistency, consensus_matches, *, max_depth: int, footer: str
+):
     """Consistency against PD_val: all points, consensus = label, consensus ≠ label (log colour)."""
-    x_bins, y_bins = np.linspace(-0.5, max_depth + 0.5, 2 * max_depth + 2), np.linspace(-0.025, 1.025, 22)
-    panels = [("all", np.ones_like(consensus_matches, dtype=bool)), ("consensus = label", consensus_matches),
-              ("consensus ≠ label", ~consensus_matches)]
+    x_bins, y_bins = (
+        np.linspace(-0.5, max_depth + 0.5, 2 * max_depth + 2),
+        np.linspace(-0.025, 1.025, 22),
+    )
+    panels = [
+        ("all", np.ones_like(consensus_matches, dtype=bool)),
+        ("consensus = label", consensus_matches),
+        ("consensus ≠ label", ~consensus_matches),
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 3.0), sharey=True)
     for ax, (title, mask) in zip(axes, panels):
-        image = _hist2d(ax, mean_depth_val[mask], consistency[mask], x_bins=x_bins, y_bins=y_bins, title=title,
-                        xlabel="PD_val", ylabel="consistency Ĉ" if ax is axes[0] else "")
+        image = _hist2d(
+            ax,
+            mean_depth_val[mask],
+            consistency[mask],
+            x_bins=x_bins,
+            y_bins=y_bins,
+            title=title,
+            xlabel="PD_val",
+            ylabel="consistency Ĉ" if ax is axes[0] else "",
+        )
     fig.colorbar(image, ax=axes, label="points (log)", fraction=0.02)
     return _finish(fig, footer, "fig3_consistency_vs_depth")
 
 
-def fig4_consensus_consistency(panels: dict, *, max_depth: int, footer: str, bound: dict | None = None):
-    """C* against PD per panel ({title: (depth, C*)}); ``bound`` (a lower envelope) drawn on the first."""
-    x_bins, y_bins = np.linspace(-0.5, max_depth + 0.5, 2 * max_depth + 2), np.linspace(-0.025, 1.025, 22)
+def fig4_consensus_consistency(
+    panels: dict, *, max_depth: int, footer: str, bound: dict | None = None
+):
+    """C* against PD per panel ({title: (depth, C*)}); ``bound`` (a lower envelope) drawn on the
+    first."""
+    x_bins, y_bins = (
+        np.linspace(-0.5, max_depth + 0.5, 2 * max_depth + 2),
+        np.linspace(-0.025, 1.025, 22),
+    )
     columns, rows = min(3, len(panels)), -(-len(panels) // 3)
-    fig, axes = plt.subplots(rows, columns, figsize=(min(WIDTH, 3.2 * columns + 0.8), 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(min(WIDTH, 3.2 * columns + 0.8), 3.0 * rows), squeeze=False
+    )
     for ax, (title, (depth, cstar)) in zip(axes.flat, panels.items()):
-        image = _hist2d(ax, np.asarray(depth, float), np.asarray(cstar, float), x_bins=x_bins, y_bins=y_bins,
-                        xlabel="prediction depth", ylabel="C*", title=title)
-    for ax in axes.flat[len(panels):]:
+        image = _hist2d(
+            ax,
+            np.asarray(depth, float),
+            np.asarray(cstar, float),
+            x_bins=x_bins,
+            y_bins=y_bins,
+            xlabel="prediction depth",
+            ylabel="C*",
+            title=title,
+        )
+    for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     fig.colorbar(image, ax=axes, fraction=0.025, label="points (log)")
     if bound is not None and np.isfinite(bound["slope"]):
         xs = np.array([0.0, 1.0])
-        axes[0, 0].plot(xs * max_depth, bound["intercept"] + bound["slope"] * xs, color="crimson", lw=1.5,
-                        label=f"C* ≥ {bound['intercept']:.2f} {bound['slope']:+.2f}·PD/max")
+        axes[0, 0].plot(
+            xs * max_depth,
+            bound["intercept"] + bound["slope"] * xs,
+            color="crimson",
+            lw=1.5,
+            label=f"C* ≥ {bound['intercept']:.2f} {bound['slope']:+.2f}·PD/max",
+        )
         axes[0, 0].legend(fontsize=7, loc="lower left")
     return _finish(fig, footer, "fig4_consensus_consistency")
 
 
 def fig4_accuracy_vs_depth(accuracy: dict, counts: dict, *, footer: str):
-    """Accuracy of held-out predictions at each PD, one curve per key; marker area ∝ share of predictions."""
+    """Accuracy of held-out predictions at each PD, one curve per key; marker area ∝ share of
+    predictions."""
     fig, ax = plt.subplots(figsize=(WIDTH * 0.7, 3.3))
     for name, values in accuracy.items():
         depth = np.arange(len(values))
-        line, = ax.plot(depth, values, lw=1, alpha=0.6)
-        ax.scatter(depth, values, s=10 + 200 * counts[name] / counts[name].sum(), color=line.get_color(), label=name)
+        (line,) = ax.plot(depth, values, lw=1, alpha=0.6)
+        ax.scatter(
+            depth,
+            values,
+            s=10 + 200 * counts[name] / counts[name].sum(),
+            color=line.get_color(),
+            label=name,
+        )
     ax.set(xlabel="prediction depth", ylabel="held-out accuracy", ylim=(0, 1.02))
     ax.legend(fontsize=8, title="marker area ∝ share of predictions", title_fontsize=7)
     fig.tight_layout()
@@ -196,13 +328,22 @@ def fig4_accuracy_vs_depth(accuracy: dict, counts: dict, *, footer: str):
 
 
 def fig5_iteration_vs_depth(panels: dict, *, footer: str):
-    """Mean rescaled iteration learned at each PD ({title: {curve: (mean (n_probes,), share (n_probes,), r)}})."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(min(WIDTH, 4.0 * len(panels)), 3.4), squeeze=False, sharey=True)
+    """Mean rescaled iteration learned at each PD ({title: {curve: (mean (n_probes,), share
+    (n_probes,), r)}})."""
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(min(WIDTH, 4.0 * len(panels)), 3.4), squeeze=False, sharey=True
+    )
     for ax, (title, curves) in zip(axes[0], panels.items()):
         for name, (mean, share, r) in curves.items():
             depth, keep = np.arange(len(mean)), share > 0
-            line, = ax.plot(depth[keep], mean[keep], lw=1, alpha=0.6)
-            ax.scatter(depth[keep], mean[keep], s=8 + 250 * share[keep], color=line.get_color(), label=f"{name}, r = {r:.2f}")
+            (line,) = ax.plot(depth[keep], mean[keep], lw=1, alpha=0.6)
+            ax.scatter(
+                depth[keep],
+                mean[keep],
+                s=8 + 250 * share[keep],
+                color=line.get_color(),
+                label=f"{name}, r = {r:.2f}",
+            )
         ax.set(xlabel="prediction depth")
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7, title="marker area ∝ share", title_fontsize=7)
@@ -212,38 +353,69 @@ def fig5_iteration_vs_depth(panels: dict, *, footer: str):
 
 
 def fig5_noise_curves(training: list, inference: list, probe_labels, *, footer: str):
-    """Fig. 5 middle and right: training curve (per checkpoint) and inference curve (per probe), one line per seed."""
+    """Fig. 5 middle and right: training curve (per checkpoint) and inference curve (per probe), one
+    line per seed."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 3.6), sharey=True)
     names = [name for name in training[0] if name != "steps"]
     colours = dict(zip(names, sns.color_palette("deep", len(names))))
     for seed, (curves, probes) in enumerate(zip(training, inference)):
         for name in names:
-            left.plot(curves["steps"], curves[name], color=colours[name], alpha=0.8, lw=1.2, label=name if seed == 0 else None)
-            right.plot(np.arange(len(probes[name])), probes[name], color=colours[name], alpha=0.8, lw=1.2, marker=".")
+            left.plot(
+                curves["steps"],
+                curves[name],
+                color=colours[name],
+                alpha=0.8,
+                lw=1.2,
+                label=name if seed == 0 else None,
+            )
+            right.plot(
+                np.arange(len(probes[name])),
+                probes[name],
+                color=colours[name],
+                alpha=0.8,
+                lw=1.2,
+                marker=".",
+            )
     left.set(xlabel="SGD step", ylabel="accuracy", ylim=(-0.02, 1.02))
     left.set_title("training learning curve", fontsize=9)
     right.set_xticks(np.arange(len(probe_labels)))
     right.set_xticklabels(probe_labels, rotation=70, fontsize=6.5)
     right.set_title("inference learning curve (k-NN probes)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.86))
-    fig.legend(*left.get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=7, bbox_to_anchor=(0.5, 1.0),
-               frameon=False)
+    fig.legend(
+        *left.get_legend_handles_labels(),
+        loc="upper center",
+        ncol=2,
+        fontsize=7,
+        bbox_to_anchor=(0.5, 1.0),
+        frameon=False,
+    )
     return _finish(fig, footer + f" · {len(training)} seeds, one line each", "fig5_noise_curves")
 
 
 def fig6_margins(mean_depth, margins: dict, correlations: dict, *, max_depth: int, footer: str):
-    """Fig. 6 left and middle: log10 margins against mean PD ({name: (n,)}; ``correlations``: {name: r})."""
+    """Fig. 6 left and middle: log10 margins against mean PD ({name: (n,)}; ``correlations``: {name:
+    r})."""
     fig, axes = plt.subplots(1, len(margins), figsize=(WIDTH, 3.2), squeeze=False)
     for ax, (name, values) in zip(axes[0], margins.items()):
         keep = np.isfinite(values) & (values > 0)
-        image = _hist2d(ax, mean_depth[keep], np.log10(values[keep]), x_bins=np.linspace(-0.5, max_depth + 0.5, 2 * max_depth + 2),
-                        y_bins=30, xlabel="mean prediction depth", ylabel=f"log10 {name}")
+        image = _hist2d(
+            ax,
+            mean_depth[keep],
+            np.log10(values[keep]),
+            x_bins=np.linspace(-0.5, max_depth + 0.5, 2 * max_depth + 2),
+            y_bins=30,
+            xlabel="mean prediction depth",
+            ylabel=f"log10 {name}",
+        )
         ax.set_title(f"{name}: r = {correlations[name]:.2f}", fontsize=9)
     fig.colorbar(image, ax=axes, fraction=0.025, label="points (log)")
     return _finish(fig, footer, "fig6_margins")
 
 
-def fig7_difficulty_plane(depth_val, depth_train, consensus_matches, *, max_depth: int, footer: str, groups: dict):
+def fig7_difficulty_plane(
+    depth_val, depth_train, consensus_matches, *, max_depth: int, footer: str, groups: dict
+):
     """PD_val against PD_train (rescaled, log colour) with each corner group's region outlined.
 
     A corner group is the ``n`` points nearest its corner, so it is exactly the points inside the
@@ -253,28 +425,53 @@ def fig7_difficulty_plane(depth_val, depth_train, consensus_matches, *, max_dept
 
     x, y = depth_val / max_depth, depth_train / max_depth
     edges = np.linspace(-0.5 / max_depth, 1 + 0.5 / max_depth, 2 * max_depth + 2)
-    panels = [("all points", np.ones_like(consensus_matches, dtype=bool)),
-              ("consensus ≠ label", ~consensus_matches), ("consensus = label", consensus_matches)]
+    panels = [
+        ("all points", np.ones_like(consensus_matches, dtype=bool)),
+        ("consensus ≠ label", ~consensus_matches),
+        ("consensus = label", consensus_matches),
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 3.3), sharey=True)
     for ax, (title, mask) in zip(axes, panels):
-        image = _hist2d(ax, x[mask], y[mask], x_bins=edges, y_bins=edges, title=title, xlabel="PD_val / max",
-                        ylabel="PD_train / max" if ax is axes[0] else "")
+        image = _hist2d(
+            ax,
+            x[mask],
+            y[mask],
+            x_bins=edges,
+            y_bins=edges,
+            title=title,
+            xlabel="PD_val / max",
+            ylabel="PD_train / max" if ax is axes[0] else "",
+        )
     angle = np.linspace(0, 2 * np.pi, 200)
     for colour, (name, index) in zip(sns.color_palette("bright", 4), groups.items()):
         cx, cy = CORNERS[name]
         radius = np.hypot(x[index] - cx, y[index] - cy).max() if len(index) else 0
         arc_x, arc_y = cx + radius * np.cos(angle), cy + radius * np.sin(angle)
         inside = (arc_x >= -0.02) & (arc_x <= 1.02) & (arc_y >= -0.02) & (arc_y <= 1.02)
-        axes[0].plot(np.where(inside, arc_x, np.nan), np.where(inside, arc_y, np.nan), color=colour, lw=1.6, label=name)
+        axes[0].plot(
+            np.where(inside, arc_x, np.nan),
+            np.where(inside, arc_y, np.nan),
+            color=colour,
+            lw=1.6,
+            label=name,
+        )
     for ax in axes:
         ax.set(xlim=(edges[0], edges[-1]), ylim=(edges[0], edges[-1]), aspect="equal")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=7,
-               bbox_to_anchor=(0.45, 0.93), frameon=False)
+    fig.legend(
+        *axes[0].get_legend_handles_labels(),
+        loc="lower center",
+        ncol=4,
+        fontsize=7,
+        bbox_to_anchor=(0.45, 0.93),
+        frameon=False,
+    )
     fig.colorbar(image, ax=axes, label="points (log)", fraction=0.02)
     return _finish(fig, footer + " · outlines: the corner groups", "fig7_difficulty_plane")
 
 
-def fig7_corner_gallery(images, groups: dict, labels, consensus, class_names, *, footer: str, n_images: int = 6):
+def fig7_corner_gallery(
+    images, groups: dict, labels, consensus, class_names, *, footer: str, n_images: int = 6
+):
     """Per corner group (row), its nearest points, captioned with label and consensus class."""
     shown = [point for index in groups.values() for point in index[:n_images]]
     # A gallery of one class titles each image with its consensus only: two class names overflow.
@@ -291,38 +488,70 @@ def fig7_corner_gallery(images, groups: dict, labels, consensus, class_names, *,
                 point = index[col]
                 _image(ax, images[point])
                 agreed = class_names[consensus[point]] if consensus[point] >= 0 else "none"
-                ax.set_title(agreed if one_label else f"{class_names[labels[point]]}\n→ {agreed}", fontsize=6.5,
-                             color="crimson" if consensus[point] != labels[point] else "black")
-        axes[row, 0].set_ylabel(name.replace(" the label", "\nthe label").replace(" a different", "\na different"),
-                                fontsize=7, rotation=0, ha="right", va="center")
-    fig.subplots_adjust(left=left, right=right, top=1 - title / height, bottom=0.05 / height, hspace=title / cell,
-                        wspace=0.1)
-    key = (f"titles: consensus class (every image is labelled {class_names[labels[shown[0]]]})" if one_label and shown
-           else "titles: label → consensus class")
-    return _finish(fig, f"{footer} · {key}; red: consensus differs from the label", "fig7_corner_gallery")
+                ax.set_title(
+                    agreed if one_label else f"{class_names[labels[point]]}\n→ {agreed}",
+                    fontsize=6.5,
+                    color="crimson" if consensus[point] != labels[point] else "black",
+                )
+        axes[row, 0].set_ylabel(
+            name.replace(" the label", "\nthe label").replace(" a different", "\na different"),
+            fontsize=7,
+            rotation=0,
+            ha="right",
+            va="center",
+        )
+    fig.subplots_adjust(
+        left=left,
+        right=right,
+        top=1 - title / height,
+        bottom=0.05 / height,
+        hspace=title / cell,
+        wspace=0.1,
+    )
+    key = (
+        f"titles: consensus class (every image is labelled {class_names[labels[shown[0]]]})"
+        if one_label and shown
+        else "titles: label → consensus class"
+    )
+    return _finish(
+        fig, f"{footer} · {key}; red: consensus differs from the label", "fig7_corner_gallery"
+    )
 
 
 def fig8_group_curves(curves: dict, probe_labels, *, footer: str):
-    """Fig. 8: k-NN confidence (solid), accuracy (dotted) per group and probe; ``curves[group][target]``."""
+    """Fig. 8: k-NN confidence (solid), accuracy (dotted) per group and probe;
+    ``curves[group][target]``."""
     fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.6), sharey=True)
     x = np.arange(len(probe_labels))
     for ax, target in zip(axes, ("ground truth", "consensus")):
         for colour, group in zip(sns.color_palette("bright", len(curves)), curves):
-            ax.plot(x, curves[group][target]["confidence"], "-", color=colour, marker=".", label=group)
+            ax.plot(
+                x, curves[group][target]["confidence"], "-", color=colour, marker=".", label=group
+            )
             ax.plot(x, curves[group][target]["accuracy"], ":", color=colour)
         ax.set_title(f"{target} class", fontsize=9)
         ax.set_xticks(x)
         ax.set_xticklabels(probe_labels, rotation=70, fontsize=6.5)
     axes[0].set(ylabel="confidence (solid), accuracy (dotted)", ylim=(-0.02, 1.02))
     fig.tight_layout(rect=(0, 0, 1, 0.9))
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=7,
-               bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.legend(
+        *axes[0].get_legend_handles_labels(),
+        loc="upper center",
+        ncol=2,
+        fontsize=7,
+        bbox_to_anchor=(0.5, 1.0),
+        frameon=False,
+    )
     return _finish(fig, footer + " · validation-split appearances", "fig8_group_curves")
 
 
-def sensitivity_depth_shift(mean_depth: dict, rank_correlation: dict, *, footer: str, name: str = "sensitivity"):
+def sensitivity_depth_shift(
+    mean_depth: dict, rank_correlation: dict, *, footer: str, name: str = "sensitivity"
+):
     """Per variant (row): mean PD and the Spearman rank correlation of PD with the default."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 0.4 * len(mean_depth) + 1.3), sharey=True)
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(WIDTH, 0.4 * len(mean_depth) + 1.3), sharey=True
+    )
     names = list(mean_depth)
     y = np.arange(len(names))
     left.barh(y, [mean_depth[n] for n in names], color="0.5")

@@ -26,7 +26,8 @@ TIE_BYTES = 8 * 2**20
 
 
 def _centre(reference: torch.Tensor) -> torch.Tensor:
-    """The mean point rounded to multiples of 1/256 (smaller norms for float32; exact ties stay exact)."""
+    """The mean point rounded to multiples of 1/256 (smaller norms for float32; exact ties stay
+    exact)."""
     return (reference.mean(dim=0, dtype=torch.float64) * 256).round().div(256).to(reference.dtype)
 
 
@@ -35,7 +36,8 @@ def _smallest(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]
     if scores.shape[1] <= k:
         return scores, torch.arange(scores.shape[1], device=scores.device).expand_as(scores)
     values, column = torch.topk(scores, k + 1, dim=1, largest=False, sorted=True)
-    # topk picks arbitrarily among scores equal to the k-th; where the (k+1)-th ties it, re-select by column.
+    # topk picks arbitrarily among scores equal to the k-th; where the (k+1)-th ties it, re-select
+    # by column.
     ties = values[:, k] == values[:, k - 1]
     values, column = values[:, :k], column[:, :k]
     n = scores.shape[1]
@@ -47,8 +49,10 @@ def _smallest(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]
     # first. Tied rows go in small groups: block-sized temporaries would be mapped page by page.
     for tied in ties.nonzero()[:, 0].split(max(1, TIE_BYTES // (4 * n))):
         rows, top = scores[tied], values[tied]
-        bound = top[:, k - 1:]
-        equal = torch.topk(torch.where(rows == bound, columns, past_end), k, dim=1, largest=False).values.long()
+        bound = top[:, k - 1 :]
+        equal = torch.topk(
+            torch.where(rows == bound, columns, past_end), k, dim=1, largest=False
+        ).values.long()
         below = (top < bound).sum(dim=1, keepdim=True)
         keep = slot < below  # places held by scores below the k-th keep topk's column
         column[tied] = torch.where(keep, column[tied], equal.gather(1, (slot - below).clamp(min=0)))
@@ -57,8 +61,14 @@ def _smallest(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]
     return values.gather(1, order), column
 
 
-def knn_neighbours(reference, queries=None, *, k: int = 30, device: str | torch.device | None = None,
-                   block_bytes: int | None = None) -> np.ndarray:
+def knn_neighbours(
+    reference,
+    queries=None,
+    *,
+    k: int = 30,
+    device: str | torch.device | None = None,
+    block_bytes: int | None = None,
+) -> np.ndarray:
     """Indices of the ``k`` nearest reference points of every query, nearest first (ties by index).
 
     Parameters
@@ -85,7 +95,9 @@ def knn_neighbours(reference, queries=None, *, k: int = 30, device: str | torch.
     """
     ref = as_embeddings(reference, "reference")
     leave_one_out = queries is None
-    query = ref if leave_one_out else as_embeddings(queries, "queries").astype(ref.dtype, copy=False)
+    query = (
+        ref if leave_one_out else as_embeddings(queries, "queries").astype(ref.dtype, copy=False)
+    )
     if query.shape[1] != ref.shape[1]:
         raise ValueError(f"queries has {query.shape[1]} features but reference has {ref.shape[1]}")
     k = check_k(k, ref.shape[0], leave_one_out)
@@ -96,23 +108,30 @@ def knn_neighbours(reference, queries=None, *, k: int = 30, device: str | torch.
     query_t = ref_t if leave_one_out else torch.as_tensor(query, device=device) - centre
     ref_norm = ref_t.square().sum(dim=1)
     n_ref, n_query = ref_t.shape[0], query_t.shape[0]
-    rows = max(1, min(n_query, (block_bytes or DEFAULT_BLOCK_BYTES) // (ref_t.element_size() * n_ref)))
+    rows = max(
+        1, min(n_query, (block_bytes or DEFAULT_BLOCK_BYTES) // (ref_t.element_size() * n_ref))
+    )
     out = torch.empty((n_query, k), dtype=torch.int64, device=device)
     # One buffer for every chunk: a fresh block per chunk doubles the CPU time (page faults).
     buffer = torch.empty((rows, n_ref), dtype=ref_t.dtype, device=device)
     for start in range(0, n_query, rows):
-        chunk = query_t[start:start + rows]
-        scores = torch.addmm(ref_norm[None, :], chunk, ref_t.T, alpha=-2, out=buffer[:chunk.shape[0]])
+        chunk = query_t[start : start + rows]
+        scores = torch.addmm(
+            ref_norm[None, :], chunk, ref_t.T, alpha=-2, out=buffer[: chunk.shape[0]]
+        )
         if leave_one_out:
             own = torch.arange(start, start + chunk.shape[0], device=device)
             scores[own - start, own] = float("inf")
         values, neighbours = _smallest(scores, k)
-        out[start:start + chunk.shape[0]] = neighbours.gather(1, values.argsort(dim=1, stable=True))
+        out[start : start + chunk.shape[0]] = neighbours.gather(
+            1, values.argsort(dim=1, stable=True)
+        )
     return out.cpu().numpy()
 
 
 def vote(neighbours, labels, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Uniform majority vote: neighbours (n_queries, k), labels (n_reference,) -> predictions, votes.
+    """Uniform majority vote: neighbours (n_queries, k), labels (n_reference,) -> predictions,
+    votes.
 
     Returns ``predictions`` (n_queries,) int64 (ties to the smallest class) and ``votes``
     (n_queries, n_classes) int64, the neighbours in each class.
@@ -128,9 +147,16 @@ def vote(neighbours, labels, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     return votes.argmax(axis=1).astype(np.int64), votes.astype(np.int64)
 
 
-def knn_predict(reference, labels, queries=None, *, k: int = 30, n_classes: int | None = None,
-                device: str | torch.device | None = None, block_bytes: int | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def knn_predict(
+    reference,
+    labels,
+    queries=None,
+    *,
+    k: int = 30,
+    n_classes: int | None = None,
+    device: str | torch.device | None = None,
+    block_bytes: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact k-NN classification with a uniform vote, the paper's probe.
 
     Parameters
@@ -161,14 +187,17 @@ def knn_predict(reference, labels, queries=None, *, k: int = 30, n_classes: int 
     ([0, 1], [[3, 0], [1, 2]])
     """
     ref = as_embeddings(reference, "reference")
-    y = as_labels(labels, "labels", n_classes=n_classes, length=ref.shape[0], length_name="reference")
+    y = as_labels(
+        labels, "labels", n_classes=n_classes, length=ref.shape[0], length_name="reference"
+    )
     n_classes = int(y.max()) + 1 if n_classes is None else int(n_classes)
     neighbours = knn_neighbours(ref, queries, k=k, device=device, block_bytes=block_bytes)
     return vote(neighbours, y, n_classes)
 
 
 class KNNProbe(ClassifierMixin, BaseEstimator):
-    """scikit-learn estimator wrapping :func:`knn_predict` (``n_neighbors``: 30 in the paper; ``device``: torch's).
+    """scikit-learn estimator wrapping :func:`knn_predict` (``n_neighbors``: 30 in the paper;
+    ``device``: torch's).
 
     >>> probe = KNNProbe(n_neighbors=1).fit([[0.0], [1.0]], ["a", "b"])
     >>> probe.predict([[0.2], [0.9]]).tolist()
@@ -190,8 +219,14 @@ class KNNProbe(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         check_k(self.n_neighbors, self._fit_X.shape[0], leave_one_out=False, name="n_neighbors")
-        _, votes = knn_predict(self._fit_X, self._y_encoded, X, k=self.n_neighbors,
-                               n_classes=len(self.classes_), device=self.device)
+        _, votes = knn_predict(
+            self._fit_X,
+            self._y_encoded,
+            X,
+            k=self.n_neighbors,
+            n_classes=len(self.classes_),
+            device=self.device,
+        )
         return votes
 
     def predict(self, X) -> np.ndarray:

@@ -17,7 +17,8 @@ __all__ = ["output_margin", "input_margin", "zero_hinge_loss"]
 
 
 def output_margin(logits) -> np.ndarray:
-    """Largest logit minus the second-largest, per point: finite (n, n_classes >= 2) -> (n,) float64.
+    """Largest logit minus the second-largest, per point: finite (n, n_classes >= 2) -> (n,)
+    float64.
 
     >>> output_margin([[2.0, 0.5, 1.0], [0.0, 3.0, 3.0]]).tolist()
     [1.0, 0.0]
@@ -38,13 +39,15 @@ def output_margin(logits) -> np.ndarray:
     return top_two[:, 1] - top_two[:, 0]
 
 
-def input_margin(model: nn.Module, inputs, *, batch_size: int = 256, device: str | torch.device | None = None
-                 ) -> np.ndarray:
+def input_margin(
+    model: nn.Module, inputs, *, batch_size: int = 256, device: str | torch.device | None = None
+) -> np.ndarray:
     """Linearised distance in input space to the nearest decision boundary of the prediction.
 
     ``gamma(x) = min over j != i of |z_i - z_j| / ||grad_x (z_i - z_j)||_2`` with ``i = argmax z``;
     exact for an affine model. Eval mode (restored afterwards); the parameters' ``.grad`` are left
-    untouched. A batch holds its logits' Jacobian (``batch_size * n_classes * prod(input_shape)``) twice.
+    untouched. A batch holds its logits' Jacobian (``batch_size * n_classes * prod(input_shape)``)
+    twice.
 
     Parameters
     ----------
@@ -59,7 +62,8 @@ def input_margin(model: nn.Module, inputs, *, batch_size: int = 256, device: str
     Returns
     -------
     ndarray of float64, shape (n,)
-        In input units; 0 where the top two logits tie, ``+inf`` where no logit difference has a gradient.
+        In input units; 0 where the top two logits tie, ``+inf`` where no logit difference has a
+        gradient.
 
     Examples
     --------
@@ -94,14 +98,19 @@ def _batch_input_margin(model: nn.Module, batch: torch.Tensor) -> np.ndarray:
     """Input margins (b,) float64 of one batch already on the device and requiring grad."""
     logits = model(batch)
     if logits.ndim != 2 or logits.shape[0] != batch.shape[0] or logits.shape[1] < 2:
-        raise ValueError(f"model output must have shape (batch, n_classes) with n_classes >= 2; "
-                         f"got {tuple(logits.shape)} for a batch of {batch.shape[0]}")
+        raise ValueError(
+            f"model output must have shape (batch, n_classes) with n_classes >= 2; "
+            f"got {tuple(logits.shape)} for a batch of {batch.shape[0]}"
+        )
     b, n_classes = logits.shape
-    # Row c holds d z_c / dx; the batch sum of z_c gives each point's own gradient (eval mode: no interaction).
+    # Row c holds d z_c / dx; the batch sum of z_c gives each point's own gradient (eval mode: no
+    # interaction).
     jacobian = torch.zeros((b, n_classes, batch[0].numel()), dtype=batch.dtype, device=batch.device)
     if logits.requires_grad:
         for c in range(n_classes):
-            (grad,) = torch.autograd.grad(logits[:, c].sum(), batch, retain_graph=c < n_classes - 1, allow_unused=True)
+            (grad,) = torch.autograd.grad(
+                logits[:, c].sum(), batch, retain_graph=c < n_classes - 1, allow_unused=True
+            )
             if grad is not None:  # None: z_c does not depend on the input
                 jacobian[:, c] = grad.reshape(b, -1)
     with torch.no_grad():
@@ -118,7 +127,8 @@ def _batch_input_margin(model: nn.Module, batch: torch.Tensor) -> np.ndarray:
 
 
 def zero_hinge_loss(logits: torch.Tensor, targets) -> torch.Tensor:
-    """The 0-Hinge loss: batch mean of ``sum over j != y of max(0, z_j - z_y)`` (ties count as correct).
+    """The 0-Hinge loss: batch mean of ``sum over j != y of max(0, z_j - z_y)`` (ties count as
+    correct).
 
     The paper's text prints ``max(0, z_i - z_j)``, read as a sign slip. ``logits`` (n, n_classes)
     float Tensor, ``targets`` (n,) int -> scalar Tensor on ``logits.device``.
@@ -132,8 +142,10 @@ def zero_hinge_loss(logits: torch.Tensor, targets) -> torch.Tensor:
     if not logits.is_floating_point():
         raise TypeError(f"logits must be floating point, got {logits.dtype}")
     if logits.ndim != 2 or logits.shape[0] == 0 or logits.shape[1] < 2:
-        raise ValueError("logits must have shape (n, n_classes) with n >= 1 and n_classes >= 2, "
-                         f"got {tuple(logits.shape)}")
+        raise ValueError(
+            "logits must have shape (n, n_classes) with n >= 1 and n_classes >= 2, "
+            f"got {tuple(logits.shape)}"
+        )
     if not isinstance(targets, torch.Tensor):
         targets = torch.as_tensor(as_array(targets, "targets"))
     if targets.ndim != 1:
@@ -141,11 +153,15 @@ def zero_hinge_loss(logits: torch.Tensor, targets) -> torch.Tensor:
     if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
         raise TypeError(f"targets must hold integer class indices, got {targets.dtype}")
     if targets.shape[0] != logits.shape[0]:
-        raise ValueError(f"targets has {targets.shape[0]} entries but logits has {logits.shape[0]} rows")
+        raise ValueError(
+            f"targets has {targets.shape[0]} entries but logits has {logits.shape[0]} rows"
+        )
     targets = targets.to(logits.device, torch.int64)
     if targets.min() < 0 or targets.max() >= logits.shape[1]:
-        raise ValueError(f"targets must be class indices in [0, {logits.shape[1]}), "
-                         f"found range [{int(targets.min())}, {int(targets.max())}]")
+        raise ValueError(
+            f"targets must be class indices in [0, {logits.shape[1]}), "
+            f"found range [{int(targets.min())}, {int(targets.max())}]"
+        )
     true_logit = logits.gather(1, targets[:, None])
     # The j = y term is relu(0) = 0 with zero gradient, so no mask is needed.
     return torch.relu(logits - true_logit).sum(dim=1).mean()

@@ -11,15 +11,38 @@ from itertools import combinations, product
 
 import numpy as np
 
-from pdlib._checks import (as_array, as_classes, as_labels, as_mask, as_numbers, check_fraction,
-                           check_positive_int)
+from pdlib._checks import (
+    as_array,
+    as_classes,
+    as_labels,
+    as_mask,
+    as_numbers,
+    check_fraction,
+    check_positive_int,
+)
 
 __all__ = [
-    "prediction_depth", "probe_accuracy", "softmax_disagreement", "rescale_depth",
-    "consistency_score", "held_out_votes", "consensus_from_votes", "consensus_class", "consensus_consistency",
-    "split_means", "iteration_learned", "rescale_iteration",
-    "pearson", "rank_correlation", "depth_correlation_matrix", "lower_envelope", "mean_by_depth",
-    "accuracy_by_depth", "wilson_interval", "pearson_interval", "bootstrap_interval",
+    "prediction_depth",
+    "probe_accuracy",
+    "softmax_disagreement",
+    "rescale_depth",
+    "consistency_score",
+    "held_out_votes",
+    "consensus_from_votes",
+    "consensus_class",
+    "consensus_consistency",
+    "split_means",
+    "iteration_learned",
+    "rescale_iteration",
+    "pearson",
+    "rank_correlation",
+    "depth_correlation_matrix",
+    "lower_envelope",
+    "mean_by_depth",
+    "accuracy_by_depth",
+    "wilson_interval",
+    "pearson_interval",
+    "bootstrap_interval",
 ]
 
 
@@ -31,8 +54,10 @@ def _ratio(numerator, count) -> np.ndarray:
 
 # --- prediction depth (Section 2.1) -------------------------------------------------------------
 
+
 def prediction_depth(probe_predictions, final_prediction) -> np.ndarray:
-    """Earliest probe from which every later probe predicts the network's final class: (n_probes, n), (n,) -> (n,).
+    """Earliest probe from which every later probe predicts the network's final class: (n_probes,
+    n), (n,) -> (n,).
 
     All agree: 0 (the input); even the softmax probe disagrees: ``n_probes - 1``.
 
@@ -42,7 +67,10 @@ def prediction_depth(probe_predictions, final_prediction) -> np.ndarray:
     probes = as_classes(probe_predictions, "probe_predictions", 2)
     final = as_classes(final_prediction, "final_prediction", 1)
     if probes.shape[1] != final.shape[0]:
-        raise ValueError(f"probe_predictions has {probes.shape[1]} points but final_prediction has {final.shape[0]}")
+        raise ValueError(
+            f"probe_predictions has {probes.shape[1]} points but final_prediction "
+            f"has {final.shape[0]}"
+        )
     n_probes = probes.shape[0]
     disagrees = probes != final[None, :]
     # Index of the last disagreeing probe (argmax on the reversed rows), -1 when all agree.
@@ -58,12 +86,15 @@ def probe_accuracy(probe_predictions, labels) -> np.ndarray:
     """
     probes, labels = as_array(probe_predictions, "probe_predictions"), as_array(labels, "labels")
     if probes.ndim != 2 or labels.shape != probes.shape[1:]:
-        raise ValueError(f"shapes (n_probes, n) and (n,) expected, got {probes.shape} and {labels.shape}")
+        raise ValueError(
+            f"shapes (n_probes, n) and (n,) expected, got {probes.shape} and {labels.shape}"
+        )
     return (probes == labels[None, :]).mean(axis=1)
 
 
 def softmax_disagreement(probe_predictions, network_predictions) -> float:
-    """Fraction of points whose last (softmax) probe disagrees with the network (their PD is the last)."""
+    """Fraction of points whose last (softmax) probe disagrees with the network (their PD is the
+    last)."""
     probes = as_array(probe_predictions, "probe_predictions")
     return float((probes[-1] != as_array(network_predictions, "network_predictions")).mean())
 
@@ -81,13 +112,15 @@ def rescale_depth(depth, n_probes: int) -> np.ndarray:
 
 # --- ensembles: Eq. 1, the consensus class, Eq. 2, PD_val and PD_train (Section 3.1) -----------
 
+
 def _ensemble(predictions, held_out, n_classes=None) -> tuple[np.ndarray, np.ndarray]:
     predictions = as_classes(predictions, "predictions", 2, n_classes=n_classes)
     return predictions, as_mask(held_out, "held_out", predictions.shape, "predictions")
 
 
 def consistency_score(predictions, held_out, labels) -> np.ndarray:
-    """Eq. 1: over the models that held a point out, the fraction predicting its label (NaN if none).
+    """Eq. 1: over the models that held a point out, the fraction predicting its label (NaN if
+    none).
 
     >>> consistency_score([[0, 1, 2], [1, 1, 2]], [[True, False, False], [True, True, False]],
     ...                   [0, 1, 2]).tolist()
@@ -113,15 +146,21 @@ def held_out_votes(predictions, held_out, n_classes: int) -> np.ndarray:
 
 
 def consensus_from_votes(votes, labels) -> np.ndarray:
-    """Plurality class of each row of votes (-1 without votes); ties to the label if tied, else the smallest.
+    """Plurality class of each row of votes (-1 without votes); ties to the label if tied, else the
+    smallest.
 
     >>> consensus_from_votes([[1, 2, 2], [1, 2, 2], [0, 0, 0]], [2, 0, 1]).tolist()
     [2, 1, -1]
     """
     votes = as_array(votes, "votes")
     if votes.ndim != 2 or votes.size == 0 or votes.dtype.kind not in "iu" or votes.min() < 0:
-        raise ValueError(f"votes must be a non-empty (n, n_classes) array of counts, got {votes.dtype} {votes.shape}")
-    labels = as_labels(labels, "labels", n_classes=votes.shape[1], length=votes.shape[0], length_name="votes")
+        raise ValueError(
+            "votes must be a non-empty (n, n_classes) array of counts, got "
+            f"{votes.dtype} {votes.shape}"
+        )
+    labels = as_labels(
+        labels, "labels", n_classes=votes.shape[1], length=votes.shape[0], length_name="votes"
+    )
     tied = votes == votes.max(axis=1, keepdims=True)
     consensus = np.where(tied[np.arange(len(labels)), labels], labels, tied.argmax(axis=1))
     return np.where(votes.sum(axis=1) > 0, consensus, -1).astype(np.int64)
@@ -138,7 +177,8 @@ def consensus_class(predictions, held_out, labels, n_classes: int) -> np.ndarray
 
 
 def consensus_consistency(predictions, held_out, consensus) -> np.ndarray:
-    """Eq. 2: over the models that held a point out, the fraction predicting its consensus (NaN: none, or -1).
+    """Eq. 2: over the models that held a point out, the fraction predicting its consensus (NaN:
+    none, or -1).
 
     >>> consensus_consistency([[2, 0, 1], [1, 2, 1]], [[True, True, False], [True, True, False]],
     ...                       [1, 0, -1]).tolist()
@@ -147,13 +187,16 @@ def consensus_consistency(predictions, held_out, consensus) -> np.ndarray:
     predictions, held_out = _ensemble(predictions, held_out)
     consensus = as_classes(consensus, "consensus", 1, allow_missing=True)
     if consensus.shape[0] != predictions.shape[1]:
-        raise ValueError(f"consensus must have shape ({predictions.shape[1]},), got {consensus.shape}")
+        raise ValueError(
+            f"consensus must have shape ({predictions.shape[1]},), got {consensus.shape}"
+        )
     hits = ((predictions == consensus) & held_out).sum(axis=0)
     return np.where(consensus >= 0, _ratio(hits, held_out.sum(axis=0)), np.nan)
 
 
 def split_means(values, held_out) -> tuple[np.ndarray, np.ndarray]:
-    """Per point, the mean of ``values`` over the models that held it out and over the others (PD_val, PD_train).
+    """Per point, the mean of ``values`` over the models that held it out and over the others
+    (PD_val, PD_train).
 
     >>> val, train = split_means([[1, 2], [3, 4], [5, 6]], [[True, False], [False, False], [True, False]])
     >>> val.tolist(), train.tolist()
@@ -163,14 +206,18 @@ def split_means(values, held_out) -> tuple[np.ndarray, np.ndarray]:
     held_out = as_mask(held_out, "held_out", values.shape, "values")
     n_held_out = held_out.sum(axis=0)
     # np.where, not a product with the mask: a NaN must not leak into the other split's mean
-    return (_ratio(np.where(held_out, values, 0.0).sum(axis=0), n_held_out),
-            _ratio(np.where(held_out, 0.0, values).sum(axis=0), held_out.shape[0] - n_held_out))
+    return (
+        _ratio(np.where(held_out, values, 0.0).sum(axis=0), n_held_out),
+        _ratio(np.where(held_out, 0.0, values).sum(axis=0), held_out.shape[0] - n_held_out),
+    )
 
 
 # --- iteration learned (Section 3.2) ------------------------------------------------------------
 
+
 def iteration_learned(prediction_history) -> np.ndarray:
-    """Earliest checkpoint from which every later prediction equals the final one: (T + 1, n) -> (n,).
+    """Earliest checkpoint from which every later prediction equals the final one: (T + 1, n) ->
+    (n,).
 
     >>> iteration_learned([[0, 1, 2], [1, 1, 0], [0, 1, 2], [0, 1, 0]]).tolist()
     [2, 0, 3]
@@ -187,7 +234,9 @@ def rescale_iteration(iteration, quantile: float = 0.95) -> np.ndarray:
     """
     iteration = as_numbers(iteration, "iteration", 1, finite=True)
     if iteration.min() < 0:
-        raise ValueError(f"iteration must be non-negative (0 = initialisation), found {iteration.min()}")
+        raise ValueError(
+            f"iteration must be non-negative (0 = initialisation), found {iteration.min()}"
+        )
     quantile = check_fraction(quantile, "quantile", closed=True)
     if quantile == 0:
         raise ValueError("quantile must be in (0, 1], got 0")
@@ -196,6 +245,7 @@ def rescale_iteration(iteration, quantile: float = 0.95) -> np.ndarray:
 
 
 # --- relations between per-point quantities -----------------------------------------------------
+
 
 def _finite_pairs(x, y) -> tuple[np.ndarray, np.ndarray]:
     x, y = as_numbers(x, "x", 1), as_numbers(y, "y", 1)
@@ -218,7 +268,8 @@ def pearson(x, y) -> float:
 
 
 def rank_correlation(x, y) -> float:
-    """Spearman correlation (average ranks for ties) over the finite pairs; NaN below 3 or if constant.
+    """Spearman correlation (average ranks for ties) over the finite pairs; NaN below 3 or if
+    constant.
 
     >>> rank_correlation([1, 2, 3, 4], [1, 4, 9, 16])
     1.0
@@ -232,14 +283,18 @@ def rank_correlation(x, y) -> float:
 def depth_correlation_matrix(depths_by_group: dict) -> tuple[list[str], np.ndarray]:
     """Mean Pearson r of per-point PD between groups of runs: {group: [PD (n,)]} -> (names, matrix).
 
-    Off the diagonal over every cross pair; on it over pairs of different runs of one group (NaN: one run).
+    Off the diagonal over every cross pair; on it over pairs of different runs of one group (NaN:
+    one run).
 
     >>> names, m = depth_correlation_matrix({"a": [[0, 1, 2], [0, 1, 3]], "b": [[2, 1, 0]]})
     >>> names, np.round(m, 2).tolist()
     (['a', 'b'], [[0.98, -0.99], [-0.99, nan]])
     """
     names = list(depths_by_group)
-    runs = {name: [as_numbers(d, f"depths_by_group[{name!r}]", 1) for d in depths_by_group[name]] for name in names}
+    runs = {
+        name: [as_numbers(d, f"depths_by_group[{name!r}]", 1) for d in depths_by_group[name]]
+        for name in names
+    }
     if len({d.shape for group in runs.values() for d in group}) != 1:
         raise ValueError("every depth array must cover the same points")
     matrix = np.full((len(names), len(names)), np.nan)
@@ -255,9 +310,10 @@ def depth_correlation_matrix(depths_by_group: dict) -> tuple[list[str], np.ndarr
 def lower_envelope(x, y, *, n_bins: int = 10, quantile: float = 0.02, min_count: int = 20) -> dict:
     """A line fitted to the lower edge of a point cloud: ``y >= intercept + slope * x``.
 
-    In each of ``n_bins`` equal-width bins of ``x`` with ``min_count`` points, the ``quantile`` of ``y``
-    is an edge; a least-squares line goes through the edges. Returns ``slope``, ``intercept`` (NaN
-    below 2 bins), ``centres``, ``edges`` and ``violations`` (fraction of points below the line).
+    In each of ``n_bins`` equal-width bins of ``x`` with ``min_count`` points, the ``quantile`` of
+    ``y`` is an edge; a least-squares line goes through the edges. Returns ``slope``, ``intercept``
+    (NaN below 2 bins), ``centres``, ``edges`` and ``violations`` (fraction of points below the
+    line).
 
     >>> rng = np.random.default_rng(0); x = rng.random(3000); y = 1 - x + rng.random(3000)
     >>> fit = lower_envelope(x, y)
@@ -266,8 +322,13 @@ def lower_envelope(x, y, *, n_bins: int = 10, quantile: float = 0.02, min_count:
     """
     x, y = _finite_pairs(x, y)
     if len(x) == 0:
-        return {"slope": math.nan, "intercept": math.nan, "violations": math.nan, "centres": np.array([]),
-                "edges": np.array([])}
+        return {
+            "slope": math.nan,
+            "intercept": math.nan,
+            "violations": math.nan,
+            "centres": np.array([]),
+            "edges": np.array([]),
+        }
     bins = np.linspace(x.min(), x.max(), n_bins + 1)
     which = np.clip(np.digitize(x, bins) - 1, 0, n_bins - 1)
     centres, edges = [], []
@@ -280,12 +341,17 @@ def lower_envelope(x, y, *, n_bins: int = 10, quantile: float = 0.02, min_count:
     if len(centres) < 2:
         return {"slope": math.nan, "intercept": math.nan, "violations": math.nan, **fit}
     slope, intercept = np.polyfit(centres, edges, 1)
-    return {"slope": float(slope), "intercept": float(intercept),
-            "violations": float(np.mean(y < intercept + slope * x - 1e-9)), **fit}
+    return {
+        "slope": float(slope),
+        "intercept": float(intercept),
+        "violations": float(np.mean(y < intercept + slope * x - 1e-9)),
+        **fit,
+    }
 
 
 def mean_by_depth(depth, values, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of ``values`` (NaN skipped) and count of the (model, point) pairs at each PD, each (n_probes,).
+    """Mean of ``values`` (NaN skipped) and count of the (model, point) pairs at each PD, each
+    (n_probes,).
 
     >>> mean, count = mean_by_depth([0, 0, 2], [1.0, 0.0, 1.0], 3)
     >>> mean.tolist(), count.tolist()
@@ -306,6 +372,7 @@ def accuracy_by_depth(depth, correct, n_probes: int) -> tuple[np.ndarray, np.nda
 
 
 # --- uncertainty ----------------------------------------------------------------------------------
+
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion; (NaN, NaN) without trials.
@@ -331,7 +398,8 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
 
 
 def pearson_interval(r: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Fisher-z interval of a Pearson correlation over ``n`` independent pairs; (NaN, NaN) if undefined.
+    """Fisher-z interval of a Pearson correlation over ``n`` independent pairs; (NaN, NaN) if
+    undefined.
 
     >>> [round(v, 3) for v in pearson_interval(0.5, 100)]
     [0.337, 0.634]
@@ -340,14 +408,19 @@ def pearson_interval(r: float, n: int, confidence: float = 0.95) -> tuple[float,
         return (math.nan, math.nan)
     from statistics import NormalDist
 
-    z, half = math.atanh(min(max(r, -0.999999), 0.999999)), NormalDist().inv_cdf(0.5 + confidence / 2) / math.sqrt(n - 3)
+    z, half = (
+        math.atanh(min(max(r, -0.999999), 0.999999)),
+        NormalDist().inv_cdf(0.5 + confidence / 2) / math.sqrt(n - 3),
+    )
     low, high = math.tanh(z - half), math.tanh(z + half)
     return (-1.0 if r <= -1 else low, 1.0 if r >= 1 else high)  # a perfect correlation stays inside
 
 
-def bootstrap_interval(statistic, *arrays, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
-                       groups=None) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(*arrays)``; rows (or whole ``groups``) resampled together.
+def bootstrap_interval(
+    statistic, *arrays, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0, groups=None
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic(*arrays)``; rows (or whole ``groups``) resampled
+    together.
 
     >>> x = np.arange(100.0)
     >>> low, high = bootstrap_interval(np.mean, x, n_boot=200)
@@ -359,7 +432,9 @@ def bootstrap_interval(statistic, *arrays, n_boot: int = 1000, confidence: float
     if n == 0:
         raise ValueError("bootstrap_interval needs non-empty arrays, got an empty one")
     if any(len(a) != n for a in arrays):
-        raise ValueError(f"bootstrap_interval needs arrays of the same length, got {[len(a) for a in arrays]}")
+        raise ValueError(
+            f"bootstrap_interval needs arrays of the same length, got {[len(a) for a in arrays]}"
+        )
     if groups is not None and len(groups) != n:
         raise ValueError(f"groups has {len(groups)} entries but the arrays have {n}")
     rng = np.random.default_rng(seed)
@@ -368,8 +443,10 @@ def bootstrap_interval(statistic, *arrays, n_boot: int = 1000, confidence: float
     else:
         groups = np.asarray(groups)
         members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-        draws = (np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
-                 for _ in range(n_boot))
+        draws = (
+            np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+            for _ in range(n_boot)
+        )
     values = np.array([statistic(*(a[rows] for a in arrays)) for rows in draws], dtype=np.float64)
     if np.isnan(values).all():  # the statistic is undefined on every resample (e.g. a constant PD)
         return (float("nan"), float("nan"))

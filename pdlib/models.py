@@ -31,7 +31,9 @@ class MLP(nn.Module):
         super().__init__()
         self.flatten = nn.Flatten()
         for i in range(depth):
-            self.add_module(f"hidden{i + 1}", _hidden_block(nn.Linear(in_features if i == 0 else width, width)))
+            self.add_module(
+                f"hidden{i + 1}", _hidden_block(nn.Linear(in_features if i == 0 else width, width))
+            )
         self.head = nn.Linear(width, n_classes)
         self.probe_points = (INPUT, *(f"hidden{i + 1}" for i in range(depth)), SOFTMAX)
 
@@ -47,7 +49,8 @@ _VGG16_PLAN = (1, 1, "M", 2, 2, "M", 4, 4, 4, "M", 8, 8, 8, "M", 8, 8, 8, "M")
 
 
 class VGG16(nn.Module):
-    """CIFAR-style VGG16 with batch norm: 13 conv layers, 5 max-pools (``ceil_mode``: 28x28 and 8x8 inputs survive)."""
+    """CIFAR-style VGG16 with batch norm: 13 conv layers, 5 max-pools (``ceil_mode``: 28x28 and 8x8
+    inputs survive)."""
 
     def __init__(self, n_classes: int, in_channels: int, width: int = 64):
         super().__init__()
@@ -60,7 +63,9 @@ class VGG16(nn.Module):
                 n_conv += 1
                 out = step * width
                 name = f"conv{n_conv}"
-                layer = _hidden_block(nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out))
+                layer = _hidden_block(
+                    nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out)
+                )
                 channels = out
             self.add_module(name, layer)
             self._order.append(name)
@@ -85,8 +90,10 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                                          nn.BatchNorm2d(out_channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -98,7 +105,9 @@ class ResNet18(nn.Module):
 
     def __init__(self, n_classes: int, in_channels: int, width: int = 64):
         super().__init__()
-        self.stem = _hidden_block(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width))
+        self.stem = _hidden_block(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
+        )
         channels, blocks = width, []
         for stage, multiple in enumerate((1, 2, 4, 8)):
             for i in range(2):
@@ -126,9 +135,18 @@ def _init_weights(model: nn.Module) -> None:
                 nn.init.zeros_(module.bias)
 
 
-def make_model(arch: str, n_classes: int, in_channels: int, image_size: int, *, width: int | None = None,
-               seed: int | None = None, head_init_scale: float = 1.0) -> nn.Module:
-    """Build one of the paper's architectures, with ``probe_points`` (``"input"`` first, ``"softmax"`` last).
+def make_model(
+    arch: str,
+    n_classes: int,
+    in_channels: int,
+    image_size: int,
+    *,
+    width: int | None = None,
+    seed: int | None = None,
+    head_init_scale: float = 1.0,
+) -> nn.Module:
+    """Build one of the paper's architectures, with ``probe_points`` (``"input"`` first,
+    ``"softmax"`` last).
 
     Parameters
     ----------
@@ -136,7 +154,8 @@ def make_model(arch: str, n_classes: int, in_channels: int, image_size: int, *, 
     n_classes, in_channels, image_size : int
         Output classes, input channels and input height (= width) in pixels.
     width : int, optional
-        Hidden units (mlp, 2048) or first-stage channels (vgg16, resnet18: 64, later stages 2x, 4x, 8x).
+        Hidden units (mlp, 2048) or first-stage channels (vgg16, resnet18: 64, later stages 2x, 4x,
+        8x).
     seed : int, optional
         Seeds the initialisation; the global RNG is left untouched.
     head_init_scale : float
@@ -153,7 +172,11 @@ def make_model(arch: str, n_classes: int, in_channels: int, image_size: int, *, 
     """
     if not isinstance(arch, str) or arch not in DEFAULT_WIDTH:
         raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}; got {arch!r}")
-    for value, name in ((n_classes, "n_classes"), (in_channels, "in_channels"), (image_size, "image_size")):
+    for value, name in (
+        (n_classes, "n_classes"),
+        (in_channels, "in_channels"),
+        (image_size, "image_size"),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if n_classes < 2:
@@ -177,12 +200,16 @@ def make_model(arch: str, n_classes: int, in_channels: int, image_size: int, *, 
 
 
 def probe_points(model: nn.Module, probes=None) -> tuple[str, ...]:
-    """The ordered probe names of ``model`` (or ``probes``: input, softmax, module names), checked."""
+    """The ordered probe names of ``model`` (or ``probes``: input, softmax, module names),
+    checked."""
     if probes is None:
         probes = getattr(model, "probe_points", None)
         if probes is None:
-            raise ValueError(f"{type(model).__name__} has no probe_points attribute; pass probes=[...] with "
-                             "'input', module names from model.named_modules() and 'softmax'")
+            raise ValueError(
+                f"{type(model).__name__} has no probe_points attribute; pass "
+                "probes=[...] with "
+                "'input', module names from model.named_modules() and 'softmax'"
+            )
     if isinstance(probes, str) or not all(isinstance(p, str) for p in probes):
         raise TypeError("probes must be a sequence of probe names (str)")
     probes = tuple(probes)
@@ -192,8 +219,11 @@ def probe_points(model: nn.Module, probes=None) -> tuple[str, ...]:
     unknown = [p for p in probes if p not in (INPUT, SOFTMAX) and p not in modules]
     if unknown:
         available = [name for name in modules if name]
-        raise ValueError(f"probes: model {type(model).__name__} has no module named {unknown[0]!r}; "
-                         f"available: 'input', 'softmax', {', '.join(map(repr, available[:40]))}")
+        raise ValueError(
+            f"probes: model {type(model).__name__} has no module named "
+            f"{unknown[0]!r}; "
+            f"available: 'input', 'softmax', {', '.join(map(repr, available[:40]))}"
+        )
     if len(set(probes)) != len(probes):
         raise ValueError("probes contains duplicate names")
     return probes

@@ -8,7 +8,8 @@ __all__ = ["glue"]
 
 
 def glue(name: str, value, display: bool = False) -> None:
-    """:func:`myst_nb.glue`, hidden by default; NumPy scalars become Python numbers (MyST-NB parses the repr)."""
+    """:func:`myst_nb.glue`, hidden by default; NumPy scalars become Python numbers (MyST-NB parses
+    the repr)."""
     from myst_nb import glue as myst_glue
 
     if isinstance(value, np.generic):

@@ -22,15 +22,25 @@ from pdlib.knn import knn_predict
 from pdlib.metrics import prediction_depth, probe_accuracy
 from pdlib.models import INPUT, SOFTMAX, probe_points
 
-__all__ = ["Captured", "capture_embeddings", "probe_groups", "captures", "ProbeResult", "probe_model",
-           "model_device", "eval_mode", "DEFAULT_MEMORY_BYTES"]
+__all__ = [
+    "Captured",
+    "capture_embeddings",
+    "probe_groups",
+    "captures",
+    "ProbeResult",
+    "probe_model",
+    "model_device",
+    "eval_mode",
+    "DEFAULT_MEMORY_BYTES",
+]
 
 #: Embedding memory one capture pass may fill (every input set, all probes of the pass).
 DEFAULT_MEMORY_BYTES = 4 * 2**30
 
 
 class Captured(NamedTuple):
-    """Embeddings (n, d_probe) float32 keyed by probe name, in probe order, and logits (n, n_classes)."""
+    """Embeddings (n, d_probe) float32 keyed by probe name, in probe order, and logits (n,
+    n_classes)."""
 
     embeddings: dict[str, np.ndarray]
     logits: np.ndarray
@@ -56,14 +66,23 @@ def eval_mode(model: nn.Module):
 def _as_batch(inputs, name: str = "inputs") -> torch.Tensor:
     inputs = torch.as_tensor(inputs)
     if inputs.ndim < 2 or inputs.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty batch (n, ...), got shape {tuple(inputs.shape)}")
+        raise ValueError(
+            f"{name} must be a non-empty batch (n, ...), got shape {tuple(inputs.shape)}"
+        )
     if not inputs.is_floating_point():
         raise TypeError(f"{name} must be floating point, got {inputs.dtype}")
     return inputs
 
 
-def capture_embeddings(model: nn.Module, inputs, probes=None, *, batch_size: int = 500,
-                       device: str | torch.device | None = None, progress: bool | None = None) -> Captured:
+def capture_embeddings(
+    model: nn.Module,
+    inputs,
+    probes=None,
+    *,
+    batch_size: int = 500,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+) -> Captured:
     """Run ``model`` once over ``inputs`` (eval mode) and keep every probe's embedding.
 
     Parameters
@@ -107,8 +126,11 @@ def capture_embeddings(model: nn.Module, inputs, probes=None, *, batch_size: int
 
     modules = dict(model.named_modules())
     # The default argument binds each name now, not when the hook runs.
-    handles = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: store(name, out))
-               for name in names if name not in (INPUT, SOFTMAX)]
+    handles = [
+        modules[name].register_forward_hook(lambda _m, _i, out, name=name: store(name, out))
+        for name in names
+        if name not in (INPUT, SOFTMAX)
+    ]
     try:
         with eval_mode(model), torch.inference_mode():
             for start in progress_bar(range(0, n, batch_size), desc="capture", enabled=progress):
@@ -128,10 +150,17 @@ def capture_embeddings(model: nn.Module, inputs, probes=None, *, batch_size: int
     return Captured({name: embeddings[name] for name in names}, logits)
 
 
-def probe_groups(model: nn.Module, sample, names, n_points: int, memory_bytes: int) -> list[tuple[str, ...]]:
-    """Consecutive probes whose float32 embeddings of ``n_points`` inputs fit in ``memory_bytes`` together."""
-    dims = {name: e.shape[1] for name, e in capture_embeddings(model, sample[:2], names, progress=False)
-            .embeddings.items()}
+def probe_groups(
+    model: nn.Module, sample, names, n_points: int, memory_bytes: int
+) -> list[tuple[str, ...]]:
+    """Consecutive probes whose float32 embeddings of ``n_points`` inputs fit in ``memory_bytes``
+    together."""
+    dims = {
+        name: e.shape[1]
+        for name, e in capture_embeddings(
+            model, sample[:2], names, progress=False
+        ).embeddings.items()
+    }
     groups, current, used = [], [], 0
     for name in names:
         size = 4 * dims[name] * n_points
@@ -144,16 +173,31 @@ def probe_groups(model: nn.Module, sample, names, n_points: int, memory_bytes: i
     return groups
 
 
-def captures(model: nn.Module, input_sets, probes=None, *, memory_bytes: int = DEFAULT_MEMORY_BYTES,
-             batch_size: int = 500, device=None, progress: bool | None = None
-             ) -> Iterator[tuple[tuple[str, ...], list[Captured]]]:
-    """Yield ``(group, [Captured of each input set])`` probe group by probe group, within ``memory_bytes``."""
+def captures(
+    model: nn.Module,
+    input_sets,
+    probes=None,
+    *,
+    memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    batch_size: int = 500,
+    device=None,
+    progress: bool | None = None,
+) -> Iterator[tuple[tuple[str, ...], list[Captured]]]:
+    """Yield ``(group, [Captured of each input set])`` probe group by probe group, within
+    ``memory_bytes``."""
     names = probe_points(model, probes)
     input_sets = [_as_batch(inputs, "input set") for inputs in input_sets]
     n_points = sum(inputs.shape[0] for inputs in input_sets)
     for group in probe_groups(model, input_sets[0], names, n_points, memory_bytes):
-        yield group, [capture_embeddings(model, inputs, group, batch_size=batch_size, device=device,
-                                         progress=progress) for inputs in input_sets]
+        yield (
+            group,
+            [
+                capture_embeddings(
+                    model, inputs, group, batch_size=batch_size, device=device, progress=progress
+                )
+                for inputs in input_sets
+            ],
+        )
 
 
 @dataclass(frozen=True)
@@ -161,8 +205,8 @@ class ProbeResult:
     """Per-probe k-NN predictions, network predictions and prediction depth.
 
     Training points are probed leave-one-out, query points against the whole training split.
-    ``*_probe_predictions`` (n_probes, n) int64; ``*_votes`` (n_probes, n, n_classes) uint8 (uint16 if
-    k > 255); ``*_network_predictions`` and ``*_depth`` (n,) int64; ``*_logits`` (n, n_classes)
+    ``*_probe_predictions`` (n_probes, n) int64; ``*_votes`` (n_probes, n, n_classes) uint8 (uint16
+    if k > 255); ``*_network_predictions`` and ``*_depth`` (n,) int64; ``*_logits`` (n, n_classes)
     float32; ``seconds``: wall time of the capture and of the k-NN probes.
     """
 
@@ -180,13 +224,24 @@ class ProbeResult:
     seconds: dict = field(default_factory=dict)
 
     def probe_accuracy(self, split: str, labels) -> np.ndarray:
-        """Fraction of ``split``'s points ("train" or "query") each probe classifies as ``labels``."""
+        """Fraction of ``split``'s points ("train" or "query") each probe classifies as
+        ``labels``."""
         return probe_accuracy(getattr(self, f"{split}_probe_predictions"), labels)
 
 
-def probe_model(model: nn.Module, train_inputs, train_labels, query_inputs, *, k: int = 30, probes=None,
-                batch_size: int = 500, device: str | torch.device | None = None,
-                memory_bytes: int = DEFAULT_MEMORY_BYTES, progress: bool | None = None) -> ProbeResult:
+def probe_model(
+    model: nn.Module,
+    train_inputs,
+    train_labels,
+    query_inputs,
+    *,
+    k: int = 30,
+    probes=None,
+    batch_size: int = 500,
+    device: str | torch.device | None = None,
+    memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    progress: bool | None = None,
+) -> ProbeResult:
     """Prediction depth of training points (leave-one-out) and of query points.
 
     The k-NN support set is the training split at each probe, with the labels the model was trained
@@ -211,24 +266,39 @@ def probe_model(model: nn.Module, train_inputs, train_labels, query_inputs, *, k
     -------
     ProbeResult
     """
-    train_inputs, query_inputs = _as_batch(train_inputs, "train_inputs"), _as_batch(query_inputs, "query_inputs")
-    labels = as_labels(train_labels, "train_labels", length=train_inputs.shape[0], length_name="train_inputs")
+    train_inputs, query_inputs = (
+        _as_batch(train_inputs, "train_inputs"),
+        _as_batch(query_inputs, "query_inputs"),
+    )
+    labels = as_labels(
+        train_labels, "train_labels", length=train_inputs.shape[0], length_name="train_inputs"
+    )
     check_k(k, train_inputs.shape[0], leave_one_out=True)
     device = model_device(model) if device is None else torch.device(device)
     out = {"train": ({}, {}), "query": ({}, {})}  # split -> (predictions, votes) per probe
     seconds = {"capture": 0.0, "knn": 0.0}
     start = time.perf_counter()
-    for group, (train, query) in captures(model, [train_inputs, query_inputs], probes, memory_bytes=memory_bytes,
-                                          batch_size=batch_size, device=device, progress=progress):
+    for group, (train, query) in captures(
+        model,
+        [train_inputs, query_inputs],
+        probes,
+        memory_bytes=memory_bytes,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    ):
         seconds["capture"] += time.perf_counter() - start
         n_classes = train.logits.shape[1]
         if labels.max() >= n_classes:
-            raise ValueError(f"train_labels contains class {labels.max()} but the model has {n_classes} outputs")
+            raise ValueError(
+                f"train_labels contains class {labels.max()} but the model has {n_classes} outputs"
+            )
         start = time.perf_counter()
         for name in group:
             for split, queries in (("train", None), ("query", query.embeddings[name])):
                 out[split][0][name], out[split][1][name] = knn_predict(
-                    train.embeddings[name], labels, queries, k=k, n_classes=n_classes, device=device)
+                    train.embeddings[name], labels, queries, k=k, n_classes=n_classes, device=device
+                )
         seconds["knn"] += time.perf_counter() - start
         logits = {"train": train.logits, "query": query.logits}
         start = time.perf_counter()
@@ -238,8 +308,13 @@ def probe_model(model: nn.Module, train_inputs, train_labels, query_inputs, *, k
     for split, (predictions, votes) in out.items():
         network = logits[split].argmax(axis=1).astype(np.int64)
         stacked = np.stack([predictions[name] for name in names])
-        fields.update({f"{split}_probe_predictions": stacked,
-                       f"{split}_votes": np.stack([votes[name] for name in names]).astype(vote_dtype),
-                       f"{split}_network_predictions": network, f"{split}_logits": logits[split],
-                       f"{split}_depth": prediction_depth(stacked, network)})
+        fields.update(
+            {
+                f"{split}_probe_predictions": stacked,
+                f"{split}_votes": np.stack([votes[name] for name in names]).astype(vote_dtype),
+                f"{split}_network_predictions": network,
+                f"{split}_logits": logits[split],
+                f"{split}_depth": prediction_depth(stacked, network),
+            }
+        )
     return ProbeResult(probe_names=names, seconds=seconds, **fields)

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 
 from pdlib.training import TrainConfig
 
-__all__ = ["Setup", "Profile", "PROFILES", "FIGURES", "CHAPTER_FIGURES", "get_profile", "plan_table"]
+__all__ = [
+    "Setup",
+    "Profile",
+    "PROFILES",
+    "FIGURES",
+    "CHAPTER_FIGURES",
+    "get_profile",
+    "plan_table",
+]
 
 #: What each key of a plan produces, in book order.
 FIGURES = {
@@ -49,22 +57,30 @@ CHAPTER_FIGURES = {
     "appendix_sensitivity": ("sensitivity",),
 }
 
-KINDS = {"seeds": "networks on the whole pool", "ensemble": "90:10 ensemble", "noise": "label-noise networks",
-         "hinge": "0-Hinge, CE and untrained", "reprobe": "ensemble networks re-probed"}
+KINDS = {
+    "seeds": "networks on the whole pool",
+    "ensemble": "90:10 ensemble",
+    "noise": "label-noise networks",
+    "hinge": "0-Hinge, CE and untrained",
+    "reprobe": "ensemble networks re-probed",
+}
 
 
 @dataclass(frozen=True)
 class Setup:
     """The networks behind one figure."""
 
-    datasets: tuple[str, ...]  # tasks (keys of pdlib.experiments.TASKS), first one where a figure shows one
+    datasets: tuple[
+        str, ...
+    ]  # tasks (keys of pdlib.experiments.TASKS), first one where a figure shows one
     archs: tuple[str, ...]  # architectures
     n_models: int  # networks per (dataset, architecture): seeds, ensemble size r, or noise seeds
     kind: str  # a key of KINDS
     n_pool: int = 0  # training-split images when they differ from the profile's; 0 = the profile's
 
     def describe(self, profile: "Profile") -> str:
-        """One line for the plan tables, e.g. ``cifar10 · resnet18 · 90:10 ensemble of 250 · 45,000 images``."""
+        """One line for the plan tables, e.g. ``cifar10 · resnet18 · 90:10 ensemble of 250 · 45,000
+        images``."""
         pool = self.n_pool or profile.n_pool
         images = "full training split" if pool == 0 else f"{pool:,} images"
         return f"{', '.join(self.datasets)} · {', '.join(self.archs)} · {KINDS[self.kind]}, {self.n_models} · {images}"
@@ -85,7 +101,9 @@ class Profile:
     n_checkpoints: int  # prediction snapshots over training, for the iteration learned
     hinge_lr: float  # learning rate of the 0-Hinge network's full-batch gradient descent
     hinge_steps: int  # most full-batch steps of the 0-Hinge network (it stops once the loss is 0)
-    hinge_micro_batch: int  # images per forward pass of the full-batch 0-Hinge steps (0 = all at once)
+    hinge_micro_batch: (
+        int  # images per forward pass of the full-batch 0-Hinge steps (0 = all at once)
+    )
     plan: tuple[tuple[str, Setup], ...]  # figure key (FIGURES) -> its networks
 
     def width(self, arch: str) -> int:
@@ -157,8 +175,10 @@ SMOKE_PLAN = _plan(
     fig1_right=Setup(OFFLINE, ("resnet18",), 1, "seeds"),
     fig2_left=Setup(("fashion_mnist",), ARCHS, 2, "seeds"),
     fig2_right=Setup(("fashion_mnist",), ARCHS, 2, "seeds"),
-    **{figure: Setup(("fashion_mnist",), ("mlp",), 10, "ensemble") for figure in ("fig3", "fig4_left", "fig4_right",
-                                                                               "fig5_left", "fig7_8")},
+    **{
+        figure: Setup(("fashion_mnist",), ("mlp",), 10, "ensemble")
+        for figure in ("fig3", "fig4_left", "fig4_right", "fig5_left", "fig7_8")
+    },
     fig4_middle=Setup(("fashion_mnist",), ("mlp",), 3, "seeds"),
     fig5_noise=Setup(("fashion_mnist",), ("mlp",), 2, "noise"),
     fig6_margins=Setup(("fashion_mnist",), ("mlp",), 3, "seeds"),
@@ -171,23 +191,44 @@ SMOKE_PLAN = _plan(
 def _dryrun_plan() -> tuple[tuple[str, Setup], ...]:
     """The paper's plan with at most 4 networks per ensemble, 2 per seed set, and small pools."""
     caps = {"ensemble": 4, "seeds": 2, "noise": 2, "hinge": 1, "reprobe": 2}
-    return tuple((figure, dataclasses.replace(setup, n_models=min(setup.n_models, caps[setup.kind]),
-                                              n_pool=min(setup.n_pool, 100) if setup.n_pool else 0))
-                 for figure, setup in PAPER_PLAN)
+    return tuple(
+        (
+            figure,
+            dataclasses.replace(
+                setup,
+                n_models=min(setup.n_models, caps[setup.kind]),
+                n_pool=min(setup.n_pool, 100) if setup.n_pool else 0,
+            ),
+        )
+        for figure, setup in PAPER_PLAN
+    )
 
 
 PROFILES = {
     # Each notebook in about a minute on 2 CPU cores: nbval and CI.
     "smoke": Profile(
-        name="smoke", n_pool=1000, n_test=300, mlp_width=64, conv_width=4,
+        name="smoke",
+        n_pool=1000,
+        n_test=300,
+        mlp_width=64,
+        conv_width=4,
         mlp_train=TrainConfig(epochs=30, batch_size=64, lr=0.05),
         vgg16_train=TrainConfig(epochs=12, batch_size=64, lr=0.05),
         resnet18_train=TrainConfig(epochs=10, batch_size=64, lr=0.05),
-        n_checkpoints=10, hinge_lr=1e-3, hinge_steps=1500, hinge_micro_batch=0, plan=SMOKE_PLAN),
+        n_checkpoints=10,
+        hinge_lr=1e-3,
+        hinge_steps=1500,
+        hinge_micro_batch=0,
+        plan=SMOKE_PLAN,
+    ),
     # The default of `make book`, sized from measured CPU throughput on 2 cores (MLP 7x256 ~20k
     # img/s, VGG16 width 8 ~1.3k img/s, ResNet18 width 8 ~1k img/s).
     "laptop": Profile(
-        name="laptop", n_pool=4000, n_test=1000, mlp_width=256, conv_width=8,
+        name="laptop",
+        n_pool=4000,
+        n_test=1000,
+        mlp_width=256,
+        conv_width=8,
         # lr 0.1 diverged for 1 MLP of 40 (seed 31); 0.05 fits every seed to > 99.9 %.
         mlp_train=TrainConfig(epochs=30, batch_size=128, lr=0.05),
         # Measured on a 2,000-image pool: 10 epochs fit 99.9 % of the training split in 15 s per
@@ -196,21 +237,44 @@ PROFILES = {
         # (benchmarks/training.py).
         vgg16_train=TrainConfig(epochs=10, batch_size=128, lr=0.05, compile=True),
         resnet18_train=TrainConfig(epochs=12, batch_size=128, lr=0.1, compile=True),
-        n_checkpoints=20, hinge_lr=1e-5, hinge_steps=3000, hinge_micro_batch=0, plan=LAPTOP_PLAN),
+        n_checkpoints=20,
+        hinge_lr=1e-5,
+        hinge_steps=3000,
+        hinge_micro_batch=0,
+        plan=LAPTOP_PLAN,
+    ),
     # The paper's set-ups: full-width networks on full datasets, 250-model ensembles. For a GPU.
     "paper": Profile(
-        name="paper", n_pool=0, n_test=0, mlp_width=2048, conv_width=64,
+        name="paper",
+        n_pool=0,
+        n_test=0,
+        mlp_width=2048,
+        conv_width=64,
         mlp_train=TrainConfig(epochs=40, batch_size=128, lr=0.05),
         vgg16_train=TrainConfig(epochs=40, batch_size=128, lr=0.05, compile=True),
         resnet18_train=TrainConfig(epochs=40, batch_size=128, lr=0.1, compile=True),
-        n_checkpoints=40, hinge_lr=1e-5, hinge_steps=3000, hinge_micro_batch=1000, plan=PAPER_PLAN),
+        n_checkpoints=40,
+        hinge_lr=1e-5,
+        hinge_steps=3000,
+        hinge_micro_batch=1000,
+        plan=PAPER_PLAN,
+    ),
     # The paper's plan (datasets, architectures, probes, chapters) at toy scale, on stand-in files.
     "paper-dryrun": Profile(
-        name="paper-dryrun", n_pool=200, n_test=60, mlp_width=16, conv_width=2,
+        name="paper-dryrun",
+        n_pool=200,
+        n_test=60,
+        mlp_width=16,
+        conv_width=2,
         mlp_train=TrainConfig(epochs=3, batch_size=50, lr=0.05),
         vgg16_train=TrainConfig(epochs=2, batch_size=50, lr=0.05),
         resnet18_train=TrainConfig(epochs=2, batch_size=50, lr=0.05),
-        n_checkpoints=4, hinge_lr=1e-3, hinge_steps=20, hinge_micro_batch=32, plan=_dryrun_plan()),
+        n_checkpoints=4,
+        hinge_lr=1e-3,
+        hinge_steps=20,
+        hinge_micro_batch=32,
+        plan=_dryrun_plan(),
+    ),
 }
 
 
@@ -228,8 +292,12 @@ def get_profile(name: str, **overrides) -> Profile:
     fields = {f.name for f in dataclasses.fields(Profile)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise ValueError(f"unknown profile field(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
-    return dataclasses.replace(PROFILES[name], **{k: v for k, v in overrides.items() if v not in (0, None)})
+        raise ValueError(
+            f"unknown profile field(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}"
+        )
+    return dataclasses.replace(
+        PROFILES[name], **{k: v for k, v in overrides.items() if v not in (0, None)}
+    )
 
 
 def plan_table(profiles=("paper", "laptop", "smoke"), figures=tuple(FIGURES)):
@@ -241,5 +309,8 @@ def plan_table(profiles=("paper", "laptop", "smoke"), figures=tuple(FIGURES)):
     """
     import pandas as pd
 
-    rows = {FIGURES[f]: {p: PROFILES[p].setup(f).describe(PROFILES[p]) for p in profiles} for f in figures}
+    rows = {
+        FIGURES[f]: {p: PROFILES[p].setup(f).describe(PROFILES[p]) for p in profiles}
+        for f in figures
+    }
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -1,10 +1,12 @@
-"""The audit's outputs: scores tables and one self-contained HTML page (inline CSS, images as data URIs).
+"""The audit's outputs: scores tables and one self-contained HTML page (inline CSS, images as data
+URIs).
 
-:func:`write_outputs` writes ``scores.csv``, ``scores.parquet`` and ``report.html``, each atomically.
-:func:`render_report` turns the table of :func:`pdlib.audit.audit` and the images the networks saw
-into a page with the (PD_val, PD_train) plane, a gallery of the images nearest each corner of
-the plane (the four difficulty types of :data:`pdlib.difficulty.CORNERS`), the top suspects by
-suspicion score, and the run's provenance. The page makes no requests: nothing in it is fetched.
+:func:`write_outputs` writes ``scores.csv``, ``scores.parquet`` and ``report.html``, each
+atomically. :func:`render_report` turns the table of :func:`pdlib.audit.audit` and the images the
+networks saw into a page with the (PD_val, PD_train) plane, a gallery of the images nearest each
+corner of the plane (the four difficulty types of :data:`pdlib.difficulty.CORNERS`), the top
+suspects by suspicion score, and the run's provenance. The page makes no requests: nothing in it is
+fetched.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ __all__ = ["write_outputs", "write_atomically", "render_report", "thumbnail_uri"
 
 #: What each corner of the plane says about an image (its definition; Section 4 of the paper).
 MEANINGS = {
-    "easy": "predicted early (low depth) both by networks that held it out and by networks trained on it",
-    "looks like a different class": "decided early when held out, learned late when trained on; the paper finds "
-                                    "mislabeled images here",
-    "ambiguous unless the label is given": "decided late when held out, learned early when trained on",
+    "easy": "predicted early (low depth) both by networks that held it out and by networks "
+    "trained on it",
+    "looks like a different class": "decided early when held out, learned late when trained on; "
+    "the paper finds "
+    "mislabeled images here",
+    "ambiguous unless the label is given": "decided late when held out, learned early when "
+    "trained on",
     "ambiguous": "decided late both when held out and when trained on",
 }
 
@@ -65,7 +70,8 @@ def write_outputs(out, table, pixels, **facts) -> None:
 
 
 def write_atomically(path, write) -> None:
-    """Call ``write(tmp)``, then rename ``tmp`` onto ``path``: a killed process never leaves half a file.
+    """Call ``write(tmp)``, then rename ``tmp`` onto ``path``: a killed process never leaves half a
+    file.
 
     ``tmp`` sits beside ``path`` with a name starting with a dot (``.scores.csv.<pid>.tmp``), and is
     removed if ``write`` fails.
@@ -79,10 +85,26 @@ def write_atomically(path, write) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def render_report(table, pixels, *, class_names, n_models: int, max_depth: int, settings: dict, provenance: dict,
-                  wall_seconds: float, dataset: str, source: str, out: str = "", executor: str = "local",
-                  reused_models: int = 0, arch: str = "", probe_names=(), n_gallery: int = 8,
-                  n_suspects: int = 24) -> str:
+def render_report(
+    table,
+    pixels,
+    *,
+    class_names,
+    n_models: int,
+    max_depth: int,
+    settings: dict,
+    provenance: dict,
+    wall_seconds: float,
+    dataset: str,
+    source: str,
+    out: str = "",
+    executor: str = "local",
+    reused_models: int = 0,
+    arch: str = "",
+    probe_names=(),
+    n_gallery: int = 8,
+    n_suspects: int = 24,
+) -> str:
     """The report page of one audit.
 
     Parameters
@@ -116,28 +138,61 @@ def render_report(table, pixels, *, class_names, n_models: int, max_depth: int, 
     from pdlib.difficulty import corner_groups
 
     val, train = table["PD_val"].to_numpy(float), table["PD_train"].to_numpy(float)
-    given, consensus = table["given label"].astype(str).to_numpy(), table["consensus class"].astype(str).to_numpy()
+    given, consensus = (
+        table["given label"].astype(str).to_numpy(),
+        table["consensus class"].astype(str).to_numpy(),
+    )
     held = table["held out"].to_numpy()
     scored = np.isfinite(val) & np.isfinite(train)
     gallery = corner_groups(val, train, max_depth, n=n_gallery) if scored.any() else {}
     parts = [
         f"<h1>Label audit of {_e(source)}</h1>",
         f"<p class='muted'>pdlib audit · data {_e(dataset)} · written to {_e(out)}</p>",
-        _summary(table, class_names, n_models, held, given, consensus, scored, settings, wall_seconds, reused_models),
+        _summary(
+            table,
+            class_names,
+            n_models,
+            held,
+            given,
+            consensus,
+            scored,
+            settings,
+            wall_seconds,
+            reused_models,
+        ),
         "<h2>The prediction-depth plane</h2>",
-        "<p>Each image's mean prediction depth when held out (PD_val) against when trained on (PD_train), "
-        f"both divided by the largest depth ({max_depth}). Outlines: the images nearest each corner. "
+        "<p>Each image's mean prediction depth when held out (PD_val) against when trained on "
+        "(PD_train), "
+        f"both divided by the largest depth ({max_depth}). Outlines: the images nearest each "
+        "corner. "
         "Images never held out have no PD_val and are not shown.</p>",
-        _plane(val, train, given == consensus, max_depth, settings, n_models, len(table)) if scored.any()
+        _plane(val, train, given == consensus, max_depth, settings, n_models, len(table))
+        if scored.any()
         else "<p>No image was both held out and trained on: train more networks.</p>",
-        "<h2>Difficulty types</h2>", _types(table, gallery, pixels),
-        f"<h2>Top {n_suspects} suspects</h2>", _suspects(table, pixels, n_suspects),
-        "<h2>Provenance</h2>", _provenance(settings, provenance, dataset, source, executor, wall_seconds, arch,
-                                           probe_names, n_models, reused_models),
+        "<h2>Difficulty types</h2>",
+        _types(table, gallery, pixels),
+        f"<h2>Top {n_suspects} suspects</h2>",
+        _suspects(table, pixels, n_suspects),
+        "<h2>Provenance</h2>",
+        _provenance(
+            settings,
+            provenance,
+            dataset,
+            source,
+            executor,
+            wall_seconds,
+            arch,
+            probe_names,
+            n_models,
+            reused_models,
+        ),
     ]
     body = "\n".join(parts)
-    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>pdlib audit: {_e(source)}</title>"
-            f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>pdlib audit: "
+        f"{_e(source)}</title>"
+        f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n"
+    )
 
 
 def thumbnail_uri(image) -> str:
@@ -160,28 +215,45 @@ def _number(value, digits: int = 2) -> str:
     return "–" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def _summary(table, class_names, n_models, held, given, consensus, scored, settings, wall_seconds, reused) -> str:
+def _summary(
+    table, class_names, n_models, held, given, consensus, scored, settings, wall_seconds, reused
+) -> str:
     n = len(table)
     disagree = int(np.sum((given != consensus) & (held > 0)))
     never = int(np.sum(held == 0))
     counts = table["given label"].astype(str).value_counts()
     classes = ", ".join(f"{_e(c)} ({counts.get(str(c), 0)})" for c in class_names)
     resumed = f" ({reused} of them found already trained)" if reused else ""
-    never_line = (f" <span class='bad'>{never} images were never held out</span> and have no consistency or "
-                  "suspicion score: use at least 10 networks." if never else "")
-    return (f"<p><b>{n:,}</b> images in {len(class_names)} classes: {classes}.</p>"
-            f"<p>{n_models} {_e(settings['arch'])} networks (width {settings['width']}, {settings['epochs']} epochs, "
-            f"{settings['image_size']}×{settings['image_size']} {settings['mode']} images){resumed}; each image was "
-            f"held out by {int(held.min())} to {int(held.max())} of them. Wall time {wall_seconds / 60:.1f} min.</p>"
-            f"<p><b>{disagree:,}</b> images ({disagree / n:.1%}) have a consensus class, the majority vote of the "
-            f"networks that held them out, different from their given label.{never_line}</p>"
-            "<p class='muted'>Suspicion = (1 − Ĉ) · (1 + (PD_train − PD_val) / max PD) / 2, in [0, 1]: the share "
-            "of held-out networks that reject the given label, weighted by how far the image lies towards the "
-            "'looks like a different class' corner. It ranks images to check by eye; it is not a verdict.</p>")
+    never_line = (
+        f" <span class='bad'>{never} images were never held out</span> and have no "
+        "consistency or "
+        "suspicion score: use at least 10 networks."
+        if never
+        else ""
+    )
+    return (
+        f"<p><b>{n:,}</b> images in {len(class_names)} classes: {classes}.</p>"
+        f"<p>{n_models} {_e(settings['arch'])} networks (width {settings['width']}, "
+        f"{settings['epochs']} epochs, "
+        f"{settings['image_size']}×{settings['image_size']} {settings['mode']} "
+        f"images){resumed}; each image was "
+        f"held out by {int(held.min())} to {int(held.max())} of them. Wall time "
+        f"{wall_seconds / 60:.1f} min.</p>"
+        f"<p><b>{disagree:,}</b> images ({disagree / n:.1%}) have a consensus class, the "
+        "majority vote of the "
+        f"networks that held them out, different from their given label.{never_line}</p>"
+        "<p class='muted'>Suspicion = (1 − Ĉ) · (1 + (PD_train − PD_val) / max PD) / 2, in "
+        "[0, 1]: the share "
+        "of held-out networks that reject the given label, weighted by how far the image lies "
+        "towards the "
+        "'looks like a different class' corner. It ranks images to check by eye; it is not a "
+        "verdict.</p>"
+    )
 
 
 def _plane(val, train, matches, max_depth, settings, n_models, n) -> str:
-    """The (PD_val, PD_train) plane of :func:`pdlib.figures.fig7_difficulty_plane`, as an inline PNG."""
+    """The (PD_val, PD_train) plane of :func:`pdlib.figures.fig7_difficulty_plane`, as an inline
+    PNG."""
     import matplotlib.pyplot as plt
 
     from pdlib.difficulty import corner_groups
@@ -190,7 +262,9 @@ def _plane(val, train, matches, max_depth, settings, n_models, n) -> str:
     eligible = int(np.sum(np.isfinite(val) & np.isfinite(train)))
     groups = corner_groups(val, train, max_depth, n=max(1, min(100, eligible // 10)))
     footer = f"pdlib audit · {n:,} images · {settings['arch']}, width {settings['width']} · {n_models} networks"
-    fig = fig7_difficulty_plane(val, train, matches, max_depth=max_depth, groups=groups, footer=footer)
+    fig = fig7_difficulty_plane(
+        val, train, matches, max_depth=max_depth, groups=groups, footer=footer
+    )
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)  # the report keeps the PNG, not the figure (and notebooks do not show it twice)
@@ -203,52 +277,101 @@ def _thumb(table, pixels, row: int, caption: str = "") -> str:
     given, consensus = str(entry["given label"]), str(entry["consensus class"])
     name = entry["path"] if "path" in table.columns else f"#{entry['index']}"
     flag = " class='bad'" if consensus and consensus != given else ""
-    return (f"<figure class='thumb'><img class='px' alt='{_e(name)}' title='{_e(name)}' "
-            f"src='{thumbnail_uri(pixels[row])}'><figcaption>{_e(name)}<br>label {_e(given)}<br>"
-            f"<span{flag}>consensus {_e(consensus or '–')}</span>{caption}</figcaption></figure>")
+    return (
+        f"<figure class='thumb'><img class='px' alt='{_e(name)}' title='{_e(name)}' "
+        f"src='{thumbnail_uri(pixels[row])}'><figcaption>{_e(name)}<br>label {_e(given)}<br>"
+        f"<span{flag}>consensus {_e(consensus or '–')}</span>{caption}</figcaption></figure>"
+    )
 
 
 def _types(table, gallery: dict, pixels) -> str:
     counts = table["difficulty type"].astype(str)[table["held out"].to_numpy() > 0].value_counts()
-    rows = "".join(f"<tr><td>{_e(name)}</td><td class='num'>{counts.get(name, 0):,}</td><td>{_e(meaning)}</td></tr>"
-                   for name, meaning in MEANINGS.items())
-    parts = ["<p>Each image's difficulty type is the corner of the plane it lies nearest to.</p>",
-             f"<table><tr><th>type</th><th>images</th><th>what it means</th></tr>{rows}</table>"]
+    rows = "".join(
+        f"<tr><td>{_e(name)}</td><td "
+        f"class='num'>{counts.get(name, 0):,}</td><td>{_e(meaning)}</td></tr>"
+        for name, meaning in MEANINGS.items()
+    )
+    parts = [
+        "<p>Each image's difficulty type is the corner of the plane it lies nearest to.</p>",
+        f"<table><tr><th>type</th><th>images</th><th>what it means</th></tr>{rows}</table>",
+    ]
     for name, index in gallery.items():
-        thumbs = "".join(_thumb(table, pixels, int(i), f"<br>distance {_number(table['distance to corner'].iloc[i])}")
-                         for i in index)
+        thumbs = "".join(
+            _thumb(
+                table,
+                pixels,
+                int(i),
+                f"<br>distance {_number(table['distance to corner'].iloc[i])}",
+            )
+            for i in index
+        )
         parts.append(f"<h3>{_e(name)}</h3><div class='gallery'>{thumbs or '<p>none</p>'}</div>")
     return "\n".join(parts)
 
 
 def _suspects(table, pixels, n_suspects: int) -> str:
     suspicion = table["suspicion"].to_numpy(float)
-    order = np.lexsort((np.arange(len(table)), -np.nan_to_num(suspicion, nan=-1.0)))  # ties by input order
+    order = np.lexsort(
+        (np.arange(len(table)), -np.nan_to_num(suspicion, nan=-1.0))
+    )  # ties by input order
     order = [int(i) for i in order[:n_suspects] if np.isfinite(suspicion[i])]
     if not order:
         return "<p>No image was held out by any network, so none has a suspicion score.</p>"
     has_path = "path" in table.columns
-    head = "".join(f"<th>{h}</th>" for h in ("rank", "image", "index", *(("path",) if has_path else ()),
-                                               "given label", "consensus class", "suspicion", "Ĉ", "C*", "PD_val",
-                                               "PD_train", "held out by"))
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "rank",
+            "image",
+            "index",
+            *(("path",) if has_path else ()),
+            "given label",
+            "consensus class",
+            "suspicion",
+            "Ĉ",
+            "C*",
+            "PD_val",
+            "PD_train",
+            "held out by",
+        )
+    )
     rows = []
     for rank, i in enumerate(order, 1):
         entry = table.iloc[i]
         given, consensus = str(entry["given label"]), str(entry["consensus class"])
         flag = " class='bad'" if consensus != given else ""
-        cells = [f"<td class='num'>{rank}</td>", f"<td><img class='px' alt='' src='{thumbnail_uri(pixels[i])}'></td>",
-                 f"<td class='num'>{entry['index']}</td>", *((f"<td>{_e(entry['path'])}</td>",) if has_path else ()),
-                 f"<td>{_e(given)}</td>", f"<td{flag}>{_e(consensus)}</td>",
-                 *(f"<td class='num'>{_number(entry[c])}</td>" for c in ("suspicion", "Ĉ", "C*", "PD_val",
-                                                                         "PD_train")),
-                 f"<td class='num'>{entry['held out']}</td>"]
+        cells = [
+            f"<td class='num'>{rank}</td>",
+            f"<td><img class='px' alt='' src='{thumbnail_uri(pixels[i])}'></td>",
+            f"<td class='num'>{entry['index']}</td>",
+            *((f"<td>{_e(entry['path'])}</td>",) if has_path else ()),
+            f"<td>{_e(given)}</td>",
+            f"<td{flag}>{_e(consensus)}</td>",
+            *(
+                f"<td class='num'>{_number(entry[c])}</td>"
+                for c in ("suspicion", "Ĉ", "C*", "PD_val", "PD_train")
+            ),
+            f"<td class='num'>{entry['held out']}</td>",
+        ]
         rows.append(f"<tr>{''.join(cells)}</tr>")
-    return (f"<p>The images with the highest suspicion score (scores.csv has every image).</p>"
-            f"<table><tr>{head}</tr>{''.join(rows)}</table>")
+    return (
+        f"<p>The images with the highest suspicion score (scores.csv has every image).</p>"
+        f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+    )
 
 
-def _provenance(settings, provenance, dataset, source, executor, wall_seconds, arch, probe_names, n_models,
-                reused) -> str:
+def _provenance(
+    settings,
+    provenance,
+    dataset,
+    source,
+    executor,
+    wall_seconds,
+    arch,
+    probe_names,
+    n_models,
+    reused,
+) -> str:
     import importlib.metadata as metadata
 
     versions = dict(provenance.get("versions", {}))
@@ -257,12 +380,20 @@ def _provenance(settings, provenance, dataset, source, executor, wall_seconds, a
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
-    facts = {"input": source, "data fingerprint": dataset, "git SHA": provenance.get("git_sha") or "none",
-             "networks": f"{n_models} ({reused} reused from the cache)", "executor": executor,
-             "device": f"{provenance.get('device')} ({provenance.get('device_name')})",
-             "CPU cores, torch threads": f"{provenance.get('cpu_count')}, {provenance.get('torch_threads')}",
-             "host": provenance.get("host"), "finished": provenance.get("created"),
-             "wall time": f"{wall_seconds:.0f} s", "probes": ", ".join(probe_names) or arch,
-             "versions": ", ".join(f"{k} {v}" for k, v in versions.items())}
+    facts = {
+        "input": source,
+        "data fingerprint": dataset,
+        "git SHA": provenance.get("git_sha") or "none",
+        "networks": f"{n_models} ({reused} reused from the cache)",
+        "executor": executor,
+        "device": f"{provenance.get('device')} ({provenance.get('device_name')})",
+        "CPU cores, torch threads": f"{provenance.get('cpu_count')}, "
+        f"{provenance.get('torch_threads')}",
+        "host": provenance.get("host"),
+        "finished": provenance.get("created"),
+        "wall time": f"{wall_seconds:.0f} s",
+        "probes": ", ".join(probe_names) or arch,
+        "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
+    }
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts.items())
     return f"<table>{rows}</table><p>Settings:</p><pre>{_e(json.dumps(settings, indent=2))}</pre>"

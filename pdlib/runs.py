@@ -21,8 +21,16 @@ from pdlib.probes import probe_model
 from pdlib.sampling import corrupt_labels, select_classes, stratified_subset, train_val_split
 from pdlib.training import TrainConfig, train_model
 
-__all__ = ["RunConfig", "run_model", "compute_run", "RunData", "run_data", "load_model", "FORMAT_VERSION",
-           "RUNS_KIND"]
+__all__ = [
+    "RunConfig",
+    "run_model",
+    "compute_run",
+    "RunData",
+    "run_data",
+    "load_model",
+    "FORMAT_VERSION",
+    "RUNS_KIND",
+]
 
 #: Bump when a change to training, probing or the config changes results: old cached runs are then
 #: ignored (and a warning names their folder). v3: the pure-torch k-NN, AUM, stored weights. v4:
@@ -48,12 +56,18 @@ class RunConfig:
     # data_seed) into n equal folds and seed s holds out fold s mod n, so that in an ensemble of
     # r = m * n models every point is held out exactly m times (holdout_fraction is then 1 / n).
     holdout_folds: int = 0
-    label_noise: float = 0.0  # fraction of pool labels replaced by another class (fixed by data_seed)
-    noise_pair: tuple[int, ...] = ()  # (a, b): flip labels only between classes a and b; () = uniform noise
+    label_noise: float = (
+        0.0  # fraction of pool labels replaced by another class (fixed by data_seed)
+    )
+    noise_pair: tuple[
+        int, ...
+    ] = ()  # (a, b): flip labels only between classes a and b; () = uniform noise
     seed: int = 0  # seeds initialisation, batch order and the holdout split
     data_seed: int = 0  # seeds the choice of the pool and test subsets
     k: int = 30  # neighbours per k-NN probe
-    head_init_scale: float = 1.0  # factor on the last layer's initial weights (its bias is 0); 0-Hinge uses 1e-4
+    head_init_scale: float = (
+        1.0  # factor on the last layer's initial weights (its bias is 0); 0-Hinge uses 1e-4
+    )
     # Predict the test images at every checkpoint too (Fig. 5 middle/right reads them); ensembles,
     # whose figures read pool points only, leave them out (-1 in checkpoint_predictions).
     checkpoint_test: bool = True
@@ -74,7 +88,9 @@ class RunData:
 
 def _subset(data, n: int, seed: int):
     labels = data.labels.numpy()
-    index = np.arange(len(labels)) if n == 0 or n >= len(labels) else stratified_subset(labels, n, seed)
+    index = (
+        np.arange(len(labels)) if n == 0 or n >= len(labels) else stratified_subset(labels, n, seed)
+    )
     return data.inputs[torch.as_tensor(index)], labels[index], index
 
 
@@ -85,7 +101,15 @@ def run_data(config: RunConfig) -> RunData:
         train, test = select_classes(train, config.classes), select_classes(test, config.classes)
     pool_inputs, pool_labels, pool_index = _subset(train, config.n_pool, config.data_seed)
     test_inputs, test_labels, test_index = _subset(test, config.n_test, config.data_seed + 1)
-    return RunData(pool_inputs, pool_labels, pool_index, test_inputs, test_labels, test_index, train.class_names)
+    return RunData(
+        pool_inputs,
+        pool_labels,
+        pool_index,
+        test_inputs,
+        test_labels,
+        test_index,
+        train.class_names,
+    )
 
 
 @dataclass(frozen=True)
@@ -112,35 +136,73 @@ def _prepare(config: RunConfig) -> _Prepared:
     n_pool = len(data.pool_labels)
     info = dataset_info(config.dataset)
     n_classes = len(config.classes) or info.n_classes
-    fit_labels, corrupted = (corrupt_labels(data.pool_labels, config.label_noise, n_classes, config.data_seed,
-                                            pair=config.noise_pair or None)
-                             if config.label_noise > 0 else (data.pool_labels, np.zeros(n_pool, dtype=bool)))
+    fit_labels, corrupted = (
+        corrupt_labels(
+            data.pool_labels,
+            config.label_noise,
+            n_classes,
+            config.data_seed,
+            pair=config.noise_pair or None,
+        )
+        if config.label_noise > 0
+        else (data.pool_labels, np.zeros(n_pool, dtype=bool))
+    )
     if config.holdout_folds:
         fold = np.empty(n_pool, dtype=np.int64)
-        fold[np.random.default_rng(config.data_seed).permutation(n_pool)] = np.arange(n_pool) % config.holdout_folds
+        fold[np.random.default_rng(config.data_seed).permutation(n_pool)] = (
+            np.arange(n_pool) % config.holdout_folds
+        )
         in_train = fold != config.seed % config.holdout_folds
     elif config.holdout_fraction > 0:
         in_train = train_val_split(n_pool, config.seed, 1 - config.holdout_fraction)
     else:
         in_train = np.ones(n_pool, dtype=bool)
-    model = make_model(config.arch, n_classes, info.in_channels, info.image_size, width=config.width, seed=config.seed,
-                       head_init_scale=config.head_init_scale)
+    model = make_model(
+        config.arch,
+        n_classes,
+        info.in_channels,
+        info.image_size,
+        width=config.width,
+        seed=config.seed,
+        head_init_scale=config.head_init_scale,
+    )
     return _Prepared(data, n_classes, fit_labels, corrupted, in_train, model)
 
 
-def compute_run(config: RunConfig, device=None, progress: bool | None = None, keep_weights: bool = False) -> tuple:
+def compute_run(
+    config: RunConfig, device=None, progress: bool | None = None, keep_weights: bool = False
+) -> tuple:
     """Train and probe the network of ``config``, uncached: ``(arrays, meta[, state_dict])``."""
     prepared = _prepare(config)
-    data, model, in_train, fit_labels = prepared.data, prepared.model, prepared.in_train, prepared.fit_labels
+    data, model, in_train, fit_labels = (
+        prepared.data,
+        prepared.model,
+        prepared.in_train,
+        prepared.fit_labels,
+    )
     held_out = np.concatenate([~in_train, np.ones(len(data.test_labels), dtype=bool)])
     tracked = held_out.copy()
-    tracked[len(in_train):] = config.checkpoint_test
-    fit = train_model(model, prepared.train_inputs, fit_labels[in_train], config.train, seed=config.seed, device=device,
-                      track_inputs=prepared.all_inputs[torch.as_tensor(tracked)] if tracked.any() else None,
-                      progress=progress)
+    tracked[len(in_train) :] = config.checkpoint_test
+    fit = train_model(
+        model,
+        prepared.train_inputs,
+        fit_labels[in_train],
+        config.train,
+        seed=config.seed,
+        device=device,
+        track_inputs=prepared.all_inputs[torch.as_tensor(tracked)] if tracked.any() else None,
+        progress=progress,
+    )
     start = time.perf_counter()
-    probed = probe_model(model, prepared.train_inputs, fit_labels[in_train],
-                         prepared.all_inputs[torch.as_tensor(held_out)], k=config.k, device=device, progress=progress)
+    probed = probe_model(
+        model,
+        prepared.train_inputs,
+        fit_labels[in_train],
+        prepared.all_inputs[torch.as_tensor(held_out)],
+        k=config.k,
+        device=device,
+        progress=progress,
+    )
     probe_seconds = time.perf_counter() - start
 
     def merge(train_part, query_part, axis):
@@ -168,11 +230,15 @@ def compute_run(config: RunConfig, device=None, progress: bool | None = None, ke
     arrays = {
         "labels": labels.astype(np.int64),
         "fit_labels": np.concatenate([fit_labels, data.test_labels]).astype(np.int64),
-        "corrupted": np.concatenate([prepared.corrupted, np.zeros(len(data.test_labels), dtype=bool)]),
+        "corrupted": np.concatenate(
+            [prepared.corrupted, np.zeros(len(data.test_labels), dtype=bool)]
+        ),
         "is_test": is_test,
         "in_train": ~held_out,
         "dataset_index": np.concatenate([data.pool_index, data.test_index]).astype(np.int64),
-        "probe_predictions": merge(probed.train_probe_predictions, probed.query_probe_predictions, 1).astype(np.int16),
+        "probe_predictions": merge(
+            probed.train_probe_predictions, probed.query_probe_predictions, 1
+        ).astype(np.int16),
         "votes": merge(probed.train_votes, probed.query_votes, 1),
         "network_predictions": network.astype(np.int16),
         "logits": merge(probed.train_logits, probed.query_logits, 0),
@@ -186,7 +252,9 @@ def compute_run(config: RunConfig, device=None, progress: bool | None = None, ke
         "probe_names": list(probed.probe_names),
         "class_names": list(data.class_names),
         "train_accuracy": fit.train_accuracy,
-        "test_accuracy": float((network[is_test] == labels[is_test]).mean()) if is_test.any() else None,
+        "test_accuracy": float((network[is_test] == labels[is_test]).mean())
+        if is_test.any()
+        else None,
         "seconds": {"train": fit.seconds, "probe": probe_seconds, **probed.seconds},
         "compiled": fit.compiled,
         "device": str(device or default_device()),
@@ -194,8 +262,14 @@ def compute_run(config: RunConfig, device=None, progress: bool | None = None, ke
     return (arrays, meta, model.state_dict()) if keep_weights else (arrays, meta)
 
 
-def run_model(config: RunConfig, *, device=None, progress: bool | None = None, use_cache: bool = True,
-              keep_weights: bool = False) -> Artifact:
+def run_model(
+    config: RunConfig,
+    *,
+    device=None,
+    progress: bool | None = None,
+    use_cache: bool = True,
+    keep_weights: bool = False,
+) -> Artifact:
     """Train and probe one network, or load it from the cache.
 
     Parameters
@@ -217,29 +291,45 @@ def run_model(config: RunConfig, *, device=None, progress: bool | None = None, u
         (n_probes, n) int16 and ``votes`` (n_probes, n, n_classes) (training points leave-one-out);
         ``network_predictions`` (n,) int16, ``logits`` (n, n_classes), ``depth`` (n,) int8, ``aum``
         (n,) (NaN off the training split); ``loss_history``, ``checkpoint_steps`` (T+1,) and
-        ``checkpoint_predictions`` (T+1, n) (training points as their latest mini-batch predicted them,
-        held-out points in eval mode, -1 for test points when ``checkpoint_test`` is off). ``meta``: names, accuracies, timings, provenance.
+        ``checkpoint_predictions`` (T+1, n) (training points as their latest mini-batch predicted
+        them, held-out points in eval mode, -1 for test points when ``checkpoint_test`` is off).
+        ``meta``: names, accuracies, timings, provenance.
     """
     if keep_weights and use_cache:
         cached = load_artifact(RUNS_KIND, config)
         use_cache = cached is None or cached.weights_path is not None
-    return load_or_compute(RUNS_KIND, config, lambda: compute_run(config, device, progress, keep_weights),
-                           use_cache=use_cache)
+    return load_or_compute(
+        RUNS_KIND,
+        config,
+        lambda: compute_run(config, device, progress, keep_weights),
+        use_cache=use_cache,
+    )
 
 
 def load_model(config: RunConfig, *, device=None) -> torch.nn.Module:
-    """The trained network of a run cached with ``keep_weights=True``, in eval mode on ``device`` (CPU).
+    """The trained network of a run cached with ``keep_weights=True``, in eval mode on ``device``
+    (CPU).
 
     Raises :class:`FileNotFoundError` if the run or its weights are not cached.
     """
     artifact = load_artifact(RUNS_KIND, config)
     if artifact is None:
-        raise FileNotFoundError(f"run not computed yet: call run_model(config, keep_weights=True) first ({config})")
+        raise FileNotFoundError(
+            f"run not computed yet: call run_model(config, keep_weights=True) first ({config})"
+        )
     if artifact.weights_path is None:
-        raise FileNotFoundError(f"run cached without its weights: recompute it with run_model(config, "
-                                f"keep_weights=True) ({artifact.path})")
+        raise FileNotFoundError(
+            "run cached without its weights: recompute it with "
+            "run_model(config, "
+            f"keep_weights=True) ({artifact.path})"
+        )
     info = dataset_info(config.dataset)
-    model = make_model(config.arch, len(artifact.meta["class_names"]), info.in_channels, info.image_size,
-                       width=config.width)
+    model = make_model(
+        config.arch,
+        len(artifact.meta["class_names"]),
+        info.in_channels,
+        info.image_size,
+        width=config.width,
+    )
     model.load_state_dict(artifact.load_weights())
     return model.to(device or "cpu").eval()

@@ -1,4 +1,5 @@
-"""Subsets, class selections, 90:10 splits and label noise: the paper's data protocols, deterministic given a seed."""
+"""Subsets, class selections, 90:10 splits and label noise: the paper's data protocols,
+deterministic given a seed."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ __all__ = ["select_classes", "stratified_subset", "corrupt_labels", "train_val_s
 
 
 def select_classes(data: LabelledImages, classes: Sequence[int]) -> LabelledImages:
-    """Keep the examples of ``classes`` (distinct indices) and relabel ``classes[j]`` as ``j``, in original order.
+    """Keep the examples of ``classes`` (distinct indices) and relabel ``classes[j]`` as ``j``, in
+    original order.
 
     Returns a :class:`LabelledImages` with the chosen classes' ``class_names``.
     """
@@ -29,12 +31,14 @@ def select_classes(data: LabelledImages, classes: Sequence[int]) -> LabelledImag
     new_label[classes] = np.arange(len(classes))
     relabelled = torch.from_numpy(new_label)[data.labels]
     keep = relabelled >= 0
-    return LabelledImages(data.inputs[keep], relabelled[keep],
-                          tuple(data.class_names[c] for c in classes), data.name)
+    return LabelledImages(
+        data.inputs[keep], relabelled[keep], tuple(data.class_names[c] for c in classes), data.name
+    )
 
 
 def stratified_subset(labels, n: int, seed: int) -> np.ndarray:
-    """Sorted int64 indices (n,) of ``n`` of ``labels`` (N,), drawn without replacement per class (seeded).
+    """Sorted int64 indices (n,) of ``n`` of ``labels`` (N,), drawn without replacement per class
+    (seeded).
 
     Each class gets ``n * count / N`` rounded down; the rest go to the largest remainders (ties to
     the smaller class).
@@ -48,13 +52,18 @@ def stratified_subset(labels, n: int, seed: int) -> np.ndarray:
     quota, remainder = np.divmod(n * counts, len(labels))
     quota[np.argsort(-remainder, kind="stable")[: n - quota.sum()]] += 1
     rng = np.random.default_rng(seed)
-    chosen = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c, k in zip(classes, quota)]
+    chosen = [
+        rng.choice(np.flatnonzero(labels == c), size=k, replace=False)
+        for c, k in zip(classes, quota)
+    ]
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
-def corrupt_labels(labels, rate: float, n_classes: int, seed: int, *, pair: tuple[int, int] | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Replace a fraction of labels by another class: uniform noise, or flips within a pair of classes.
+def corrupt_labels(
+    labels, rate: float, n_classes: int, seed: int, *, pair: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Replace a fraction of labels by another class: uniform noise, or flips within a pair of
+    classes.
 
     Parameters
     ----------
@@ -80,7 +89,11 @@ def corrupt_labels(labels, rate: float, n_classes: int, seed: int, *, pair: tupl
     >>> int(changed.sum()), sorted(set(new[changed].tolist()) | set(new[~changed].tolist()))
     (2, [0, 1, 2])
     """
-    if isinstance(n_classes, numbers.Integral) and not isinstance(n_classes, bool) and n_classes < 2:
+    if (
+        isinstance(n_classes, numbers.Integral)
+        and not isinstance(n_classes, bool)
+        and n_classes < 2
+    ):
         raise ValueError(f"n_classes must be >= 2 to draw a different class, got {n_classes}")
     labels = as_labels(labels, "labels", n_classes=n_classes)
     rate = check_fraction(rate, "rate", closed=True)
@@ -89,7 +102,9 @@ def corrupt_labels(labels, rate: float, n_classes: int, seed: int, *, pair: tupl
     if pair is None:
         which = rng.choice(len(labels), size=round(rate * len(labels)), replace=False)
         # A shift of 1 .. n_classes-1 modulo n_classes is uniform over the other classes.
-        new_labels[which] = (labels[which] + rng.integers(1, n_classes, size=len(which))) % n_classes
+        new_labels[which] = (
+            labels[which] + rng.integers(1, n_classes, size=len(which))
+        ) % n_classes
     else:
         a, b = as_labels(list(pair), "pair", n_classes=n_classes)
         if a == b:

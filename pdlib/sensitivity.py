@@ -17,7 +17,13 @@ from pdlib.metrics import prediction_depth
 from pdlib.probes import captures
 from pdlib.runs import RunConfig, load_model, run_data, run_model
 
-__all__ = ["DEFAULT_VARIANT", "neighbour_variants", "reduced_embedding_variants", "variants_table", "reduced_tables"]
+__all__ = [
+    "DEFAULT_VARIANT",
+    "neighbour_variants",
+    "reduced_embedding_variants",
+    "variants_table",
+    "reduced_tables",
+]
 
 #: The paper's choice, against which every variant is compared.
 DEFAULT_VARIANT = "k = 30, leave-one-out, training labels"
@@ -31,7 +37,8 @@ def _network(config: RunConfig):
 
 
 def _neighbours(embedding: np.ndarray, in_train: np.ndarray, k: int) -> np.ndarray:
-    """Neighbours (n, k) among the training points: leave-one-out for those, plain for the others."""
+    """Neighbours (n, k) among the training points: leave-one-out for those, plain for the
+    others."""
     train, held_out = np.flatnonzero(in_train), np.flatnonzero(~in_train)
     neighbours = np.empty((len(in_train), k), dtype=np.int64)
     neighbours[train] = knn_neighbours(embedding[train], None, k=k)
@@ -57,10 +64,15 @@ def neighbour_variants(config: RunConfig, consensus, *, ks=(1, 5, 10, 30, 100)) 
     in_train, train = run["in_train"], np.flatnonzero(run["in_train"])
     fit_labels, n_classes = run["fit_labels"][train], run["logits"].shape[1]
     consensus = np.asarray(consensus, dtype=np.int64)
-    consensus_labels = np.where(consensus >= 0, consensus, run["fit_labels"][~run["is_test"]])[train]
+    consensus_labels = np.where(consensus >= 0, consensus, run["fit_labels"][~run["is_test"]])[
+        train
+    ]
     position = np.full(len(in_train), -1)
     position[train] = np.arange(len(train))
-    names = [DEFAULT_VARIANT if k == config.k else f"k = {k}" for k in sorted(ks, key=lambda k: k != config.k)]
+    names = [
+        DEFAULT_VARIANT if k == config.k else f"k = {k}"
+        for k in sorted(ks, key=lambda k: k != config.k)
+    ]
     predictions = {name: [] for name in names + ["point counts itself", "consensus labels"]}
     network = None
     for group, (captured,) in captures(model, [inputs], progress=False):
@@ -69,21 +81,31 @@ def neighbour_variants(config: RunConfig, consensus, *, ks=(1, 5, 10, 30, 100)) 
             lists = _neighbours(captured.embeddings[probe], in_train, max(ks))
             for name, k in zip(names, sorted(ks, key=lambda k: k != config.k)):
                 predictions[name].append(vote(lists[:, :k], fit_labels, n_classes)[0])
-            # Only training points change when a point counts itself (the others are not in the support set).
-            with_self = lists[:, :config.k].copy()
-            with_self[train] = np.concatenate([position[train, None], lists[train, :config.k - 1]], axis=1)
+            # Only training points change when a point counts itself (the others are not in the
+            # support set).
+            with_self = lists[:, : config.k].copy()
+            with_self[train] = np.concatenate(
+                [position[train, None], lists[train, : config.k - 1]], axis=1
+            )
             predictions["point counts itself"].append(vote(with_self, fit_labels, n_classes)[0])
-            predictions["consensus labels"].append(vote(lists[:, :config.k], consensus_labels, n_classes)[0])
-    return {"variants": {name: _depth(values, network) for name, values in predictions.items()},
-            "in_train": in_train, "cached_depth": run["depth"]}
+            predictions["consensus labels"].append(
+                vote(lists[:, : config.k], consensus_labels, n_classes)[0]
+            )
+    return {
+        "variants": {name: _depth(values, network) for name, values in predictions.items()},
+        "in_train": in_train,
+        "cached_depth": run["depth"],
+    }
 
 
-def reduced_embedding_variants(config: RunConfig, *, min_features: int = 1024, projection_dim: int = 256,
-                               seed: int = 0) -> dict:
-    """Exact probes against probes on reduced embeddings, for convolutional maps wider than ``min_features``.
+def reduced_embedding_variants(
+    config: RunConfig, *, min_features: int = 1024, projection_dim: int = 256, seed: int = 0
+) -> dict:
+    """Exact probes against probes on reduced embeddings, for convolutional maps wider than
+    ``min_features``.
 
-    Reductions: ``average pooling 2x2`` and ``random projection to {projection_dim}`` (seeded Gaussian).
-    Returns ``probe_names``, ``reduced`` (the reduced probes), ``variants`` (as in
+    Reductions: ``average pooling 2x2`` and ``random projection to {projection_dim}`` (seeded
+    Gaussian). Returns ``probe_names``, ``reduced`` (the reduced probes), ``variants`` (as in
     :func:`neighbour_variants`, exact first) and ``features`` per probe.
     """
     run, model, inputs = _network(config)
@@ -93,13 +115,21 @@ def reduced_embedding_variants(config: RunConfig, *, min_features: int = 1024, p
     generator = np.random.default_rng(seed)
 
     def pooled(name, embedding):
-        return F.avg_pool2d(torch.from_numpy(embedding).view(-1, *shapes[name]), 2, ceil_mode=True).flatten(1).numpy()
+        return (
+            F.avg_pool2d(torch.from_numpy(embedding).view(-1, *shapes[name]), 2, ceil_mode=True)
+            .flatten(1)
+            .numpy()
+        )
 
     def projected(name, embedding):
         matrix = generator.standard_normal((embedding.shape[1], projection_dim)).astype(np.float32)
         return embedding @ (matrix / np.sqrt(projection_dim))
 
-    reductions = {"exact": None, "average pooling 2x2": pooled, f"random projection to {projection_dim}": projected}
+    reductions = {
+        "exact": None,
+        "average pooling 2x2": pooled,
+        f"random projection to {projection_dim}": projected,
+    }
     predictions = {name: [] for name in reductions}
     features = {name: [] for name in reductions}
     names, wide, network = [], [], None
@@ -115,15 +145,25 @@ def reduced_embedding_variants(config: RunConfig, *, min_features: int = 1024, p
                 features[variant].append(reduced.shape[1])
                 lists = _neighbours(reduced, in_train, config.k)
                 predictions[variant].append(vote(lists, fit_labels, n_classes)[0])
-    return {"probe_names": names, "reduced": wide, "features": features, "cached_depth": run["depth"],
-            "variants": {name: _depth(values, network) for name, values in predictions.items()}}
+    return {
+        "probe_names": names,
+        "reduced": wide,
+        "features": features,
+        "cached_depth": run["depth"],
+        "variants": {name: _depth(values, network) for name, values in predictions.items()},
+    }
 
 
 def _map_shapes(model, sample: torch.Tensor) -> dict:
     """Shape of each probed module's output for one input, e.g. (C, H, W)."""
     shapes, modules = {}, dict(model.named_modules())
-    handles = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:])))
-               for name in model.probe_points if name in modules]
+    handles = [
+        modules[name].register_forward_hook(
+            lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:]))
+        )
+        for name in model.probe_points
+        if name in modules
+    ]
     try:
         with torch.inference_mode():
             model(sample)
@@ -149,16 +189,27 @@ def variants_table(reprobed: list, stats: dict):
     rows = []
     for name in reprobed[0]["variants"]:
         depth = np.concatenate([r["variants"][name][1][:n_pool] for r in reprobed])
-        rows.append({"variant": name, "mean PD (train)": depth[~held].mean(), "mean PD (held out)": depth[held].mean(),
-                     "rank corr. with default (train)": rank_correlation(depth[~held], default[~held]),
-                     "rank corr. with default (held out)": rank_correlation(depth[held], default[held]),
-                     "rank corr. PD_train vs consistency": rank_correlation(depth[~held], consistency[~held]),
-                     "rank corr. PD_val vs consistency": rank_correlation(depth[held], consistency[held])})
+        rows.append(
+            {
+                "variant": name,
+                "mean PD (train)": depth[~held].mean(),
+                "mean PD (held out)": depth[held].mean(),
+                "rank corr. with default (train)": rank_correlation(depth[~held], default[~held]),
+                "rank corr. with default (held out)": rank_correlation(depth[held], default[held]),
+                "rank corr. PD_train vs consistency": rank_correlation(
+                    depth[~held], consistency[~held]
+                ),
+                "rank corr. PD_val vs consistency": rank_correlation(
+                    depth[held], consistency[held]
+                ),
+            }
+        )
     return pd.DataFrame(rows).set_index("variant")
 
 
 def reduced_tables(reduced: dict):
-    """Per reduced probe, label agreement with exact; per variant, PD agreement: ``(per_probe, summary)``."""
+    """Per reduced probe, label agreement with exact; per variant, PD agreement: ``(per_probe,
+    summary)``."""
     import pandas as pd
 
     from pdlib.metrics import rank_correlation
@@ -166,14 +217,37 @@ def reduced_tables(reduced: dict):
     names = reduced["probe_names"]
     exact_predictions, exact_depth = reduced["variants"]["exact"]
     per_probe = pd.DataFrame(
-        [{"variant": variant, "probe": name, "features (exact)": reduced["features"]["exact"][i],
-          "features (reduced)": reduced["features"][variant][i],
-          "label agreement with exact (%)": 100 * np.mean(predictions[i] == exact_predictions[i])}
-         for variant, (predictions, _) in reduced["variants"].items() if variant != "exact"
-         for i, name in enumerate(names) if name in reduced["reduced"]],
-        columns=["variant", "probe", "features (exact)", "features (reduced)", "label agreement with exact (%)"])
-    summary = pd.DataFrame([{"variant": variant, "PD agreement with exact (%)": 100 * np.mean(depth == exact_depth),
-                             "rank corr. of PD with exact": rank_correlation(depth, exact_depth),
-                             "mean PD": depth.mean()}
-                            for variant, (_, depth) in reduced["variants"].items()]).set_index("variant")
+        [
+            {
+                "variant": variant,
+                "probe": name,
+                "features (exact)": reduced["features"]["exact"][i],
+                "features (reduced)": reduced["features"][variant][i],
+                "label agreement with exact (%)": 100
+                * np.mean(predictions[i] == exact_predictions[i]),
+            }
+            for variant, (predictions, _) in reduced["variants"].items()
+            if variant != "exact"
+            for i, name in enumerate(names)
+            if name in reduced["reduced"]
+        ],
+        columns=[
+            "variant",
+            "probe",
+            "features (exact)",
+            "features (reduced)",
+            "label agreement with exact (%)",
+        ],
+    )
+    summary = pd.DataFrame(
+        [
+            {
+                "variant": variant,
+                "PD agreement with exact (%)": 100 * np.mean(depth == exact_depth),
+                "rank corr. of PD with exact": rank_correlation(depth, exact_depth),
+                "mean PD": depth.mean(),
+            }
+            for variant, (_, depth) in reduced["variants"].items()
+        ]
+    ).set_index("variant")
     return per_probe, summary

@@ -36,7 +36,8 @@ SCHEDULES = ("warmup_linear", "constant")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How one network is trained (SGD with Nesterov momentum); ``batch_size >= n`` is full-batch GD."""
+    """How one network is trained (SGD with Nesterov momentum); ``batch_size >= n`` is full-batch
+    GD."""
 
     epochs: int = 30  # passes over the training split (0 = untrained)
     batch_size: int = 128  # images per SGD step
@@ -60,14 +61,21 @@ class TrainConfig:
     compile: bool = False
 
     def __post_init__(self):
-        for name, minimum in (("epochs", 0), ("batch_size", 1), ("micro_batch", 0), ("n_checkpoints", 0)):
+        for name, minimum in (
+            ("epochs", 0),
+            ("batch_size", 1),
+            ("micro_batch", 0),
+            ("n_checkpoints", 0),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+            raise ValueError(
+                f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}"
+            )
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.momentum < 1:
@@ -84,31 +92,35 @@ class TrainResult:
     ``loss_history`` (epochs,) float32, ``checkpoint_steps`` (T + 1,) (0 = initialisation),
     ``checkpoint_predictions`` (T + 1, n_tracked) int16 of ``track_inputs`` (eval mode),
     ``checkpoint_train_predictions`` (T + 1, n) int16 of the training inputs (eval mode in the first
-    and last rows, else from their latest mini-batch forward pass), ``aum`` (n,) float32 (logits; NaN
-    without an epoch), ``seconds`` of the training loop and whether it ran ``compiled``.
+    and last rows, else from their latest mini-batch forward pass), ``aum`` (n,) float32 (logits;
+    NaN without an epoch), ``seconds`` of the training loop and whether it ran ``compiled``.
     """
 
     train_accuracy: float
     loss_history: np.ndarray
     checkpoint_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     checkpoint_predictions: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int16))
-    checkpoint_train_predictions: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int16))
+    checkpoint_train_predictions: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 0), np.int16)
+    )
     aum: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     seconds: float = 0.0
     compiled: bool = False
 
 
-def predict(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 512, device=None) -> np.ndarray:
+def predict(
+    model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 512, device=None
+) -> np.ndarray:
     """Argmax predictions of ``model`` in eval mode, shape (n,) int64.
 
-    512 images a pass: on 2 CPU cores the fastest size for the laptop's VGG16 and MLP and within 20 %
-    of it for ResNet18 (larger batches spill the activations out of cache).
+    512 images a pass: on 2 CPU cores the fastest size for the laptop's VGG16 and MLP and within 20
+    % of it for ResNet18 (larger batches spill the activations out of cache).
     """
     device = model_device(model) if device is None else torch.device(device)
     out = []
     with eval_mode(model), torch.inference_mode():
         for start in range(0, inputs.shape[0], batch_size):
-            out.append(model(inputs[start:start + batch_size].to(device)).argmax(dim=1).cpu())
+            out.append(model(inputs[start : start + batch_size].to(device)).argmax(dim=1).cpu())
     return torch.cat(out).numpy().astype(np.int64)
 
 
@@ -119,7 +131,8 @@ def _margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def _forward_pass(model: nn.Module, loss_function, inputs: torch.Tensor, targets: torch.Tensor):
-    """One training forward pass: the mean loss, and each input's margin (n,) and predicted class (n,)."""
+    """One training forward pass: the mean loss, and each input's margin (n,) and predicted class
+    (n,)."""
     out = model(inputs)
     logits = out.detach().float()
     return loss_function(out, targets), _margins(logits, targets), logits.argmax(dim=1)
@@ -127,7 +140,8 @@ def _forward_pass(model: nn.Module, loss_function, inputs: torch.Tensor, targets
 
 @functools.cache
 def _compiled_forward_pass():
-    """:func:`_forward_pass` through torch.compile, made on first use (importing dynamo takes seconds).
+    """:func:`_forward_pass` through torch.compile, made on first use (importing dynamo takes
+    seconds).
 
     One per process: dynamo guards on the model's structure and the input shapes, so every network
     of one architecture and batch size reuses the same kernels.
@@ -136,36 +150,61 @@ def _compiled_forward_pass():
 
 
 def compiler_available(device: torch.device) -> bool:
-    """Whether ``torch.compile`` can generate code for ``device`` here (and PDLIB_COMPILE is not "0")."""
+    """Whether ``torch.compile`` can generate code for ``device`` here (and PDLIB_COMPILE is not
+    "0")."""
     if os.environ.get("PDLIB_COMPILE", "1") == "0":
         return False
     if device.type == "cuda":
         from torch.utils._triton import has_triton
 
         return has_triton()
-    return device.type == "cpu" and any(shutil.which(cc) for cc in (os.environ.get("CXX", "c++"), "g++", "clang++"))
+    return device.type == "cpu" and any(
+        shutil.which(cc) for cc in (os.environ.get("CXX", "c++"), "g++", "clang++")
+    )
 
 
 def _optimiser(model: nn.Module, config: TrainConfig, total_steps: int):
     # Decay only weight matrices and kernels: decaying BN scales and biases hurts fitting.
-    groups = [{"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": config.weight_decay},
-              {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
-    # The fused kernel: the same update, one pass over each parameter (MLP 7x256: 1.1x faster steps).
+    groups = [
+        {
+            "params": [p for p in model.parameters() if p.ndim > 1],
+            "weight_decay": config.weight_decay,
+        },
+        {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0},
+    ]
+    # The fused kernel: the same update, one pass over each parameter (MLP 7x256: 1.1x faster
+    # steps).
     fused = next(model.parameters()).device.type in ("cpu", "cuda")
-    optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
-                                fused=fused or None)
+    optimizer = torch.optim.SGD(
+        groups,
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.momentum > 0,
+        fused=fused or None,
+    )
     warmup = max(1, int(config.warmup_fraction * total_steps))
     if config.schedule == "constant":
         factor = lambda step: 1.0  # noqa: E731
     else:
-        factor = lambda step: (step / warmup if step < warmup  # noqa: E731
-                               else max(0.0, (total_steps - step) / max(1, total_steps - warmup)))
+        factor = lambda step: (
+            step / warmup
+            if step < warmup  # noqa: E731
+            else max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+        )
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def train_model(model: nn.Module, inputs: torch.Tensor, labels, config: TrainConfig, *, seed: int,
-                device: str | torch.device | None = None, track_inputs: torch.Tensor | None = None,
-                progress: bool | None = None) -> TrainResult:
+def train_model(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels,
+    config: TrainConfig,
+    *,
+    seed: int,
+    device: str | torch.device | None = None,
+    track_inputs: torch.Tensor | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
     """Train ``model`` in place on ``(inputs, labels)`` with SGD + momentum on ``config.loss``.
 
     Parameters
@@ -180,8 +219,9 @@ def train_model(model: nn.Module, inputs: torch.Tensor, labels, config: TrainCon
     device : str or torch.device, optional
         The model is moved there; defaults to CUDA when available.
     track_inputs : Tensor, shape (m, ...), optional
-        Held-out inputs predicted (eval mode) at initialisation and at ``config.n_checkpoints`` steps.
-        The training inputs are recorded at the same steps whenever ``config.n_checkpoints > 0``.
+        Held-out inputs predicted (eval mode) at initialisation and at ``config.n_checkpoints``
+        steps. The training inputs are recorded at the same steps whenever ``config.n_checkpoints >
+        0``.
     progress : bool, optional
 
     Returns
@@ -197,13 +237,19 @@ def train_model(model: nn.Module, inputs: torch.Tensor, labels, config: TrainCon
     # Equal-size batches: a ragged last batch of a few images makes deep nets unstable.
     steps_per_epoch = -(-n // config.batch_size)
     if config.stop_at_zero_loss and steps_per_epoch != 1:
-        raise ValueError(f"stop_at_zero_loss needs full-batch training: batch_size ({config.batch_size}) "
-                         f"must be at least the number of inputs ({n})")
+        raise ValueError(
+            "stop_at_zero_loss needs full-batch training: batch_size "
+            f"({config.batch_size}) "
+            f"must be at least the number of inputs ({n})"
+        )
     total_steps = config.epochs * steps_per_epoch
     optimizer, schedule = _optimiser(model, config, total_steps)
     compiled = config.compile and config.epochs > 0 and compiler_available(device)
-    # Eval-mode predictions (checkpoints, accuracy) stay eager: compiling them too costs more than it saves.
-    forward = functools.partial(_compiled_forward_pass() if compiled else _forward_pass, model, loss_function)
+    # Eval-mode predictions (checkpoints, accuracy) stay eager: compiling them too costs more than
+    # it saves.
+    forward = functools.partial(
+        _compiled_forward_pass() if compiled else _forward_pass, model, loss_function
+    )
     tracker = _Checkpoints(model, x_device, track_inputs, config.n_checkpoints, total_steps, device)
     margin_sum = torch.zeros(n, device=device)
     generator = torch.Generator().manual_seed(seed)
@@ -213,8 +259,19 @@ def train_model(model: nn.Module, inputs: torch.Tensor, labels, config: TrainCon
     # 0-Hinge) decay into subnormal floats, which the CPU handles ~20x slower: flush them to zero.
     torch.set_flush_denormal(True)
     try:
-        losses = _epochs(forward, x_device, y_device, config, optimizer, schedule, generator, steps_per_epoch,
-                         margin_sum, tracker, progress)
+        losses = _epochs(
+            forward,
+            x_device,
+            y_device,
+            config,
+            optimizer,
+            schedule,
+            generator,
+            steps_per_epoch,
+            margin_sum,
+            tracker,
+            progress,
+        )
     finally:
         torch.set_flush_denormal(False)
     seconds = time.perf_counter() - start
@@ -222,15 +279,20 @@ def train_model(model: nn.Module, inputs: torch.Tensor, labels, config: TrainCon
     tracker.finish(final)
     aum = (margin_sum / len(losses)).cpu().numpy() if losses else np.full(n, np.nan)
     return TrainResult(
-        train_accuracy=float((final == y.numpy()).mean()), loss_history=np.asarray(losses, dtype=np.float32),
+        train_accuracy=float((final == y.numpy()).mean()),
+        loss_history=np.asarray(losses, dtype=np.float32),
         checkpoint_steps=np.asarray(tracker.steps, dtype=np.int64),
         checkpoint_predictions=tracker.stacked(tracker.held_out),
         checkpoint_train_predictions=tracker.stacked(tracker.train),
-        aum=aum.astype(np.float32), seconds=seconds, compiled=compiled)
+        aum=aum.astype(np.float32),
+        seconds=seconds,
+        compiled=compiled,
+    )
 
 
 class _Checkpoints:
-    """Predictions at the checkpoint steps: held-out inputs in eval mode, training inputs as last seen.
+    """Predictions at the checkpoint steps: held-out inputs in eval mode, training inputs as last
+    seen.
 
     ``latest`` (n,) holds each training input's prediction from its most recent mini-batch forward
     pass (eval mode at initialisation until then); ``finish`` replaces the last row's training
@@ -245,7 +307,9 @@ class _Checkpoints:
         self.steps, self.held_out, self.train = [], [], []
         self.latest = None
         if self.enabled:
-            self.latest = torch.as_tensor(predict(model, train_inputs, device=device), device=device)
+            self.latest = torch.as_tensor(
+                predict(model, train_inputs, device=device), device=device
+            )
             self.record(0)
 
     def observe(self, part: torch.Tensor, predicted: torch.Tensor) -> None:
@@ -257,7 +321,9 @@ class _Checkpoints:
         self.steps.append(step)
         self.train.append(self.latest.to(torch.int16).cpu().numpy())
         if self.track_inputs is not None:
-            self.held_out.append(predict(self.model, self.track_inputs, device=self.device).astype(np.int16))
+            self.held_out.append(
+                predict(self.model, self.track_inputs, device=self.device).astype(np.int16)
+            )
 
     def due(self, step: int) -> bool:
         return self.enabled and step in self.planned
@@ -271,8 +337,19 @@ class _Checkpoints:
         return np.stack(rows) if rows else np.zeros((0, 0), np.int16)
 
 
-def _epochs(forward, x_device, y_device, config, optimizer, schedule, generator, steps_per_epoch, margin_sum,
-            tracker, progress) -> list:
+def _epochs(
+    forward,
+    x_device,
+    y_device,
+    config,
+    optimizer,
+    schedule,
+    generator,
+    steps_per_epoch,
+    margin_sum,
+    tracker,
+    progress,
+) -> list:
     """The training loop of :func:`train_model`; returns the epochs' mean losses."""
     n, device = x_device.shape[0], x_device.device
     losses, step, fitted = [], 0, False
@@ -285,7 +362,8 @@ def _epochs(forward, x_device, y_device, config, optimizer, schedule, generator,
             for part in batch.split(config.micro_batch or len(batch)):
                 loss, margins, predicted = forward(x_device[part], y_device[part])
                 if len(part) < len(batch):
-                    # Each pass's mean loss weighted by its share: the gradient of the batch's mean loss.
+                    # Each pass's mean loss weighted by its share: the gradient of the batch's mean
+                    # loss.
                     loss = loss * (len(part) / len(batch))
                 loss.backward()
                 batch_loss += loss.detach()
@@ -306,6 +384,9 @@ def _epochs(forward, x_device, y_device, config, optimizer, schedule, generator,
                 tracker.record(step)
             break
         if not np.isfinite(losses[-1]):
-            raise FloatingPointError(f"training diverged: the loss is {losses[-1]} after epoch {len(losses)}; "
-                                     f"lower TrainConfig.lr (now {config.lr})")
+            raise FloatingPointError(
+                f"training diverged: the loss is {losses[-1]} after epoch "
+                f"{len(losses)}; "
+                f"lower TrainConfig.lr (now {config.lr})"
+            )
     return losses

@@ -41,25 +41,50 @@ def register_arrays(pixels, labels, class_names, *, folder, is_test=None) -> str
     str
         The dataset's name, for :func:`load_dataset` and :class:`pdlib.runs.RunConfig`.
     """
-    pixels, labels = np.ascontiguousarray(pixels, dtype=np.uint8), np.asarray(labels, dtype=np.int64)
+    pixels, labels = (
+        np.ascontiguousarray(pixels, dtype=np.uint8),
+        np.asarray(labels, dtype=np.int64),
+    )
     is_test = np.zeros(len(labels), bool) if is_test is None else np.asarray(is_test, dtype=bool)
-    if pixels.ndim != 4 or pixels.shape[2] != pixels.shape[3] or not len(pixels) == len(labels) == len(is_test):
-        raise ValueError(f"pixels must be (n, C, H, H) uint8 with one label per image (and one is_test flag per image); got "
-                         f"{pixels.shape}, {labels.shape}, {is_test.shape}")
+    if (
+        pixels.ndim != 4
+        or pixels.shape[2] != pixels.shape[3]
+        or not len(pixels) == len(labels) == len(is_test)
+    ):
+        raise ValueError(
+            "pixels must be (n, C, H, H) uint8 with one label per image (and one "
+            "is_test flag per image); got "
+            f"{pixels.shape}, {labels.shape}, {is_test.shape}"
+        )
     if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
-        raise ValueError(f"labels must be in [0, {len(class_names)}), the indices of class_names; found "
-                         f"[{labels.min()}, {labels.max()}]")
+        raise ValueError(
+            f"labels must be in [0, {len(class_names)}), the indices of class_names; "
+            "found "
+            f"[{labels.min()}, {labels.max()}]"
+        )
     digest = hashlib.sha256()
-    for part in (pixels.tobytes(), labels.tobytes(), is_test.tobytes(), "\0".join(class_names).encode()):
+    for part in (
+        pixels.tobytes(),
+        labels.tobytes(),
+        is_test.tobytes(),
+        "\0".join(class_names).encode(),
+    ):
         digest.update(part)
     name, folder = FILE_PREFIX + digest.hexdigest()[:16], Path(folder).resolve()
-    path = folder / f"{name[len(FILE_PREFIX):]}.npz"
+    path = folder / f"{name[len(FILE_PREFIX) :]}.npz"
     if not path.exists():
         train = pixels[~is_test].astype(np.float64) / 255.0
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as out:
-            np.savez(out, pixels=pixels, labels=labels, is_test=is_test, class_names=np.asarray(class_names, dtype=str),
-                     mean=train.mean(axis=(0, 2, 3)), std=np.maximum(train.std(axis=(0, 2, 3)), 1e-3))
+            np.savez(
+                out,
+                pixels=pixels,
+                labels=labels,
+                is_test=is_test,
+                class_names=np.asarray(class_names, dtype=str),
+                mean=train.mean(axis=(0, 2, 3)),
+                std=np.maximum(train.std(axis=(0, 2, 3)), 1e-3),
+            )
         os.replace(out.name, path)
     os.environ["PDLIB_FILE_DATA"] = str(folder)
     return name
@@ -67,10 +92,13 @@ def register_arrays(pixels, labels, class_names, *, folder, is_test=None) -> str
 
 def file_path(name: str) -> Path:
     folder = os.environ.get("PDLIB_FILE_DATA")
-    path = Path(folder or ".") / f"{name[len(FILE_PREFIX):]}.npz"
+    path = Path(folder or ".") / f"{name[len(FILE_PREFIX) :]}.npz"
     if not path.is_file():
-        raise DatasetNotFoundError(f"{name}: no {path.name} in $PDLIB_FILE_DATA ({folder}); register it with "
-                                   "pdlib.userdata.register_arrays first")
+        raise DatasetNotFoundError(
+            f"{name}: no {path.name} in $PDLIB_FILE_DATA ({folder}); "
+            "register it with "
+            "pdlib.userdata.register_arrays first"
+        )
     return path
 
 
@@ -78,8 +106,15 @@ def file_path(name: str) -> Path:
 def file_info(name: str) -> DatasetInfo:
     with np.load(file_path(name), allow_pickle=False) as data:
         classes, shape = tuple(str(c) for c in data["class_names"]), data["pixels"].shape
-        return DatasetInfo(name, len(classes), shape[1], shape[2], classes, tuple(data["mean"].tolist()),
-                           tuple(data["std"].tolist()))
+        return DatasetInfo(
+            name,
+            len(classes),
+            shape[1],
+            shape[2],
+            classes,
+            tuple(data["mean"].tolist()),
+            tuple(data["std"].tolist()),
+        )
 
 
 def read_file(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:

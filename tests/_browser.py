@@ -29,8 +29,13 @@ WINDOW = (1280, 1000)  # the width at which code must fit its column
 
 
 def find_chromium() -> str | None:
-    for candidate in (os.environ.get("PDLIB_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser"), shutil.which("google-chrome")):
+    for candidate in (
+        os.environ.get("PDLIB_CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        shutil.which("google-chrome"),
+    ):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -48,8 +53,18 @@ def is_local(url: str) -> bool:
 class ResourceLinks(html.parser.HTMLParser):
     """URLs a page loads by itself (not plain <a> links)."""
 
-    LOADING_RELS = {"stylesheet", "preload", "modulepreload", "icon", "shortcut icon", "prefetch",
-                    "preconnect", "dns-prefetch", "manifest", "apple-touch-icon"}
+    LOADING_RELS = {
+        "stylesheet",
+        "preload",
+        "modulepreload",
+        "icon",
+        "shortcut icon",
+        "prefetch",
+        "preconnect",
+        "dns-prefetch",
+        "manifest",
+        "apple-touch-icon",
+    }
 
     def __init__(self):
         super().__init__()
@@ -57,9 +72,22 @@ class ResourceLinks(html.parser.HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag in ("script", "img", "iframe", "source", "video", "audio", "embed", "track") and attrs.get("src"):
+        if tag in (
+            "script",
+            "img",
+            "iframe",
+            "source",
+            "video",
+            "audio",
+            "embed",
+            "track",
+        ) and attrs.get("src"):
             self.urls.append(attrs["src"])
-        elif tag == "link" and attrs.get("href") and (attrs.get("rel") or "").lower() in self.LOADING_RELS:
+        elif (
+            tag == "link"
+            and attrs.get("href")
+            and (attrs.get("rel") or "").lower() in self.LOADING_RELS
+        ):
             self.urls.append(attrs["href"])
         elif tag == "object" and attrs.get("data"):
             self.urls.append(attrs["data"])
@@ -101,14 +129,18 @@ class DevTools:
         self._id = 0
 
         async def connect():  # inside the loop, so tornado binds the connection to it
-            return await asyncio.wait_for(websocket_connect(ws_url, max_message_size=64 * 2**20), 30)
+            return await asyncio.wait_for(
+                websocket_connect(ws_url, max_message_size=64 * 2**20), 30
+            )
 
         self._ws = self.loop.run_until_complete(connect())
 
     async def _call(self, method: str, params: dict) -> dict:
         self._id += 1
         call_id = self._id
-        await self._ws.write_message(json.dumps({"id": call_id, "method": method, "params": params}))
+        await self._ws.write_message(
+            json.dumps({"id": call_id, "method": method, "params": params})
+        )
         while True:
             message = await self._ws.read_message()
             if message is None:
@@ -125,8 +157,13 @@ class DevTools:
         return self.loop.run_until_complete(asyncio.wait_for(self._call(method, params), timeout))
 
     def evaluate(self, expression: str, timeout: float = 60):
-        result = self.call("Runtime.evaluate", timeout=timeout, expression=expression, awaitPromise=True,
-                           returnByValue=True)
+        result = self.call(
+            "Runtime.evaluate",
+            timeout=timeout,
+            expression=expression,
+            awaitPromise=True,
+            returnByValue=True,
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(f"JavaScript failed: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -145,25 +182,43 @@ def chromium_session(chromium: str):
     """Start headless Chromium at a 1280 px wide window; yields a connected :class:`DevTools`."""
     profile = Path(tempfile.mkdtemp(prefix="pdlib-chromium-"))
     command = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--no-default-browser-check", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--disable-extensions", "--disable-default-apps", "--mute-audio",
-        "--metrics-recording-only", "--disable-features=Translate,OptimizationHints,MediaRouter",
-        # Any host but this machine fails to resolve: the test is hermetic even where there is internet,
-        # and a remote request still shows up in the Network events.
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--disable-default-apps",
+        "--mute-audio",
+        "--metrics-recording-only",
+        "--disable-features=Translate,OptimizationHints,MediaRouter",
+        # Any host but this machine fails to resolve: the test is hermetic even where there is
+        # internet, and a remote request still shows up in the Network events.
         "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
-        f"--user-data-dir={profile}", "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
-        f"--window-size={WINDOW[0]},{WINDOW[1]}", "about:blank",
+        f"--user-data-dir={profile}",
+        "--remote-debugging-port=0",
+        "--remote-debugging-address=127.0.0.1",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        "about:blank",
     ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     client = None
     try:
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
         while not (port_file.exists() and port_file.read_text().strip()):
             if process.poll() is not None:
-                raise BrowserError(f"Chromium exited with status {process.returncode}:\n"
-                                   f"{process.stderr.read()[-3000:]}")
+                raise BrowserError(
+                    f"Chromium exited with status {process.returncode}:\n"
+                    f"{process.stderr.read()[-3000:]}"
+                )
             if time.monotonic() > deadline:
                 raise BrowserError("Chromium did not open its DevTools port within 60 s")
             time.sleep(0.1)
@@ -175,8 +230,13 @@ def chromium_session(chromium: str):
         for domain in ("Page", "Runtime", "Network", "Log"):
             client.call(f"{domain}.enable")
         client.call("Network.setCacheDisabled", cacheDisabled=True)
-        client.call("Emulation.setDeviceMetricsOverride", width=WINDOW[0], height=WINDOW[1],
-                    deviceScaleFactor=1, mobile=False)
+        client.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=WINDOW[0],
+            height=WINDOW[1],
+            deviceScaleFactor=1,
+            mobile=False,
+        )
         yield client
     finally:
         if client is not None:
@@ -314,7 +374,9 @@ def console_errors(events: list[dict]) -> list[str]:
         method, params = event.get("method"), event.get("params", {})
         if method == "Runtime.exceptionThrown":
             details = params.get("exceptionDetails", {})
-            errors.append(details.get("exception", {}).get("description") or details.get("text", "exception"))
+            errors.append(
+                details.get("exception", {}).get("description") or details.get("text", "exception")
+            )
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
             errors.append(f"{params['entry'].get('source')}: {params['entry'].get('text')}")
     return errors

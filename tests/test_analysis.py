@@ -12,9 +12,20 @@ from pdlib.metrics import pearson_interval, prediction_depth
 N_PROBES, N_CLASSES = 6, 3
 
 
-def fake_run(seed, *, n_pool=80, n_test=30, holdout=0.0, base=None, noise=0.3, n_probes=N_PROBES,
-             n_classes=N_CLASSES, train_accuracy=1.0):
-    """An Artifact shaped like pdlib.runs.run_model's: probes settle on the network's class at a random depth.
+def fake_run(
+    seed,
+    *,
+    n_pool=80,
+    n_test=30,
+    holdout=0.0,
+    base=None,
+    noise=0.3,
+    n_probes=N_PROBES,
+    n_classes=N_CLASSES,
+    train_accuracy=1.0,
+):
+    """An Artifact shaped like pdlib.runs.run_model's: probes settle on the network's class at a
+    random depth.
 
     ``base`` (n,) in [0, 1] makes runs agree on which points are deep.
     """
@@ -24,27 +35,42 @@ def fake_run(seed, *, n_pool=80, n_test=30, holdout=0.0, base=None, noise=0.3, n
     network = np.where(rng.random(n) < 0.8, labels, rng.integers(0, n_classes, n))
     if base is None:
         base = np.random.default_rng(99).random(n)
-    settle = np.clip(np.round((base + noise * rng.normal(size=n)) * (n_probes - 1)), 0, n_probes - 1).astype(int)
+    settle = np.clip(
+        np.round((base + noise * rng.normal(size=n)) * (n_probes - 1)), 0, n_probes - 1
+    ).astype(int)
     probes = rng.integers(0, n_classes, (n_probes, n))
     probes = np.where(np.arange(n_probes)[:, None] >= settle, network, probes)
     is_test = np.arange(n) >= n_pool
     in_train = ~is_test & (rng.random(n) >= holdout)
     logits = rng.normal(size=(n, n_classes)).astype(np.float32)
     logits[np.arange(n), network] += 4.0
-    arrays = {"depth": prediction_depth(probes, network).astype(np.int8), "in_train": in_train, "is_test": is_test,
-              "labels": labels, "fit_labels": labels.copy(), "network_predictions": network.astype(np.int16),
-              "probe_predictions": probes.astype(np.int16), "logits": logits,
-              "corrupted": np.zeros(n, bool), "checkpoint_steps": np.arange(0, 50, 10),
-              "checkpoint_predictions": np.zeros((0, n), np.int16)}
+    arrays = {
+        "depth": prediction_depth(probes, network).astype(np.int8),
+        "in_train": in_train,
+        "is_test": is_test,
+        "labels": labels,
+        "fit_labels": labels.copy(),
+        "network_predictions": network.astype(np.int16),
+        "probe_predictions": probes.astype(np.int16),
+        "logits": logits,
+        "corrupted": np.zeros(n, bool),
+        "checkpoint_steps": np.arange(0, 50, 10),
+        "checkpoint_predictions": np.zeros((0, n), np.int16),
+    }
     test_accuracy = float((network[is_test] == labels[is_test]).mean())
-    meta = {"probe_names": ["input", *(f"hidden{i}" for i in range(1, n_probes - 1)), "softmax"],
-            "train_accuracy": train_accuracy, "test_accuracy": test_accuracy, "seconds": {"train": 1.5 + seed},
-            "config": {"seed": seed, "k": 30}}
+    meta = {
+        "probe_names": ["input", *(f"hidden{i}" for i in range(1, n_probes - 1)), "softmax"],
+        "train_accuracy": train_accuracy,
+        "test_accuracy": test_accuracy,
+        "seconds": {"train": 1.5 + seed},
+        "config": {"seed": seed, "k": 30},
+    }
     return Artifact(arrays, meta)
 
 
 def fake_stats(rng, r=12, n=200, n_probes=N_PROBES, n_classes=N_CLASSES):
-    """An ensemble_statistics-like dict: deeper points are less often right, iteration follows depth."""
+    """An ensemble_statistics-like dict: deeper points are less often right, iteration follows
+    depth."""
     held_out = rng.random((r, n)) < 0.3
     labels = rng.integers(0, n_classes, n)
     depth = rng.integers(0, n_probes, (r, n))
@@ -55,11 +81,21 @@ def fake_stats(rng, r=12, n=200, n_probes=N_PROBES, n_classes=N_CLASSES):
     with np.errstate(invalid="ignore"):
         depth_val = np.where(held_out, depth, 0).sum(0) / held_out.sum(0)
         iteration_val = np.nansum(np.where(held_out, iteration, np.nan), 0) / held_out.sum(0)
-    return {"held_out": held_out, "labels": labels, "depth": depth.astype(np.int8), "predictions": predictions,
-            "iteration": iteration.astype(np.float32), "n_probes": n_probes, "n_models": r,
-            "depth_val": depth_val, "iteration_val": iteration_val, "n_held_out": held_out.sum(0),
-            "depth_train": np.where(~held_out, depth, 0).sum(0) / np.maximum((~held_out).sum(0), 1),
-            "train_accuracy": np.full(r, 0.995), "consensus": labels.copy()}
+    return {
+        "held_out": held_out,
+        "labels": labels,
+        "depth": depth.astype(np.int8),
+        "predictions": predictions,
+        "iteration": iteration.astype(np.float32),
+        "n_probes": n_probes,
+        "n_models": r,
+        "depth_val": depth_val,
+        "iteration_val": iteration_val,
+        "n_held_out": held_out.sum(0),
+        "depth_train": np.where(~held_out, depth, 0).sum(0) / np.maximum((~held_out).sum(0), 1),
+        "train_accuracy": np.full(r, 0.995),
+        "consensus": labels.copy(),
+    }
 
 
 # --- Section 2 ---------------------------------------------------------------------------------
@@ -77,7 +113,8 @@ def test_runs_table():
     assert row["mean PD (train)"] == pytest.approx(run["depth"][run["in_train"]].mean())
     assert row["mean PD (test)"] == pytest.approx(run["depth"][~run["in_train"]].mean())
     assert row["softmax probe disagrees (%)"] == pytest.approx(
-        100 * np.mean(run["probe_predictions"][-1] != run["network_predictions"]))
+        100 * np.mean(run["probe_predictions"][-1] != run["network_predictions"])
+    )
     assert row["train time (s)"] == 2.5 and row["test accuracy"] == run.meta["test_accuracy"]
     styled = analysis.show(table, "Runs")
     assert styled.caption == "Runs" and "2.500" in styled.to_html()
@@ -86,13 +123,22 @@ def test_runs_table():
 def loop_agreement(runs_by_arch, split):
     """Mean Pearson r over run pairs, written out."""
     names = list(runs_by_arch)
-    depths = {a: [run["depth"][run["in_train"] if split == "train" else ~run["in_train"]].astype(float)
-                  for run in runs] for a, runs in runs_by_arch.items()}
+    depths = {
+        a: [
+            run["depth"][run["in_train"] if split == "train" else ~run["in_train"]].astype(float)
+            for run in runs
+        ]
+        for a, runs in runs_by_arch.items()
+    }
     matrix = np.full((len(names), len(names)), np.nan)
     for i, a in enumerate(names):
         for j, b in enumerate(names):
-            values = [np.corrcoef(x, y)[0, 1] for s, x in enumerate(depths[a]) for t, y in enumerate(depths[b])
-                      if i != j or s < t]
+            values = [
+                np.corrcoef(x, y)[0, 1]
+                for s, x in enumerate(depths[a])
+                for t, y in enumerate(depths[b])
+                if i != j or s < t
+            ]
             if values:
                 matrix[i, j] = np.mean(values)
     return names, matrix, len(depths[names[0]][0])
@@ -100,9 +146,11 @@ def loop_agreement(runs_by_arch, split):
 
 def test_seed_agreement_matches_a_loop_over_runs():
     base = np.random.default_rng(5).random(110)
-    runs = {"mlp": [fake_run(s, base=base, noise=0.5) for s in range(3)],
-            "vgg16": [fake_run(s, base=base, noise=0.2) for s in range(10, 12)],
-            "resnet18": [fake_run(20, base=base, noise=0.2)]}
+    runs = {
+        "mlp": [fake_run(s, base=base, noise=0.5) for s in range(3)],
+        "vgg16": [fake_run(s, base=base, noise=0.2) for s in range(10, 12)],
+        "resnet18": [fake_run(20, base=base, noise=0.2)],
+    }
     out = analysis.seed_agreement(runs)
     for split in ("train", "validation"):
         names, matrix, n = loop_agreement(runs, split)
@@ -118,9 +166,19 @@ def test_probe_accuracy_curves_and_mean_depth_per_point():
     runs = [fake_run(s) for s in range(3)]
     curves = analysis.probe_accuracy_curves(runs)
     for split, mask in (("train (leave-one-out)", "in_train"), ("test", None)):
-        expected = np.mean([[np.mean(run["probe_predictions"][p][run["in_train"] if mask else ~run["in_train"]]
-                                     == run["labels"][run["in_train"] if mask else ~run["in_train"]])
-                             for p in range(N_PROBES)] for run in runs], axis=0)
+        expected = np.mean(
+            [
+                [
+                    np.mean(
+                        run["probe_predictions"][p][run["in_train"] if mask else ~run["in_train"]]
+                        == run["labels"][run["in_train"] if mask else ~run["in_train"]]
+                    )
+                    for p in range(N_PROBES)
+                ]
+                for run in runs
+            ],
+            axis=0,
+        )
         np.testing.assert_allclose(curves[split], expected)
     per_point = analysis.mean_depth_per_point(runs)
     expected = np.mean([run["depth"][:80] for run in runs], axis=0) / (N_PROBES - 1)
@@ -148,9 +206,13 @@ def test_cross_model_consensus_matches_a_loop():
     runs = [fake_run(s, noise=0.5) for s in range(6)]
     out = analysis.cross_model_consensus(runs)
     test = np.flatnonzero(runs[0]["is_test"])
-    assert out["depth"].tolist() == runs[0]["depth"][test].tolist() and out["depth"].dtype == np.int64
+    assert (
+        out["depth"].tolist() == runs[0]["depth"][test].tolist() and out["depth"].dtype == np.int64
+    )
     for j, i in enumerate(test):
-        votes = [int(run["network_predictions"][i]) for run in runs[1:]]  # the first network is not a voter
+        votes = [
+            int(run["network_predictions"][i]) for run in runs[1:]
+        ]  # the first network is not a voter
         consensus = loop_consensus(votes, runs[0]["labels"][i])
         assert out["consensus"][j] == consensus
         assert out["consensus_consistency"][j] == pytest.approx(votes.count(consensus) / len(votes))
@@ -171,7 +233,12 @@ def test_ensemble_table(rng):
     assert values["networks"] == "12" and values["pool points"] == "200"
     assert values["points held out at least once"] == "197"
     held = stats["held_out"]
-    correct = [stats["predictions"][m, i] == stats["labels"][i] for m in range(12) for i in range(200) if held[m, i]]
+    correct = [
+        stats["predictions"][m, i] == stats["labels"][i]
+        for m in range(12)
+        for i in range(200)
+        if held[m, i]
+    ]
     assert values["mean held-out accuracy (%)"] == f"{100 * np.mean(correct):.1f}"
     assert values["mean training accuracy (%)"] == "99.50"
     assert values["consensus ≠ label (%)"] == f"{100 * 5 / 197:.1f}"
@@ -181,12 +248,18 @@ def test_ensemble_table(rng):
 
 def loop_accuracy_gain(stats):
     max_depth = stats["n_probes"] - 1
-    pairs = [(int(stats["depth"][m, i]), stats["predictions"][m, i] == stats["labels"][i])
-             for m, i in zip(*np.nonzero(stats["held_out"]))]
+    pairs = [
+        (int(stats["depth"][m, i]), stats["predictions"][m, i] == stats["labels"][i])
+        for m, i in zip(*np.nonzero(stats["held_out"]))
+    ]
     low = [c for d, c in pairs if d <= max_depth // 3]
     high = [c for d, c in pairs if d >= 2 * max_depth // 3]
-    accuracy = [np.mean([c for d, c in pairs if d == depth]) if any(d == depth for d, _ in pairs) else np.nan
-                for depth in range(stats["n_probes"])]
+    accuracy = [
+        np.mean([c for d, c in pairs if d == depth])
+        if any(d == depth for d, _ in pairs)
+        else np.nan
+        for depth in range(stats["n_probes"])
+    ]
     return np.mean(low), np.mean(high), len(low) / len(pairs), accuracy
 
 
@@ -197,8 +270,12 @@ def test_accuracy_gain_matches_a_loop(rng):
     np.testing.assert_allclose(out["accuracy"], accuracy)
     assert out["count"].sum() == stats["held_out"].sum()
     assert out["acc_low"] == pytest.approx(acc_low) and out["acc_high"] == pytest.approx(acc_high)
-    assert out["share_low"] == pytest.approx(share_low) and out["gain"] == pytest.approx(acc_low - acc_high)
-    assert out["gain_low"] < out["gain"] < out["gain_high"] and out["gain_low"] > 0  # deeper is clearly worse
+    assert out["share_low"] == pytest.approx(share_low) and out["gain"] == pytest.approx(
+        acc_low - acc_high
+    )
+    assert (
+        out["gain_low"] < out["gain"] < out["gain_high"] and out["gain_low"] > 0
+    )  # deeper is clearly worse
     assert analysis.accuracy_gain(stats, seed=0)["gain_low"] == out["gain_low"]  # seeded
 
 
@@ -207,7 +284,9 @@ def test_bound_with_interval(rng):
     cstar = np.clip(1 - 0.05 * depth + rng.exponential(0.1, 3000), 0, 1)
     cstar[:10] = np.nan
     fit = analysis.bound_with_interval(depth, cstar, 10, n_boot=50)
-    assert fit["slope_low"] <= fit["slope"] <= fit["slope_high"] and fit["slope"] == pytest.approx(-0.5, abs=0.1)
+    assert fit["slope_low"] <= fit["slope"] <= fit["slope_high"] and fit["slope"] == pytest.approx(
+        -0.5, abs=0.1
+    )
 
 
 # --- Sections 3.2 and 3.3 ----------------------------------------------------------------------
@@ -216,10 +295,21 @@ def test_bound_with_interval(rng):
 def test_iteration_readings_match_a_loop(rng):
     stats = fake_stats(rng)
     out = analysis.iteration_readings(stats)
-    assert list(out) == ["per appearance, validation", "per appearance, training", "per point, validation"]
-    for reading, held in (("per appearance, validation", True), ("per appearance, training", False)):
-        pairs = [(stats["depth"][m, i], stats["iteration"][m, i]) for m in range(12) for i in range(200)
-                 if stats["held_out"][m, i] == held and np.isfinite(stats["iteration"][m, i])]
+    assert list(out) == [
+        "per appearance, validation",
+        "per appearance, training",
+        "per point, validation",
+    ]
+    for reading, held in (
+        ("per appearance, validation", True),
+        ("per appearance, training", False),
+    ):
+        pairs = [
+            (stats["depth"][m, i], stats["iteration"][m, i])
+            for m in range(12)
+            for i in range(200)
+            if stats["held_out"][m, i] == held and np.isfinite(stats["iteration"][m, i])
+        ]
         x, y = np.array(pairs, dtype=float).T
         r = np.corrcoef(x, y)[0, 1]
         got_r, low, high, n = out[reading]
@@ -227,10 +317,15 @@ def test_iteration_readings_match_a_loop(rng):
         assert (low, high) == pytest.approx(pearson_interval(got_r, n)) and low < got_r < high
     keep = np.isfinite(stats["depth_val"]) & np.isfinite(stats["iteration_val"])
     r, _, _, n = out["per point, validation"]
-    assert n == keep.sum() and r == pytest.approx(np.corrcoef(stats["depth_val"][keep],
-                                                              stats["iteration_val"][keep])[0, 1])
+    assert n == keep.sum() and r == pytest.approx(
+        np.corrcoef(stats["depth_val"][keep], stats["iteration_val"][keep])[0, 1]
+    )
     table = analysis.iteration_table({"cifar10": out}, {"cifar10": 0.70})
-    assert len(table) == 3 and (table["paper"] == 0.70).all() and pd.api.types.is_integer_dtype(table["pairs"])
+    assert (
+        len(table) == 3
+        and (table["paper"] == 0.70).all()
+        and pd.api.types.is_integer_dtype(table["pairs"])
+    )
 
 
 def test_iteration_panels(rng):
@@ -251,7 +346,9 @@ def test_margin_correlations_match_a_loop(rng):
     input_margin = np.exp(-0.2 * depth + rng.normal(0, 0.3, (m, n)))
     output[1, 0] = 0.0  # a tie under one network: log 0, left out of that margin's r
     input_margin[2, 1] = np.inf  # no boundary in the linear approximation: left out too
-    out = analysis.margin_correlations({"depth": depth, "output_margin": output, "input_margin": input_margin})
+    out = analysis.margin_correlations(
+        {"depth": depth, "output_margin": output, "input_margin": input_margin}
+    )
     mean_depth = depth.mean(axis=0)
     np.testing.assert_allclose(out["mean_depth"], mean_depth)
     for name, margins, dropped in (("output margin", output, 0), ("input margin", input_margin, 1)):
@@ -269,22 +366,44 @@ def curves(gap, test, *, start_gap=0.0, start_test=0.1):
     """Learning curves whose 'original minus new' gap and test accuracy follow the given values."""
     gap, test = np.r_[start_gap, gap], np.r_[start_test, test]
     new = np.full(len(gap), 0.3)
-    return {NOISE_SETS[0]: np.linspace(0.1, 1.0, len(gap)), NOISE_SETS[1]: new, NOISE_SETS[2]: new + gap,
-            NOISE_SETS[3]: test}
+    return {
+        NOISE_SETS[0]: np.linspace(0.1, 1.0, len(gap)),
+        NOISE_SETS[1]: new,
+        NOISE_SETS[2]: new + gap,
+        NOISE_SETS[3]: test,
+    }
 
 
 def test_curve_features_each_present_and_absent():
     features = analysis.curve_features(curves([0.3, 0.2, -0.1], [0.6, 0.8, 0.6]))
-    assert features["original first"] and features["crossing"] and features["test maximum before the end"]
-    assert features["gap"] == pytest.approx(0.3) and features["drop"] == pytest.approx(0.2) and features["peak"] == 2
-    none = analysis.curve_features(curves([-0.1, -0.2, -0.3], [0.5, 0.6, 0.7], start_gap=0.5, start_test=0.9))
-    assert not any(none[name] for name in ("original first", "crossing", "test maximum before the end"))  # the
+    assert (
+        features["original first"]
+        and features["crossing"]
+        and features["test maximum before the end"]
+    )
+    assert (
+        features["gap"] == pytest.approx(0.3)
+        and features["drop"] == pytest.approx(0.2)
+        and features["peak"] == 2
+    )
+    none = analysis.curve_features(
+        curves([-0.1, -0.2, -0.3], [0.5, 0.6, 0.7], start_gap=0.5, start_test=0.9)
+    )
+    assert not any(
+        none[name] for name in ("original first", "crossing", "test maximum before the end")
+    )  # the
     # first point (initialisation) is ignored
     no_crossing = analysis.curve_features(curves([0.1, 0.3, 0.2], [0.5, 0.6, 0.7]))
     assert no_crossing["original first"] and not no_crossing["crossing"]
     small = analysis.curve_features(curves([0.01, -0.05], [0.7, 0.69]))  # within the margin
-    assert not small["original first"] and small["crossing"] and not small["test maximum before the end"]
-    assert analysis.curve_features(curves([0.01, -0.05], [0.7, 0.69]), margin=0.005)["original first"]
+    assert (
+        not small["original first"]
+        and small["crossing"]
+        and not small["test maximum before the end"]
+    )
+    assert analysis.curve_features(curves([0.01, -0.05], [0.7, 0.69]), margin=0.005)[
+        "original first"
+    ]
 
 
 def test_noise_curves_follow_their_definitions():
@@ -298,13 +417,21 @@ def test_noise_curves_follow_their_definitions():
     training, inference = analysis.noise_curves(run)
     history, train = run["checkpoint_predictions"], run["in_train"] & ~run["is_test"]
     clean, new, original, test = NOISE_SETS
-    np.testing.assert_allclose(training[new], (history[:, corrupted] == run["fit_labels"][corrupted]).mean(1))
-    np.testing.assert_allclose(training[original], (history[:, corrupted] == run["labels"][corrupted]).mean(1))
-    np.testing.assert_allclose(training[clean], (history[:, train & ~corrupted]
-                                                 == run["labels"][train & ~corrupted]).mean(1))
+    np.testing.assert_allclose(
+        training[new], (history[:, corrupted] == run["fit_labels"][corrupted]).mean(1)
+    )
+    np.testing.assert_allclose(
+        training[original], (history[:, corrupted] == run["labels"][corrupted]).mean(1)
+    )
+    np.testing.assert_allclose(
+        training[clean],
+        (history[:, train & ~corrupted] == run["labels"][train & ~corrupted]).mean(1),
+    )
     assert (training[new] + training[original] <= 1 + 1e-12).all()  # no prediction scores on both
-    np.testing.assert_allclose(inference[test], (run["probe_predictions"][:, run["is_test"]]
-                                                 == run["labels"][run["is_test"]]).mean(1))
+    np.testing.assert_allclose(
+        inference[test],
+        (run["probe_predictions"][:, run["is_test"]] == run["labels"][run["is_test"]]).mean(1),
+    )
     assert training["steps"].tolist() == run["checkpoint_steps"].tolist()
     run.arrays["checkpoint_predictions"] = np.zeros((0, 80), np.int16)
     with pytest.raises(ValueError, match="n_checkpoints"):
@@ -312,12 +439,15 @@ def test_noise_curves_follow_their_definitions():
 
 
 def hinge_run(seed, margin, depth, hidden_right):
-    """A run with a chosen output margin and PD on every training point, and hidden probes right on a share."""
+    """A run with a chosen output margin and PD on every training point, and hidden probes right on
+    a share."""
     run = fake_run(seed, n_pool=40, n_test=10)
     n, labels = 50, run["labels"]
     logits = np.zeros((n, N_CLASSES), np.float32)
     logits[np.arange(n), labels] = np.asarray(margin, np.float32)
-    run.arrays.update(logits=logits, network_predictions=labels.astype(np.int16), depth=np.asarray(depth, np.int8))
+    run.arrays.update(
+        logits=logits, network_predictions=labels.astype(np.int16), depth=np.asarray(depth, np.int8)
+    )
     probes = np.tile(labels, (N_PROBES, 1))
     wrong = np.random.default_rng(seed).random((N_PROBES - 2, n)) >= hidden_right
     probes[1:-1] = np.where(wrong, (labels + 1) % N_CLASSES, labels)
@@ -327,32 +457,51 @@ def hinge_run(seed, margin, depth, hidden_right):
 
 def test_hinge_summary_with_known_margins_and_depths():
     rng = np.random.default_rng(0)
-    runs = {"untrained": hinge_run(0, rng.uniform(0, 1e-3, 50), np.full(50, 5), 0.3),
-            "0-Hinge": hinge_run(1, rng.uniform(1e-4, 3e-4, 50), np.full(50, 4), 0.35),
-            "cross-entropy": hinge_run(2, rng.uniform(10, 20, 50), np.full(50, 1), 0.9)}
+    runs = {
+        "untrained": hinge_run(0, rng.uniform(0, 1e-3, 50), np.full(50, 5), 0.3),
+        "0-Hinge": hinge_run(1, rng.uniform(1e-4, 3e-4, 50), np.full(50, 4), 0.35),
+        "cross-entropy": hinge_run(2, rng.uniform(10, 20, 50), np.full(50, 1), 0.9),
+    }
     out = analysis.hinge_summary(runs)
     train = runs["0-Hinge"]["in_train"] & ~runs["0-Hinge"]["is_test"]
     m_h = runs["0-Hinge"]["logits"][train].max(1).astype(float)
     m_c = runs["cross-entropy"]["logits"][train].max(1).astype(float)
     value, low, high = out["margin_ratio"]
-    assert value == pytest.approx(m_c.mean() / m_h.mean(), rel=1e-5) and low <= value <= high and low > 1e4
+    assert (
+        value == pytest.approx(m_c.mean() / m_h.mean(), rel=1e-5)
+        and low <= value <= high
+        and low > 1e4
+    )
     assert out["pd_gap"] == pytest.approx((3.0, 3.0, 3.0))  # constant depths: no spread
-    hits = {name: (run["probe_predictions"][1:-1][:, train] == run["labels"][train]).mean(0)
-            for name, run in runs.items()}
-    excess = (hits["0-Hinge"] - hits["untrained"]).mean() - 0.25 * (hits["cross-entropy"] - hits["untrained"]).mean()
-    assert out["gain_excess"][0] == pytest.approx(excess) and out["gain_excess"][1] <= excess <= out["gain_excess"][2]
+    hits = {
+        name: (run["probe_predictions"][1:-1][:, train] == run["labels"][train]).mean(0)
+        for name, run in runs.items()
+    }
+    excess = (hits["0-Hinge"] - hits["untrained"]).mean() - 0.25 * (
+        hits["cross-entropy"] - hits["untrained"]
+    ).mean()
+    assert (
+        out["gain_excess"][0] == pytest.approx(excess)
+        and out["gain_excess"][1] <= excess <= out["gain_excess"][2]
+    )
     assert out["softmax_only"] == 0.0
     table = out["table"]
     assert list(table.index) == ["untrained", "0-Hinge", "cross-entropy"]
     assert table.loc["0-Hinge", "output margin, mean"] == pytest.approx(m_h.mean(), rel=1e-5)
-    assert table.loc["cross-entropy", "mean PD (train)"] == 1.0 and table.loc["untrained", "steps"] == 40
+    assert (
+        table.loc["cross-entropy", "mean PD (train)"] == 1.0
+        and table.loc["untrained", "steps"] == 40
+    )
     assert pd.api.types.is_integer_dtype(table["steps"])
     assert set(out["curves"]["0-Hinge"]) == {"training split (leave-one-out)", "test split"}
     # a verdict follows from the three measurements
     from pdlib.claims import judge_zero_hinge
 
     assert judge_zero_hinge(out["margin_ratio"], out["pd_gap"], out["gain_excess"])[0] in (
-        "reproduced", "partly reproduced", "inconclusive")
+        "reproduced",
+        "partly reproduced",
+        "inconclusive",
+    )
 
 
 def test_glue_passes_python_numbers_and_round_off_as_zero(monkeypatch):

@@ -24,12 +24,14 @@ TINY_ARGS = ["--arch", "mlp", "--models", "2", "--epochs", "1", "--width", "2", 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_images(n_per_class: int = 50, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_images(
+    n_per_class: int = 50, size: int = 16, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(n, size, size) uint8 images of three easy patterns, and their labels (n,)."""
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(len(CLASSES)), n_per_class)
     images = rng.integers(0, 60, (len(labels), size, size))
-    images[labels == 0, size // 4: 3 * size // 4, size // 4: 3 * size // 4] += 150
+    images[labels == 0, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] += 150
     images[labels == 1, :, : size // 2] += 150
     images[labels == 2, ::2] += 150
     return images.astype(np.uint8), labels
@@ -50,11 +52,17 @@ def write_folder(root: Path, n_per_class: int = 50, classes=CLASSES) -> list[str
 
 
 def outputs(out: Path) -> set:
-    return {name for name in ("scores.csv", "scores.parquet", "report.html") if (out / name).exists()}
+    return {
+        name for name in ("scores.csv", "scores.parquet", "report.html") if (out / name).exists()
+    }
 
 
 def artifact_times(out: Path) -> dict:
-    return {p.name: p.stat().st_mtime_ns for p in (out / "cache").glob("runs-*/*") if not p.name.startswith(".")}
+    return {
+        p.name: p.stat().st_mtime_ns
+        for p in (out / "cache").glob("runs-*/*")
+        if not p.name.startswith(".")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +83,22 @@ def test_image_folder_audit_writes_scores_in_input_order(folder_audit):
     assert scores["path"].tolist() == paths == table["path"].tolist()
     assert scores["index"].tolist() == list(range(len(paths)))
     assert (scores["given label"] == [p.split("/")[0] for p in paths]).all()
-    for column in ("consensus class", "C*", "Ĉ", "PD_train", "PD_val", "iteration learned", "output margin", "AUM",
-                   "training loss", "difficulty type", "distance to corner", "suspicion", "held out", "trained on"):
+    for column in (
+        "consensus class",
+        "C*",
+        "Ĉ",
+        "PD_train",
+        "PD_val",
+        "iteration learned",
+        "output margin",
+        "AUM",
+        "training loss",
+        "difficulty type",
+        "distance to corner",
+        "suspicion",
+        "held out",
+        "trained on",
+    ):
         assert column in scores.columns, column
     assert ((scores["held out"] + scores["trained on"]) == 2).all()
     parquet = pd.read_parquet(out / "scores.parquet")
@@ -96,7 +118,10 @@ def test_report_is_self_contained(folder_audit):
 def test_config_holds_settings_and_fingerprint(folder_audit):
     config = json.loads((folder_audit[1] / "config.json").read_text())
     assert config["dataset"].startswith("file:")
-    assert config["settings"] | {"mode": "grayscale", "image_size": 16, "n_models": 2} == config["settings"]
+    assert (
+        config["settings"] | {"mode": "grayscale", "image_size": 16, "n_models": 2}
+        == config["settings"]
+    )
     assert config["class_names"] == list(CLASSES)
 
 
@@ -121,7 +146,10 @@ def test_csv_input_keeps_the_csv_order(tmp_path):
     images = tmp_path / "images"
     paths = write_folder(images)
     order = np.random.default_rng(1).permutation(len(paths))
-    rows = [(paths[i] if k % 2 else str(images / paths[i]), paths[i].split("/")[0]) for k, i in enumerate(order)]
+    rows = [
+        (paths[i] if k % 2 else str(images / paths[i]), paths[i].split("/")[0])
+        for k, i in enumerate(order)
+    ]
     pd.DataFrame(rows, columns=["path", "label"]).to_csv(images / "labels.csv", index=False)
     table = audit(images / "labels.csv", out=tmp_path / "out", **TINY)
     scores = pd.read_csv(tmp_path / "out" / "scores.csv", keep_default_na=False)
@@ -146,7 +174,9 @@ def test_dataset_name_with_a_stratified_subset(tmp_path):
     digits = pdlib.load_dataset("digits")
     expected = stratified_subset(digits.labels.numpy(), 120, 0)
     assert table["index"].tolist() == expected.tolist()
-    assert table["given label"].tolist() == [digits.class_names[c] for c in digits.labels.numpy()[expected]]
+    assert table["given label"].tolist() == [
+        digits.class_names[c] for c in digits.labels.numpy()[expected]
+    ]
 
 
 def _truncated(root):
@@ -163,9 +193,14 @@ def _garbage(root):
 def _csv_without(column):
     def make(root):
         paths = write_folder(root)
-        pd.DataFrame({"path" if column == "label" else "file": paths, "label" if column == "path" else "class":
-                      [p.split("/")[0] for p in paths]}).to_csv(root / "labels.csv", index=False)
+        pd.DataFrame(
+            {
+                "path" if column == "label" else "file": paths,
+                "label" if column == "path" else "class": [p.split("/")[0] for p in paths],
+            }
+        ).to_csv(root / "labels.csv", index=False)
         return f"no {column} column"
+
     return make
 
 
@@ -180,7 +215,11 @@ BAD_INPUTS = {  # name: (writes the input into root and returns a fragment of th
     "unreadable file": (_garbage, "", {}),
     "CSV without label": (_csv_without("label"), "labels.csv", {}),
     "CSV without path": (_csv_without("path"), "labels.csv", {}),
-    "label outside --classes": (lambda root: "not in --classes", "", {"classes": ["circle", "square"]}),
+    "label outside --classes": (
+        lambda root: "not in --classes",
+        "",
+        {"classes": ["circle", "square"]},
+    ),
     "single class": (lambda root: "single class", "", {}),
     "npz lengths": (_npz_lengths, "data.npz", {}),
 }
@@ -239,14 +278,21 @@ def test_resume_keeps_finished_networks(tmp_path):
     audit(root, out=out, **TINY)
     times = artifact_times(out)
     assert len([name for name in times if name.endswith(".json")]) == 2
-    second = [p for p in (out / "cache").glob("runs-*/*.json") if json.loads(p.read_text())["config"]["seed"] == 1]
-    for path in second[0].parent.glob(second[0].stem + ".*"):  # as if killed before network 1 was saved
+    second = [
+        p
+        for p in (out / "cache").glob("runs-*/*.json")
+        if json.loads(p.read_text())["config"]["seed"] == 1
+    ]
+    for path in second[0].parent.glob(
+        second[0].stem + ".*"
+    ):  # as if killed before network 1 was saved
         path.unlink()
     table = audit(root, out=out, resume=True, quiet=True)  # settings from config.json
     after = artifact_times(out)
     assert set(after) == set(times)  # network 1 saved again, under the same names
-    assert {k: t for k, t in after.items() if not k.startswith(second[0].stem)} == \
-        {k: t for k, t in times.items() if not k.startswith(second[0].stem)}  # network 0 not recomputed
+    assert {k: t for k, t in after.items() if not k.startswith(second[0].stem)} == {
+        k: t for k, t in times.items() if not k.startswith(second[0].stem)
+    }  # network 0 not recomputed
     assert len(table) == 150 and ((table["held out"] + table["trained on"]) == 2).all()
     assert "1 reused" in (out / "report.html").read_text(encoding="utf-8")
 
@@ -256,16 +302,38 @@ def test_kill_9_during_training_then_resume(tmp_path):
     root = tmp_path / "data"
     write_folder(root)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "pdlib", "audit", str(root), "--out", str(out), "--arch", "mlp", "--models", "3",
-               "--epochs", "5", "--width", "8", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "pdlib",
+        "audit",
+        str(root),
+        "--out",
+        str(out),
+        "--arch",
+        "mlp",
+        "--models",
+        "3",
+        "--epochs",
+        "5",
+        "--width",
+        "8",
+        "--quiet",
+    ]
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PDLIB_QUIET": "1"})
     deadline = time.monotonic() + 300
-    while not list((out / "cache").glob("runs-*/*.json")) and process.poll() is None and time.monotonic() < deadline:
+    while (
+        not list((out / "cache").glob("runs-*/*.json"))
+        and process.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
     finished = list((out / "cache").glob("runs-*/*.json"))
-    assert finished and not (out / "scores.csv").exists(), "killed too late: make the networks slower"
+    assert finished and not (out / "scores.csv").exists(), (
+        "killed too late: make the networks slower"
+    )
     first = {p: p.stat().st_mtime_ns for p in finished[0].parent.glob(finished[0].stem + ".*")}
     assert main(["audit", str(root), "--out", str(out), "--resume", "--quiet"]) == 0
     assert {p: p.stat().st_mtime_ns for p in first} == first

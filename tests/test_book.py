@@ -1,4 +1,5 @@
-"""The smoke and paper-dryrun books build without a warning, renders offline in a headless browser, and
+"""The smoke and paper-dryrun books build without a warning, renders offline in a headless browser,
+and
 shows the reader only rendered content.
 
 Two books are built once per session, with ``python book/build.py --profile smoke`` and
@@ -47,7 +48,9 @@ import pytest
 import _browser
 
 REPO = Path(__file__).resolve().parents[1]
-BUILD_TIMEOUT_S = 2400  # measured on 2 idle cores: paper-dryrun ~3.5 min, smoke ~5.5 min from an empty cache
+BUILD_TIMEOUT_S = (
+    2400  # measured on 2 idle cores: paper-dryrun ~3.5 min, smoke ~5.5 min from an empty cache
+)
 MAX_CODE_LINE = 88  # characters of a visible code line (black's default; it fits the column)
 
 
@@ -111,14 +114,16 @@ def _reader_text(soup, *, code: bool) -> str:
 
 
 def _excerpt(text: str, start: int, end: int, width: int = 40) -> str:
-    return _squash(text[max(0, start - width):end + width])
+    return _squash(text[max(0, start - width) : end + width])
 
 
 def check_nbval_markers(html: str) -> list[str]:
     """``NBVAL_CHECK_OUTPUT`` (an nbval marker: a test, not prose) anywhere in the page."""
     text = _reader_text(_soup(html), code=True)
-    return [f"nbval marker shown: ...{_excerpt(text, m.start(), m.end())}..."
-            for m in re.finditer(r"NBVAL_\w+", text)]
+    return [
+        f"nbval marker shown: ...{_excerpt(text, m.start(), m.end())}..."
+        for m in re.finditer(r"NBVAL_\w+", text)
+    ]
 
 
 def check_asserts(html: str) -> list[str]:
@@ -131,7 +136,8 @@ def check_asserts(html: str) -> list[str]:
     return problems
 
 
-_RAW_MYST = re.compile(r"""
+_RAW_MYST = re.compile(
+    r"""
     \{[a-z][\w-]*(?::[\w-]*)+\}   # a domain role or an unformatted template: {glue:text}, {cite:p}, {glue:}
   | \{[a-z][\w-]*\}`             # a role with its target: {doc}`methods`
   | \{(?:doc|ref|numref|eq|glue|math|term|download|abbr|cite|index|code-cell|figure|image|admonition|note
@@ -140,15 +146,19 @@ _RAW_MYST = re.compile(r"""
   | ```                          # a backtick fence
   | :::                          # a colon fence
   | `[^`\s][^`]*`               # inline code left as text (e.g. glued into a sentence)
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 
 
 def check_raw_myst(html: str) -> list[str]:
     """MyST roles, directives and fences that reached the reader as text (code listings and
     inline code excepted; cell outputs included)."""
     text = _reader_text(_soup(html), code=False)
-    found = {f"unrendered MyST {m.group()!r}: ...{_excerpt(text, m.start(), m.end())}...": None
-             for m in _RAW_MYST.finditer(text)}
+    found = {
+        f"unrendered MyST {m.group()!r}: ...{_excerpt(text, m.start(), m.end())}...": None
+        for m in _RAW_MYST.finditer(text)
+    }
     return list(found)
 
 
@@ -164,19 +174,31 @@ def check_parameters(html: str, profile: str, stem: str | None = None) -> list[s
             continue
         source = cell_input.get_text()
         if "tag_injected-parameters" in _classes(cell):
-            problems.append(f"papermill's injected parameters cell is shown: {_squash(source)[:120]!r}")
+            problems.append(
+                f"papermill's injected parameters cell is shown: {_squash(source)[:120]!r}"
+            )
         elif "tag_parameters" in _classes(cell) or re.match(r"\s*profile\s*=", source):
             parameter_cells.append(source)
     if stem is not None and not parameter_cells:
-        problems.append("no parameters cell (a code cell tagged `parameters` that starts with `profile =`)")
+        problems.append(
+            "no parameters cell (a code cell tagged `parameters` that starts with `profile =`)"
+        )
     for source in parameter_cells:
         line = re.search(r"^\s*profile\s*=\s*(.*?)\s*(?:#.*)?$", source, re.MULTILINE)
         if line is None:
-            problems.append(f"the parameters cell does not set `profile`: {_squash(source)[:120]!r}")
+            problems.append(
+                f"the parameters cell does not set `profile`: {_squash(source)[:120]!r}"
+            )
         elif line.group(1) not in (f'"{profile}"', f"'{profile}'"):
-            problems.append(f"the parameters cell reads {line.group(0).strip()!r}; "
-                            f"the page ran with profile {profile!r}")
-    titles = [t for t in soup.find_all(class_="admonition-title") if "Parameters of this run" in t.get_text()]
+            problems.append(
+                f"the parameters cell reads {line.group(0).strip()!r}; "
+                f"the page ran with profile {profile!r}"
+            )
+    titles = [
+        t
+        for t in soup.find_all(class_="admonition-title")
+        if "Parameters of this run" in t.get_text()
+    ]
     if stem is not None and not titles:
         problems.append("no 'Parameters of this run' box")
     if len(titles) > 1:
@@ -226,7 +248,10 @@ def check_integer_floats(html: str) -> list[str]:
         row = cell.find_parent("tr")
         first = row.find(["th", "td"]) if row is not None else None
         label = _squash(first.get_text())[:60] if first is not None and first is not cell else ""
-        problems.append(f"table cell {text!r} prints an integer as a float" + (f" (row {label!r})" if label else ""))
+        problems.append(
+            f"table cell {text!r} prints an integer as a float"
+            + (f" (row {label!r})" if label else "")
+        )
     return problems
 
 
@@ -240,15 +265,18 @@ def page_problems(html: str, profile: str | None, stem: str | None = None) -> li
 
 def check_stderr(html: str) -> list[str]:
     """Output a cell wrote to stderr (a library's warning, a progress bar): noise for the reader."""
-    return [f"stderr output shown: {_squash(block.get_text())[:160]!r}"
-            for block in _soup(html).select(".output.stderr")]
+    return [
+        f"stderr output shown: {_squash(block.get_text())[:160]!r}"
+        for block in _soup(html).select(".output.stderr")
+    ]
 
 
 _HIDDEN_TAGS = {"remove-cell", "remove_cell", "remove-input", "remove_input"}
 
 
 def check_code_lines(nb, limit: int = MAX_CODE_LINE) -> list[str]:
-    """Lines longer than ``limit`` in the code cells a page shows (not tagged remove-cell or remove-input)."""
+    """Lines longer than ``limit`` in the code cells a page shows (not tagged remove-cell or
+    remove-input)."""
     problems = []
     for index, cell in enumerate(nb.cells):
         tags = set(cell.get("metadata", {}).get("tags", []))
@@ -257,31 +285,45 @@ def check_code_lines(nb, limit: int = MAX_CODE_LINE) -> list[str]:
             continue
         for number, line in enumerate(cell.source.splitlines(), 1):
             if len(line) > limit:
-                problems.append(f"cell {index} line {number} ({len(line)} > {limit} characters): {line}")
+                problems.append(
+                    f"cell {index} line {number} ({len(line)} > {limit} characters): {line}"
+                )
     return problems
 
 
-# --------------------------------------------------------------------------- the checks, on small pages
+# --------------------------------------------------------------------------- the checks, on small
+# pages
 
 
 def _page(body: str) -> str:
-    return (f"<!DOCTYPE html><html><head><title>t</title></head><body><main><h1>Title</h1>{body}</main>"
-            f"<script>var s = '```{{doc}}`x` NBVAL_CHECK_OUTPUT';</script></body></html>")
+    return (
+        "<!DOCTYPE "
+        f"html><html><head><title>t</title></head><body><main><h1>Title</h1>{body}</main>"
+        f"<script>var s = '```{{doc}}`x` NBVAL_CHECK_OUTPUT';</script></body></html>"
+    )
 
 
 def _code_cell(source: str, tags: str = "") -> str:
     escaped = source.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return (f'<div class="cell {tags} docutils container"><div class="cell_input docutils container">'
-            f'<div class="highlight-ipython3 notranslate"><div class="highlight"><pre><span></span>{escaped}\n'
-            f'</pre></div></div></div></div>')
+    return (
+        f'<div class="cell {tags} docutils container"><div class="cell_input docutils '
+        'container">'
+        '<div class="highlight-ipython3 notranslate"><div '
+        f'class="highlight"><pre><span></span>{escaped}\n'
+        f"</pre></div></div></div></div>"
+    )
 
 
 def _box(profile: str, stem: str = "section3_consistency") -> str:
-    return (f'<div class="admonition note dropdown"><p class="admonition-title">Parameters of this run: '
-            f'profile {profile}</p><p>Executed with profile <strong>{profile}</strong>.</p>'
-            f'<div class="highlight-bash notranslate"><div class="highlight"><pre><span></span>'
-            f'<span class="w">papermill</span> notebooks/{stem}.ipynb out.ipynb -p profile {profile}\n'
-            f'</pre></div></div></div>')
+    return (
+        '<div class="admonition note dropdown"><p class="admonition-title">Parameters of '
+        "this run: "
+        f"profile {profile}</p><p>Executed with profile <strong>{profile}</strong>.</p>"
+        f'<div class="highlight-bash notranslate"><div class="highlight"><pre><span></span>'
+        f'<span class="w">papermill</span> notebooks/{stem}.ipynb out.ipynb -p profile '
+        f"{profile}\n"
+        f"</pre></div></div></div>"
+    )
 
 
 GOOD_CHAPTER = _page(
@@ -289,16 +331,20 @@ GOOD_CHAPTER = _page(
     + _code_cell('profile = "smoke"  # smoke | laptop | paper | paper-dryrun', "tag_parameters")
     + _code_cell("stats = run(config)\nprint(stats)")
     + '<div class="cell docutils container"><div class="cell_output docutils container">'
-      '<table><thead><tr><th></th><th>accuracy</th><th>networks</th></tr></thead><tbody>'
-      '<tr><th>easy</th><td>0.500</td><td>40</td></tr><tr><th>hard</th><td>1.000</td><td>4,000</td></tr>'
-      '<tr><th>exact</th><td>100.00</td><td>0.000</td></tr><tr><th>ci</th><td>0.200 [0.000, 0.250]</td>'
-      '<td>47.0 % (39/83)</td></tr></tbody></table>'
-      '<table><thead><tr><th></th><th></th><th>mean PD (train)</th><th>networks</th></tr></thead><tbody>'
-      '<tr><th rowspan="2">mlp</th><th>0</th><td>8.000</td><td>3</td></tr>'
-      '<tr><th>1</th><td>7.500</td><td>3</td></tr></tbody></table></div></div>'
-    + '<p>Write <code class="docutils literal">{doc}`methods`</code> and <code>:::</code> for a fence; '
-      'see <a href="methods.html">Methods</a>, <span class="math notranslate">\\(x_{i} = {a}\\)</span>.</p>'
-    + '<div class="highlight-md"><div class="highlight"><pre>```{figure} a.png\n```\n:::{note}\n:::</pre></div></div>'
+    "<table><thead><tr><th></th><th>accuracy</th><th>networks</th></tr></thead><tbody>"
+    "<tr><th>easy</th><td>0.500</td><td>40</td></tr><tr><th>hard</th><td>1.000</td><td>4,000</td></tr>"
+    "<tr><th>exact</th><td>100.00</td><td>0.000</td></tr><tr><th>ci</th><td>0.200 [0.000, "
+    "0.250]</td>"
+    "<td>47.0 % (39/83)</td></tr></tbody></table>"
+    "<table><thead><tr><th></th><th></th><th>mean PD "
+    "(train)</th><th>networks</th></tr></thead><tbody>"
+    '<tr><th rowspan="2">mlp</th><th>0</th><td>8.000</td><td>3</td></tr>'
+    "<tr><th>1</th><td>7.500</td><td>3</td></tr></tbody></table></div></div>"
+    + '<p>Write <code class="docutils literal">{doc}`methods`</code> and <code>:::</code> for a '
+    "fence; "
+    'see <a href="methods.html">Methods</a>, <span class="math notranslate">\\(x_{i} = '
+    "{a}\\)</span>.</p>" + '<div class="highlight-md"><div class="highlight"><pre>```{figure} '
+    "a.png\n```\n:::{note}\n:::</pre></div></div>"
 )
 
 
@@ -307,70 +353,112 @@ def test_checks_pass_a_good_page():
     assert page_problems(_page("<p>Methods: nothing to run.</p>"), "smoke") == []
 
 
-@pytest.mark.parametrize("body, expected", [
-    (_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)"), "NBVAL_CHECK_OUTPUT"),
-    ("<p>checked: NBVAL_CHECK_OUTPUT</p>", "NBVAL_CHECK_OUTPUT"),
-    (_code_cell("x = 1\nassert x == 1, 'one'"), "assert x == 1, 'one'"),
-    (_code_cell("for t in ts:\n    assert t > 0"), "assert t > 0"),
-    ("<p>The ensemble reaches {glue:text}`acc:.2f` on average.</p>", "{glue:text}"),
-    ("<p>The ensemble reaches {glue:}`acc` on average.</p>", "{glue:}"),
-    ('<p>See {doc} <code class="docutils literal">methods</code>.</p>', "{doc}"),
-    ("<p>As in {doc}`methods`.</p>", "{doc}`"),
-    ("<p>PD {cite:p}`baldock2021` orders images.</p>", "{cite:p}"),
-    ("<p>PD {cite:t orders images.</p>", "{cite:"),
-    ("<p>```{figure} fig.png</p>", "```"),
-    ("<p>:::{note}</p><p>A note.</p><p>:::</p>", ":::"),
-    ("<p>not on disk (`python -m pdlib download`)</p>", "`python -m pdlib download`"),
-    ('<div class="cell"><div class="cell_output"><pre>{glue:text}`x`</pre></div></div>', "{glue:text}"),
-    ('<table><tr><th>networks</th><td>40.000</td></tr></table>', "'40.000'"),
-    ('<table><tr><th>pool</th><td> 4000.000 </td></tr></table>', "'4000.000'"),
-    ('<table><tr><th>pool</th><td>4,000.0</td></tr></table>', "'4,000.0'"),
-    ('<table><tr><td>12.00</td></tr></table>', "'12.00'"),
-    ('<div class="cell_output"><div class="output stderr highlight-myst-ansi"><pre>TqdmWarning: IProgress not '
-     'found</pre></div></div>', "stderr output shown: 'TqdmWarning"),
-    ('<table><thead><tr><th></th><th></th><th>mean PD</th><th>networks</th></tr></thead><tbody><tr>'
-     '<th rowspan="2">mlp</th><th>0</th><td>8.000</td><td>3</td></tr><tr><th>1</th><td>7.000</td>'
-     '<td>40.000</td></tr></tbody></table>', "'40.000' prints an integer as a float (row '1')"),
-])
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)"), "NBVAL_CHECK_OUTPUT"),
+        ("<p>checked: NBVAL_CHECK_OUTPUT</p>", "NBVAL_CHECK_OUTPUT"),
+        (_code_cell("x = 1\nassert x == 1, 'one'"), "assert x == 1, 'one'"),
+        (_code_cell("for t in ts:\n    assert t > 0"), "assert t > 0"),
+        ("<p>The ensemble reaches {glue:text}`acc:.2f` on average.</p>", "{glue:text}"),
+        ("<p>The ensemble reaches {glue:}`acc` on average.</p>", "{glue:}"),
+        ('<p>See {doc} <code class="docutils literal">methods</code>.</p>', "{doc}"),
+        ("<p>As in {doc}`methods`.</p>", "{doc}`"),
+        ("<p>PD {cite:p}`baldock2021` orders images.</p>", "{cite:p}"),
+        ("<p>PD {cite:t orders images.</p>", "{cite:"),
+        ("<p>```{figure} fig.png</p>", "```"),
+        ("<p>:::{note}</p><p>A note.</p><p>:::</p>", ":::"),
+        ("<p>not on disk (`python -m pdlib download`)</p>", "`python -m pdlib download`"),
+        (
+            '<div class="cell"><div class="cell_output"><pre>{glue:text}`x`</pre></div></div>',
+            "{glue:text}",
+        ),
+        ("<table><tr><th>networks</th><td>40.000</td></tr></table>", "'40.000'"),
+        ("<table><tr><th>pool</th><td> 4000.000 </td></tr></table>", "'4000.000'"),
+        ("<table><tr><th>pool</th><td>4,000.0</td></tr></table>", "'4,000.0'"),
+        ("<table><tr><td>12.00</td></tr></table>", "'12.00'"),
+        (
+            '<div class="cell_output"><div class="output stderr '
+            'highlight-myst-ansi"><pre>TqdmWarning: '
+            "IProgress not "
+            "found</pre></div></div>",
+            "stderr output shown: 'TqdmWarning",
+        ),
+        (
+            "<table><thead><tr><th></th><th></th><th>mean "
+            "PD</th><th>networks</th></tr></thead><tbody><tr>"
+            '<th rowspan="2">mlp</th><th>0</th><td>8.000</td><td>3</td></tr><tr><th>1</th><td>7.000</td>'
+            "<td>40.000</td></tr></tbody></table>",
+            "'40.000' prints an integer as a float (row '1')",
+        ),
+    ],
+)
 def test_checks_fail_a_bad_page(body, expected):
     problems = page_problems(_page(body), None)
     assert problems, f"no problem found in {body!r}"
     assert any(expected in problem for problem in problems), problems
 
 
-@pytest.mark.parametrize("page, expected", [
-    (GOOD_CHAPTER.replace('profile = "smoke"', 'profile = "laptop"'), "reads 'profile = \"laptop\""),
-    (GOOD_CHAPTER.replace("this run: profile smoke", "this run: profile laptop"), "profile laptop'"),
-    (GOOD_CHAPTER.replace("-p profile smoke", "-p profile laptop"), "lacks the re-run command"),
-    (GOOD_CHAPTER.replace("tag_parameters", "").replace('profile = "smoke"', 'n = 3\nprofile = "smoke"'),
-     "no parameters cell"),
-    (GOOD_CHAPTER.replace("Parameters of this run", "Settings"), "no 'Parameters of this run' box"),
-    (GOOD_CHAPTER + _code_cell('# Parameters\nprofile = "smoke"', "tag_injected-parameters remove-cell"),
-     "injected parameters cell is shown"),
-])
+@pytest.mark.parametrize(
+    "page, expected",
+    [
+        (
+            GOOD_CHAPTER.replace('profile = "smoke"', 'profile = "laptop"'),
+            'reads \'profile = "laptop"',
+        ),
+        (
+            GOOD_CHAPTER.replace("this run: profile smoke", "this run: profile laptop"),
+            "profile laptop'",
+        ),
+        (GOOD_CHAPTER.replace("-p profile smoke", "-p profile laptop"), "lacks the re-run command"),
+        (
+            GOOD_CHAPTER.replace("tag_parameters", "").replace(
+                'profile = "smoke"', 'n = 3\nprofile = "smoke"'
+            ),
+            "no parameters cell",
+        ),
+        (
+            GOOD_CHAPTER.replace("Parameters of this run", "Settings"),
+            "no 'Parameters of this run' box",
+        ),
+        (
+            GOOD_CHAPTER
+            + _code_cell('# Parameters\nprofile = "smoke"', "tag_injected-parameters remove-cell"),
+            "injected parameters cell is shown",
+        ),
+    ],
+)
 def test_parameters_check_fails_on_the_wrong_profile(page, expected):
     problems = check_parameters(page, "smoke", "section3_consistency")
     assert any(expected in problem for problem in problems), problems
     assert check_parameters(GOOD_CHAPTER, "smoke", "section3_consistency") == []
-    assert check_parameters(GOOD_CHAPTER, "paper", "section3_consistency"), "a smoke page passed as paper"
+    assert check_parameters(GOOD_CHAPTER, "paper", "section3_consistency"), (
+        "a smoke page passed as paper"
+    )
 
 
 def test_code_line_check_reports_the_long_line():
     import nbformat
 
     long = "x = " + "1 + " * 30 + "1"
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Title\n\n" + "word " * 40),
-        nbformat.v4.new_code_cell("short = 1\n" + long),
-        nbformat.v4.new_code_cell(long, metadata={"tags": ["remove-cell"]}),
-        nbformat.v4.new_code_cell(long, metadata={"tags": ["remove-input"]}),
-        nbformat.v4.new_code_cell("y = " + "2" * (MAX_CODE_LINE - 4)),  # exactly the limit
-    ])
-    assert check_code_lines(nb) == [f"cell 1 line 2 ({len(long)} > {MAX_CODE_LINE} characters): {long}"]
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# Title\n\n" + "word " * 40),
+            nbformat.v4.new_code_cell("short = 1\n" + long),
+            nbformat.v4.new_code_cell(long, metadata={"tags": ["remove-cell"]}),
+            nbformat.v4.new_code_cell(long, metadata={"tags": ["remove-input"]}),
+            nbformat.v4.new_code_cell("y = " + "2" * (MAX_CODE_LINE - 4)),  # exactly the limit
+        ]
+    )
+    assert check_code_lines(nb) == [
+        f"cell 1 line 2 ({len(long)} > {MAX_CODE_LINE} characters): {long}"
+    ]
 
 
 def test_toc_chapters_have_sources():
-    missing = [stem for stem in build.toc_chapters(REPO) if stem not in build.notebook_sources(REPO)]
+    missing = [
+        stem for stem in build.toc_chapters(REPO) if stem not in build.notebook_sources(REPO)
+    ]
     assert not missing, f"_toc.yml lists chapters without notebooks/<name>.md: {missing}"
 
 
@@ -381,20 +469,41 @@ def _copy_book_sources(root: Path) -> None:
     """The book's sources without its executed chapters or build output."""
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(REPO / name, root / name)
-    shutil.copytree(REPO / "book", root / "book",
-                    ignore=lambda d, names: [n for n in names if n in ("chapters", "_build") or n.endswith(".ipynb")])
-    shutil.copytree(REPO / "notebooks", root / "notebooks",
-                    ignore=lambda d, names: [n for n in names if n.endswith(".ipynb") or n == ".ipynb_checkpoints"])
+    shutil.copytree(
+        REPO / "book",
+        root / "book",
+        ignore=lambda d, names: [
+            n for n in names if n in ("chapters", "_build") or n.endswith(".ipynb")
+        ],
+    )
+    shutil.copytree(
+        REPO / "notebooks",
+        root / "notebooks",
+        ignore=lambda d, names: [
+            n for n in names if n.endswith(".ipynb") or n == ".ipynb_checkpoints"
+        ],
+    )
     if (REPO / "data").is_dir():  # notebooks run with the book root as working directory
         (root / "data").symlink_to(REPO / "data", target_is_directory=True)
 
 
 def _build_report(log: str) -> str:
     """What a failed build said: each failed chapter's error, Sphinx's warnings, the summary."""
-    failed = [block[:3000] for block in re.findall(r"^\[book\] \S+ FAILED.*?(?=^\[book\]|\Z)", log, re.S | re.M)]
-    warnings = [line for line in log.splitlines()
-                if re.search(r"\b(WARNING|ERROR)\b", line) and "IPKernelApp" not in line]
-    summary = log[log.find("[book] wall times"):] if "[book] wall times" in log else log[-4000:]
+    failed = [
+        block[:3000]
+        for block in re.findall(
+            r"^\[book\] \S+ "
+            r"FAILED.*?(?=^\[book\]|\Z)",
+            log,
+            re.S | re.M,
+        )
+    ]
+    warnings = [
+        line
+        for line in log.splitlines()
+        if re.search(r"\b(WARNING|ERROR)\b", line) and "IPKernelApp" not in line
+    ]
+    summary = log[log.find("[book] wall times") :] if "[book] wall times" in log else log[-4000:]
     return "\n".join(failed + warnings[:60] + [summary[-4000:]])
 
 
@@ -417,14 +526,32 @@ def book_root(request, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp(f"book-{request.param}")
     _copy_book_sources(root)
     env = {**os.environ, "PDLIB_QUIET": "1"}
-    command = [sys.executable, str(REPO / "book" / "build.py"), "--profile", request.param, "--root", str(root)]
+    command = [
+        sys.executable,
+        str(REPO / "book" / "build.py"),
+        "--profile",
+        request.param,
+        "--root",
+        str(root),
+    ]
     try:
-        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+        done = subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired as error:
-        out = error.stdout.decode(errors="replace") if isinstance(error.stdout, bytes) else (error.stdout or "")
-        pytest.fail(f"the {request.param} book did not build within {BUILD_TIMEOUT_S} s:\n{out[-4000:]}")
-    assert done.returncode == 0, (f"python book/build.py --profile {request.param} failed (exit status "
-                                  f"{done.returncode}):\n{_build_report(done.stdout + done.stderr)}")
+        out = (
+            error.stdout.decode(errors="replace")
+            if isinstance(error.stdout, bytes)
+            else (error.stdout or "")
+        )
+        pytest.fail(
+            f"the {request.param} book did not build within {BUILD_TIMEOUT_S} s:\n{out[-4000:]}"
+        )
+    assert done.returncode == 0, (
+        f"python book/build.py --profile {request.param} failed (exit "
+        "status "
+        f"{done.returncode}):\n{_build_report(done.stdout + done.stderr)}"
+    )
     return root
 
 
@@ -437,32 +564,42 @@ def toc_pages(book_root) -> list[str]:
 
 @pytest.fixture(scope="module")
 def page_profiles(book_root, toc_pages) -> dict[str, str | None]:
-    """``{page: profile}``: each chapter's from its executed notebook; the book's for the other pages."""
+    """``{page: profile}``: each chapter's from its executed notebook; the book's for the other
+    pages."""
     import nbformat
 
     chapters, problems = {}, []
     for page in toc_pages:
         if page.startswith(CHAPTER_DIR + "/"):
             path = book_root / f"{page}.ipynb"
-            profile = nbformat.read(path, as_version=4).metadata.get("pdlib", {}).get("profile") \
-                if path.is_file() else None
+            profile = (
+                nbformat.read(path, as_version=4).metadata.get("pdlib", {}).get("profile")
+                if path.is_file()
+                else None
+            )
             if profile is None:
-                problems.append(f"{path}: no executed notebook recording metadata['pdlib']['profile']")
+                problems.append(
+                    f"{path}: no executed notebook recording metadata['pdlib']['profile']"
+                )
             chapters[page] = profile
     assert not problems, "\n".join(problems)
     if not os.environ.get("PDLIB_BOOK_ROOT"):
         assert len(set(chapters.values())) == 1, f"one build recorded several profiles: {chapters}"
     used = set(chapters.values())
-    book_profile = used.pop() if len(used) == 1 else None  # a mixed book: pages without a profile skip the check
+    book_profile = (
+        used.pop() if len(used) == 1 else None
+    )  # a mixed book: pages without a profile skip the check
     return {page: chapters.get(page, book_profile) for page in toc_pages}
 
 
 def _stem(page: str) -> str | None:
-    return page[len(CHAPTER_DIR) + 1:] if page.startswith(CHAPTER_DIR + "/") else None
+    return page[len(CHAPTER_DIR) + 1 :] if page.startswith(CHAPTER_DIR + "/") else None
 
 
 def _report(problems: dict[str, list[str]], what: str) -> str:
-    return f"{what}:\n" + "\n".join(f"{page}:\n  " + "\n  ".join(items) for page, items in problems.items())
+    return f"{what}:\n" + "\n".join(
+        f"{page}:\n  " + "\n  ".join(items) for page, items in problems.items()
+    )
 
 
 @pytest.mark.book
@@ -473,22 +610,34 @@ def test_every_toc_page_is_built(book_root, toc_pages, page_profiles):
     assert not missing, f"pages in _toc.yml without HTML: {missing}"
     timings = json.loads((book_root / "_build" / "timings.json").read_text())
     timed = {(r["chapter"], r.get("profile")) for r in timings if r.get("stage") == "execute"}
-    untimed = [page for page in toc_pages if _stem(page) and (_stem(page), page_profiles[page]) not in timed]
-    assert not untimed, f"chapters without an execute timing for their profile in _build/timings.json: {untimed}"
+    untimed = [
+        page
+        for page in toc_pages
+        if _stem(page) and (_stem(page), page_profiles[page]) not in timed
+    ]
+    assert not untimed, (
+        f"chapters without an execute timing for their profile in _build/timings.json: {untimed}"
+    )
 
 
 @pytest.mark.book
 @pytest.mark.slow
 def test_dryrun_chapters_show_the_papers_datasets(book_root, page_profiles):
-    """The paper profile's plan at toy scale: CIFAR10, CIFAR100 and SVHN appear where the paper shows them."""
+    """The paper profile's plan at toy scale: CIFAR10, CIFAR100 and SVHN appear where the paper
+    shows them."""
     if set(page_profiles.values()) - {None} != {"paper-dryrun"}:
         pytest.skip("checks the paper-dryrun book")
     html = book_root / "_build" / "html" / CHAPTER_DIR
-    expected = {"section2_prediction_depth": ("cifar10", "cifar100", "svhn", "fashion_mnist"),
-                "section3_consistency": ("cifar10", "cifar100"), "section3_learning_margins": ("cifar10", "svhn"),
-                "section4_difficulty_types": ("cifar10",)}
-    missing = {stem: [name for name in names if name not in (html / f"{stem}.html").read_text()]
-               for stem, names in expected.items()}
+    expected = {
+        "section2_prediction_depth": ("cifar10", "cifar100", "svhn", "fashion_mnist"),
+        "section3_consistency": ("cifar10", "cifar100"),
+        "section3_learning_margins": ("cifar10", "svhn"),
+        "section4_difficulty_types": ("cifar10",),
+    }
+    missing = {
+        stem: [name for name in names if name not in (html / f"{stem}.html").read_text()]
+        for stem, names in expected.items()
+    }
     assert not any(missing.values()), f"paper-dryrun chapters lack the paper's datasets: {missing}"
 
 
@@ -499,10 +648,18 @@ def test_reproduce_page_shows_every_profile_and_figure(book_root):
 
     page = book_root / "_build" / "html" / "book" / "reproduce.html"
     text = _squash(_soup(page.read_text()).get_text())
-    missing = [f"profile {name!r}" for name in PROFILES
-               if not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)]
-    missing += [f"figure {description!r}" for description in FIGURES.values() if description not in text]
-    assert not missing, "book/reproduce (the plan table of pdlib.profiles.plan_table()) lacks:\n" + "\n".join(missing)
+    missing = [
+        f"profile {name!r}"
+        for name in PROFILES
+        if not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)
+    ]
+    missing += [
+        f"figure {description!r}" for description in FIGURES.values() if description not in text
+    ]
+    assert not missing, (
+        "book/reproduce (the plan table of pdlib.profiles.plan_table()) lacks:\n"
+        + "\n".join(missing)
+    )
 
 
 @pytest.mark.book
@@ -515,7 +672,9 @@ def test_pages_show_only_rendered_content(book_root, toc_pages, page_profiles):
         found = page_problems(html, page_profiles[page], _stem(page))
         if found:
             problems[page] = found
-    assert not problems, _report(problems, "pages that show the reader source, tests or wrong values")
+    assert not problems, _report(
+        problems, "pages that show the reader source, tests or wrong values"
+    )
 
 
 @pytest.mark.book
@@ -529,8 +688,11 @@ def test_visible_code_lines_fit_the_column(book_root, toc_pages):
             found = check_code_lines(nbformat.read(book_root / f"{page}.ipynb", as_version=4))
             if found:
                 problems[f"{page}.ipynb"] = found
-    assert not problems, _report(problems, f"visible code lines over {MAX_CODE_LINE} characters "
-                                           f"(wrap them, or tag the cell remove-input)")
+    assert not problems, _report(
+        problems,
+        f"visible code lines over {MAX_CODE_LINE} characters "
+        f"(wrap them, or tag the cell remove-input)",
+    )
 
 
 @pytest.mark.book
@@ -541,7 +703,11 @@ def test_html_loads_only_local_resources(book_root):
     for page in sorted(html_dir.rglob("*.html")):
         parser = _browser.ResourceLinks()
         parser.feed(page.read_text(errors="replace"))
-        remote += [f"{page.relative_to(html_dir)}: {url}" for url in parser.urls if not _browser.is_local(url)]
+        remote += [
+            f"{page.relative_to(html_dir)}: {url}"
+            for url in parser.urls
+            if not _browser.is_local(url)
+        ]
     for css in sorted((html_dir / "_static").rglob("*.css")):
         for url in re.findall(r"url\(\s*['\"]?([^'\")]+)", css.read_text(errors="replace")):
             if not _browser.is_local(url):
@@ -565,9 +731,15 @@ def browser():
     chromium = _browser.find_chromium()
     if chromium is None:
         if os.environ.get("CI"):
-            pytest.fail("Chromium is not installed, and CI is set: the offline browser test must run in CI "
-                        "(make browser installs Debian's chromium)")
-        pytest.skip("Chromium is not installed (make browser installs it); the offline browser test is skipped")
+            pytest.fail(
+                "Chromium is not installed, and CI is set: the offline browser test must "
+                "run in CI "
+                "(make browser installs Debian's chromium)"
+            )
+        pytest.skip(
+            "Chromium is not installed (make browser installs it); the offline browser "
+            "test is skipped"
+        )
     try:
         with _browser.chromium_session(chromium) as client:
             yield client
@@ -577,14 +749,19 @@ def browser():
 
 @pytest.mark.slow
 def test_code_width_probe_finds_a_wide_line(browser):
-    """The browser's width check, on a hand-written page: a line too wide for its column is found."""
+    """The browser's width check, on a hand-written page: a line too wide for its column is
+    found."""
     long = "x = " + "1 + " * 60 + "1"
-    page = ("<html><body><main style='width: 600px'><div class='cell'><div class='cell_input'><div class='highlight'>"
-            "<pre style='overflow: auto'>short = 1</pre></div></div>"
-            "<div class='cell_output'><div class='highlight'>"
-            f"<pre style='overflow: auto'>{long}</pre></div></div></div>"
-            f"<details><summary>more</summary><div class='highlight'><pre style='overflow: auto'>y = 2\n{long}</pre>"
-            "</div></details></main></body></html>")
+    page = (
+        "<html><body><main style='width: 600px'><div class='cell'><div "
+        "class='cell_input'><div class='highlight'>"
+        "<pre style='overflow: auto'>short = 1</pre></div></div>"
+        "<div class='cell_output'><div class='highlight'>"
+        f"<pre style='overflow: auto'>{long}</pre></div></div></div>"
+        "<details><summary>more</summary><div class='highlight'><pre style='overflow: "
+        f"auto'>y = 2\n{long}</pre>"
+        "</div></details></main></body></html>"
+    )
     _browser.visit(browser, "data:text/html;base64," + base64.b64encode(page.encode()).decode())
     report = _browser.wide_code(browser)
     assert report["viewport"] == _browser.WINDOW[0]
@@ -596,9 +773,13 @@ def test_code_width_probe_finds_a_wide_line(browser):
 def test_table_width_probe_finds_a_wide_table(browser):
     """A table wider than its output column is found; a narrow one is not."""
     row = "".join(f"<th>column {i}</th>" for i in range(40))
-    page = ("<html><body><main style='width: 600px'><div class='cell'><div class='cell_output' style='overflow: auto'>"
-            f"<table><tr>{row}</tr></table></div><div class='cell_output'><table><tr><th>narrow</th></tr></table>"
-            "</div></div></main></body></html>")
+    page = (
+        "<html><body><main style='width: 600px'><div class='cell'><div class='cell_output' "
+        "style='overflow: auto'>"
+        f"<table><tr>{row}</tr></table></div><div "
+        "class='cell_output'><table><tr><th>narrow</th></tr></table>"
+        "</div></div></main></body></html>"
+    )
     _browser.visit(browser, "data:text/html;base64," + base64.b64encode(page.encode()).decode())
     tables = _browser.wide_code(browser)["tables"]
     assert len(tables) == 1 and tables[0]["header"].startswith("column 0"), tables
@@ -634,10 +815,18 @@ def test_pages_render_offline_in_chromium(browser, server, toc_pages, page_profi
             images_on_chapters += len(report["images"])
         found += page_problems(report["html"], page_profiles[page], _stem(page))
         width = _browser.wide_code(browser)
-        found += [f"code wider than its column at {width['viewport']} px ({w['scrollWidth']} > {w['clientWidth']} px): "
-                  f"{w['line'].strip()[:160]!r}" for w in width["wide"]]
-        found += [f"table wider than its column at {width['viewport']} px ({t['width']} > {t['clientWidth']} px): "
-                  f"{t['header']!r}" for t in width["tables"]]
+        found += [
+            f"code wider than its column at {width['viewport']} px ({w['scrollWidth']} > "
+            f"{w['clientWidth']} px): "
+            f"{w['line'].strip()[:160]!r}"
+            for w in width["wide"]
+        ]
+        found += [
+            f"table wider than its column at {width['viewport']} px ({t['width']} > "
+            f"{t['clientWidth']} px): "
+            f"{t['header']!r}"
+            for t in width["tables"]
+        ]
         found += [f"request left 127.0.0.1: {url}" for url in remote]
         found += [f"local request failed: {failure}" for failure in failed]
         found += [f"JavaScript error: {error}" for error in _browser.console_errors(events)]

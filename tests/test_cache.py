@@ -1,4 +1,5 @@
-"""pdlib.cache: config hashing, atomic writes (a writer killed at any point leaves no artifact), provenance,
+"""pdlib.cache: config hashing, atomic writes (a writer killed at any point leaves no artifact),
+provenance,
 load-or-compute, stored weights and the note about old cache formats."""
 
 import json
@@ -13,7 +14,14 @@ import pytest
 
 import torch
 
-from pdlib.cache import Artifact, cache_root, config_hash, load_artifact, load_or_compute, save_artifact
+from pdlib.cache import (
+    Artifact,
+    cache_root,
+    config_hash,
+    load_artifact,
+    load_or_compute,
+    save_artifact,
+)
 from pdlib.training import TrainConfig
 
 
@@ -104,9 +112,17 @@ def test_killed_writer_leaves_no_artifact(tmp_path, kill_at):
 
     assert load_artifact("runs", Config("killed"), root=tmp_path) is None
     calls = []
-    artifact = load_or_compute("runs", Config("killed"), lambda: (calls.append(1), ({"x": np.arange(3)}, {}))[1],
-                               root=tmp_path)
-    assert calls == [1] and artifact["x"].tolist() == [0, 1, 2]  # the re-run recomputes and completes
+    artifact = load_or_compute(
+        "runs",
+        Config("killed"),
+        lambda: (calls.append(1), ({"x": np.arange(3)}, {}))[1],
+        root=tmp_path,
+    )
+    assert calls == [1] and artifact["x"].tolist() == [
+        0,
+        1,
+        2,
+    ]  # the re-run recomputes and completes
 
 
 def test_cache_root_follows_environment(tmp_path, monkeypatch):
@@ -122,22 +138,36 @@ def test_hash_of_nested_values():
         values: tuple = ()
         table: dict = None
 
-    assert config_hash(Nested((1, 2))) == config_hash(Nested([1, 2]))  # tuples and lists are both JSON lists
-    assert config_hash(Nested((np.int64(3),))) == config_hash(Nested((3,)))  # numpy scalars as Python numbers
-    assert config_hash(Nested(table={"b": 1, "a": 2})) == config_hash(Nested(table={"a": 2, "b": 1}))
+    assert config_hash(Nested((1, 2))) == config_hash(
+        Nested([1, 2])
+    )  # tuples and lists are both JSON lists
+    assert config_hash(Nested((np.int64(3),))) == config_hash(
+        Nested((3,))
+    )  # numpy scalars as Python numbers
+    assert config_hash(Nested(table={"b": 1, "a": 2})) == config_hash(
+        Nested(table={"a": 2, "b": 1})
+    )
     assert config_hash(Nested((1, 2))) != config_hash(Nested((2, 1)))
-    assert config_hash(Config("a", 1)) != config_hash(Nested())  # the type's name is part of the key
+    assert config_hash(Config("a", 1)) != config_hash(
+        Nested()
+    )  # the type's name is part of the key
 
 
 def test_stored_weights(tmp_path):
     weights = {"w": torch.arange(6.0).view(2, 3), "b": torch.zeros(2)}
-    with_weights = load_or_compute("runs", Config("w", 1), lambda: ({"x": np.ones(2)}, {}, weights), root=tmp_path)
+    with_weights = load_or_compute(
+        "runs", Config("w", 1), lambda: ({"x": np.ones(2)}, {}, weights), root=tmp_path
+    )
     again = load_artifact("runs", Config("w", 1), root=tmp_path)
     assert again.meta["has_weights"] and again.weights_path == again.path.with_suffix(".pt")
     loaded = again.load_weights()
-    assert loaded.keys() == weights.keys() and all(torch.equal(loaded[k], weights[k]) for k in weights)
+    assert loaded.keys() == weights.keys() and all(
+        torch.equal(loaded[k], weights[k]) for k in weights
+    )
     assert with_weights.weights_path is not None
-    without = load_or_compute("runs", Config("w", 2), lambda: ({"x": np.ones(2)}, {}), root=tmp_path)
+    without = load_or_compute(
+        "runs", Config("w", 2), lambda: ({"x": np.ones(2)}, {}), root=tmp_path
+    )
     assert without.weights_path is None and not without.meta["has_weights"]
     with pytest.raises(FileNotFoundError, match="without its network's weights"):
         without.load_weights()
@@ -145,7 +175,9 @@ def test_stored_weights(tmp_path):
 
 
 def test_saved_metadata_and_arrays(tmp_path):
-    artifact = save_artifact("runs", Config("s", 3), {"x": [1, 2, 3]}, {"note": "hi"}, root=tmp_path)
+    artifact = save_artifact(
+        "runs", Config("s", 3), {"x": [1, 2, 3]}, {"note": "hi"}, root=tmp_path
+    )
     assert artifact["x"].tolist() == [1, 2, 3] and artifact.meta["note"] == "hi"
     meta = json.loads(artifact.path.with_suffix(".json").read_text())
     assert meta["kind"] == "runs" and meta["hash"] == config_hash(Config("s", 3))

@@ -1,4 +1,5 @@
-"""pdlib.data: loaders for real Fashion-MNIST and for small files in each on-disk format (written by the
+"""pdlib.data: loaders for real Fashion-MNIST and for small files in each on-disk format (written by
+the
 book's stand-in writers), the data root, and clear errors."""
 
 import os
@@ -30,7 +31,8 @@ def normalised(pixels, name, pixel_max=255.0):
 
 @pytest.fixture
 def written(monkeypatch):
-    """Run the stand-in writers small, and record what they write: {split: (pixels (n, C, H, W), labels)} per call."""
+    """Run the stand-in writers small, and record what they write: {split: (pixels (n, C, H, W),
+    labels)} per call."""
     monkeypatch.setattr(standins, "SIZES", {"train": 30, "test": 12})
     calls = []
     original = standins._images
@@ -46,7 +48,8 @@ def written(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def fresh_reads():
-    """Files are read once per process and cached by path: tests that rewrite a folder must not see old reads."""
+    """Files are read once per process and cached by path: tests that rewrite a folder must not see
+    old reads."""
     pd_data._read.cache_clear()
     yield
     pd_data._read.cache_clear()
@@ -103,8 +106,12 @@ def test_fashion_mnist_stand_in_round_trip(tmp_path, written, no_debian):
     standins.write_fashion_mnist(tmp_path, np.random.default_rng(0))
     for split, (pixels, labels) in zip(("train", "test"), written):
         loaded = load_dataset("fashion_mnist", split, root=tmp_path, download=False)
-        assert loaded.inputs.shape == (len(labels), 1, 28, 28) and loaded.inputs.dtype == torch.float32
-        np.testing.assert_allclose(loaded.inputs.numpy(), normalised(pixels, "fashion_mnist"), atol=1e-5)
+        assert (
+            loaded.inputs.shape == (len(labels), 1, 28, 28) and loaded.inputs.dtype == torch.float32
+        )
+        np.testing.assert_allclose(
+            loaded.inputs.numpy(), normalised(pixels, "fashion_mnist"), atol=1e-5
+        )
         assert loaded.labels.dtype == torch.int64 and loaded.labels.tolist() == labels.tolist()
     # the gzipped files were decompressed beside them, where torchvision keeps them
     assert (tmp_path / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
@@ -118,7 +125,9 @@ def test_fashion_mnist_files_in_the_data_root_itself(tmp_path, rng, no_debian, c
     standins.write_idx(tmp_path / f"t10k-images-idx3-ubyte{suffix}", images)
     standins.write_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", labels)
     loaded = load_dataset("fashion_mnist", "test", root=tmp_path, download=False)
-    np.testing.assert_allclose(loaded.inputs.numpy(), normalised(images[:, None], "fashion_mnist"), atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.inputs.numpy(), normalised(images[:, None], "fashion_mnist"), atol=1e-5
+    )
     assert loaded.labels.tolist() == labels.tolist()
 
 
@@ -127,7 +136,9 @@ def test_cifar_stand_in_round_trip(tmp_path, written, name):
     standins.write_cifar(tmp_path, name, np.random.default_rng(1))
     for split, (pixels, labels) in zip(("train", "test"), written):
         loaded = load_dataset(name, split, root=tmp_path, download=False)
-        assert loaded.inputs.shape == (len(labels), 3, 32, 32) and loaded.inputs.dtype == torch.float32
+        assert (
+            loaded.inputs.shape == (len(labels), 3, 32, 32) and loaded.inputs.dtype == torch.float32
+        )
         np.testing.assert_allclose(loaded.inputs.numpy(), normalised(pixels, name), atol=1e-5)
         assert loaded.labels.dtype == torch.int64 and loaded.labels.tolist() == labels.tolist()
         assert loaded.class_names == DATASETS[name].class_names and loaded.name == name
@@ -147,7 +158,9 @@ def test_svhn_stand_in_round_trip(tmp_path, written):
         assert 0 in digits.tolist() and loaded.class_names == tuple("0123456789")
 
 
-def test_write_standins_gives_a_data_root_for_every_paper_dataset(tmp_path, written, no_debian, monkeypatch):
+def test_write_standins_gives_a_data_root_for_every_paper_dataset(
+    tmp_path, written, no_debian, monkeypatch
+):
     monkeypatch.setenv("PDLIB_DATA", str(standins.write_standins(tmp_path)))
     for name in ("fashion_mnist", "svhn", "cifar10", "cifar100"):
         for split, size in (("train", 30), ("test", 12)):
@@ -172,18 +185,27 @@ def test_results_do_not_share_the_cache(tmp_path, written):
     assert torch.equal(again.inputs, expected_inputs) and torch.equal(again.labels, expected_labels)
 
 
-@pytest.mark.parametrize("name, folder, file_name", [
-    ("fashion_mnist", "FashionMNIST/raw", "train-images-idx3-ubyte"),
-    ("cifar10", "cifar-10-batches-py", "data_batch_1"),
-    ("cifar100", "cifar-100-python", "train"),
-    ("svhn", "", "train_32x32.mat"),
-])
+@pytest.mark.parametrize(
+    "name, folder, file_name",
+    [
+        ("fashion_mnist", "FashionMNIST/raw", "train-images-idx3-ubyte"),
+        ("cifar10", "cifar-10-batches-py", "data_batch_1"),
+        ("cifar100", "cifar-100-python", "train"),
+        ("svhn", "", "train_32x32.mat"),
+    ],
+)
 def test_missing_files_offline(tmp_path, no_debian, offline, name, folder, file_name):
     root = tmp_path / "data"
     expected_folder = str(root / folder) if folder else str(root)
-    with pytest.raises(DatasetNotFoundError, match="python -m pdlib download .* once with internet access") as without:
+    with pytest.raises(
+        DatasetNotFoundError, match="python -m pdlib download .* once with internet access"
+    ) as without:
         load_dataset(name, "train", root=root, download=False)
-    assert expected_folder in str(without.value) and file_name in str(without.value) and name in str(without.value)
+    assert (
+        expected_folder in str(without.value)
+        and file_name in str(without.value)
+        and name in str(without.value)
+    )
     assert not offline  # download=False never tries the network
 
     with pytest.raises(DatasetNotFoundError, match="Downloading failed") as failed:
@@ -193,7 +215,9 @@ def test_missing_files_offline(tmp_path, no_debian, offline, name, folder, file_
 
 
 def test_dataset_not_found_is_both_kinds_of_error():
-    assert issubclass(DatasetNotFoundError, FileNotFoundError) and issubclass(DatasetNotFoundError, ValueError)
+    assert issubclass(DatasetNotFoundError, FileNotFoundError) and issubclass(
+        DatasetNotFoundError, ValueError
+    )
 
 
 def test_digits(tmp_path):
@@ -208,12 +232,15 @@ def test_digits(tmp_path):
     assert not (tmp_path / "unused").exists()  # digits is bundled: nothing is written
 
 
-@pytest.mark.parametrize("call, error, match", [
-    (lambda: load_dataset("mnist"), ValueError, "name must be one of .*fashion_mnist.*digits"),
-    (lambda: load_dataset("digits", "val"), ValueError, "split"),
-    (lambda: load_dataset("digits", root=3), TypeError, "root"),
-    (lambda: dataset_info(3), ValueError, "name must be one of"),
-])
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: load_dataset("mnist"), ValueError, "name must be one of .*fashion_mnist.*digits"),
+        (lambda: load_dataset("digits", "val"), ValueError, "split"),
+        (lambda: load_dataset("digits", root=3), TypeError, "root"),
+        (lambda: dataset_info(3), ValueError, "name must be one of"),
+    ],
+)
 def test_bad_inputs(call, error, match):
     with pytest.raises(error, match=match):
         call()

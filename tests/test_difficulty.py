@@ -1,10 +1,10 @@
-"""pdlib.difficulty on synthetic per-point arrays and held-out probe counts, against brute force and loops.
+"""pdlib.difficulty on synthetic per-point arrays and held-out probe counts, against brute force and
+loops.
 
-The counts dicts have the structure documented in :func:`pdlib.ensembles.held_out_probe_counts`; here they
-are accumulated by a loop over simulated held-out appearances (the real function is tested against the
-same loop on a trained ensemble in test_ensembles.py).
+The counts dicts have the structure documented in :func:`pdlib.ensembles.held_out_probe_counts`;
+here they are accumulated by a loop over simulated held-out appearances (the real function is tested
+against the same loop on a trained ensemble in test_ensembles.py).
 """
-
 
 import numpy as np
 import pytest
@@ -18,8 +18,11 @@ from pdlib.metrics import wilson_interval
 
 def brute_force_corner(val, train, max_depth, corner, n, eligible):
     cx, cy = CORNERS[corner]
-    scored = [(np.hypot(val[i] / max_depth - cx, train[i] / max_depth - cy), i)
-              for i in range(len(val)) if eligible[i] and np.isfinite(val[i]) and np.isfinite(train[i])]
+    scored = [
+        (np.hypot(val[i] / max_depth - cx, train[i] / max_depth - cy), i)
+        for i in range(len(val))
+        if eligible[i] and np.isfinite(val[i]) and np.isfinite(train[i])
+    ]
     return [i for _, i in sorted(scored)[:n]]  # by distance, then by index
 
 
@@ -32,7 +35,9 @@ def test_corner_groups_by_brute_force(rng, n):
     assert list(groups) == list(CORNERS)
     for name in CORNERS:
         assert groups[name].dtype == np.int64
-        assert groups[name].tolist() == brute_force_corner(val, train, 8, name, n, np.ones(200, bool))
+        assert groups[name].tolist() == brute_force_corner(
+            val, train, 8, name, n, np.ones(200, bool)
+        )
         assert not set(groups[name].tolist()) & {0, 1, 2, 5}
 
 
@@ -41,12 +46,24 @@ def test_corner_groups_break_ties_by_index():
     val = np.array([2, 0, 0, 4, 0, 0, 4, 2], dtype=float)
     train = np.array([2, 4, 0, 0, 0, 4, 0, 2], dtype=float)
     groups = difficulty.corner_groups(val, train, 4, n=3)
-    assert groups["easy"].tolist() == [2, 4, 0]  # two at the corner (by index), then the nearer of 0 and 7
+    assert groups["easy"].tolist() == [
+        2,
+        4,
+        0,
+    ]  # two at the corner (by index), then the nearer of 0 and 7
     assert groups["looks like a different class"].tolist() == [1, 5, 0]
     assert groups["ambiguous unless the label is given"].tolist() == [3, 6, 0]
-    assert groups["ambiguous"].tolist() == [0, 7, 1]  # distance ties: (2, 2) before (0, 4) and (4, 0)
+    assert groups["ambiguous"].tolist() == [
+        0,
+        7,
+        1,
+    ]  # distance ties: (2, 2) before (0, 4) and (4, 0)
     reordered = difficulty.corner_groups(val[::-1].copy(), train[::-1].copy(), 4, n=3)
-    assert reordered["easy"].tolist() == [3, 5, 0]  # the same points, named by their new indices in index order
+    assert reordered["easy"].tolist() == [
+        3,
+        5,
+        0,
+    ]  # the same points, named by their new indices in index order
 
 
 def test_corner_groups_with_candidates(rng):
@@ -54,21 +71,54 @@ def test_corner_groups_with_candidates(rng):
     val[:3] = np.nan
     even = np.arange(200) % 2 == 0
     only_some = difficulty.corner_groups(val, train, 8, n=500, candidates=even)
-    assert all(len(g) == 98 and (g % 2 == 0).all() for g in only_some.values())  # 100 even points, 0 and 2 NaN
+    assert all(
+        len(g) == 98 and (g % 2 == 0).all() for g in only_some.values()
+    )  # 100 even points, 0 and 2 NaN
     for name in CORNERS:
         assert only_some[name].tolist() == brute_force_corner(val, train, 8, name, 500, even)
-    assert all(len(g) == 0 for g in difficulty.corner_groups(val, train, 8, candidates=np.zeros(200, bool)).values())
+    assert all(
+        len(g) == 0
+        for g in difficulty.corner_groups(val, train, 8, candidates=np.zeros(200, bool)).values()
+    )
 
 
-@pytest.mark.parametrize("call, error, match", [
-    (lambda: difficulty.corner_groups(np.zeros(5), np.zeros(4), 8), ValueError, "depth_val and depth_train"),
-    (lambda: difficulty.corner_groups(np.zeros((2, 2)), np.zeros((2, 2)), 8), ValueError, "1-D"),
-    (lambda: difficulty.corner_groups(np.zeros(5), np.zeros(5), 0), ValueError, "max_depth must be >= 1"),
-    (lambda: difficulty.corner_groups(np.zeros(5), np.zeros(5), 8.0), TypeError, "max_depth must be an integer"),
-    (lambda: difficulty.corner_groups(np.zeros(5), np.zeros(5), 8, n=0), ValueError, "n must be >= 1"),
-    (lambda: difficulty.corner_groups(np.zeros(5), np.zeros(5), 8, candidates=np.ones(4, bool)), ValueError,
-     "candidates has shape"),
-])
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (
+            lambda: difficulty.corner_groups(np.zeros(5), np.zeros(4), 8),
+            ValueError,
+            "depth_val and depth_train",
+        ),
+        (
+            lambda: difficulty.corner_groups(np.zeros((2, 2)), np.zeros((2, 2)), 8),
+            ValueError,
+            "1-D",
+        ),
+        (
+            lambda: difficulty.corner_groups(np.zeros(5), np.zeros(5), 0),
+            ValueError,
+            "max_depth must be >= 1",
+        ),
+        (
+            lambda: difficulty.corner_groups(np.zeros(5), np.zeros(5), 8.0),
+            TypeError,
+            "max_depth must be an integer",
+        ),
+        (
+            lambda: difficulty.corner_groups(np.zeros(5), np.zeros(5), 8, n=0),
+            ValueError,
+            "n must be >= 1",
+        ),
+        (
+            lambda: difficulty.corner_groups(
+                np.zeros(5), np.zeros(5), 8, candidates=np.ones(4, bool)
+            ),
+            ValueError,
+            "candidates has shape",
+        ),
+    ],
+)
 def test_corner_groups_bad_inputs(call, error, match):
     with pytest.raises(error, match=match):
         call()
@@ -76,9 +126,13 @@ def test_corner_groups_bad_inputs(call, error, match):
 
 def test_corner_table(rng):
     n, max_depth = 300, 10
-    stats = {"depth_val": rng.uniform(0, 10, n), "depth_train": rng.uniform(0, 10, n),
-             "consensus_consistency": rng.uniform(0.3, 1, n), "consistency": rng.uniform(0, 1, n),
-             "labels": rng.integers(0, 3, n)}
+    stats = {
+        "depth_val": rng.uniform(0, 10, n),
+        "depth_train": rng.uniform(0, 10, n),
+        "consensus_consistency": rng.uniform(0.3, 1, n),
+        "consistency": rng.uniform(0, 1, n),
+        "labels": rng.integers(0, 3, n),
+    }
     stats["consensus"] = np.where(rng.random(n) < 0.2, (stats["labels"] + 1) % 3, stats["labels"])
     stats["consensus_consistency"][[0, 1]] = np.nan
     groups = difficulty.corner_groups(stats["depth_val"], stats["depth_train"], max_depth, n=20)
@@ -88,12 +142,27 @@ def test_corner_table(rng):
     assert table["consensus ≠ label"].dtype.kind == "i"
     for name, index in groups.items():
         row, (cx, cy) = table.loc[name], CORNERS[name]
-        cstar = [stats["consensus_consistency"][i] for i in index if np.isfinite(stats["consensus_consistency"][i])]
-        assert row["C*"] == pytest.approx(np.mean(cstar)) and row["C* low"] <= row["C*"] <= row["C* high"]
-        assert row["mean distance to corner"] == pytest.approx(np.mean(
-            [np.hypot(stats["depth_val"][i] / 10 - cx, stats["depth_train"][i] / 10 - cy) for i in index]))
+        cstar = [
+            stats["consensus_consistency"][i]
+            for i in index
+            if np.isfinite(stats["consensus_consistency"][i])
+        ]
+        assert (
+            row["C*"] == pytest.approx(np.mean(cstar))
+            and row["C* low"] <= row["C*"] <= row["C* high"]
+        )
+        assert row["mean distance to corner"] == pytest.approx(
+            np.mean(
+                [
+                    np.hypot(stats["depth_val"][i] / 10 - cx, stats["depth_train"][i] / 10 - cy)
+                    for i in index
+                ]
+            )
+        )
         assert row["mean PD_val"] == pytest.approx(stats["depth_val"][index].mean())
-        assert row["consensus ≠ label"] == sum(stats["consensus"][i] != stats["labels"][i] for i in index)
+        assert row["consensus ≠ label"] == sum(
+            stats["consensus"][i] != stats["labels"][i] for i in index
+        )
         assert row["Ĉ"] == pytest.approx(stats["consistency"][index].mean())
     assert table.loc["easy", "mean PD_val"] < 3 and table.loc["ambiguous", "mean PD_train"] > 7
 
@@ -102,14 +171,19 @@ def test_corner_table(rng):
 
 
 def simulated_counts(seed, *, n=60, n_probes=5, n_classes=3, k=7, r=8, good_layer=2):
-    """Counts as held_out_probe_counts would accumulate them; probe ``good_layer`` is right most often."""
+    """Counts as held_out_probe_counts would accumulate them; probe ``good_layer`` is right most
+    often."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, n_classes, n)
-    counts = {"n_held_out": np.zeros(n, np.int64), "k": k, "n_probes": n_probes,
-              "votes": {"truth": np.zeros((n_probes, n), np.int64)},
-              "hits": {"truth": np.zeros((n_probes, n), np.int64)},
-              "network_hits": {"truth": np.zeros(n, np.int64)},
-              "rule_hits": np.zeros((n_probes, n_probes + 1, n), np.int64)}
+    counts = {
+        "n_held_out": np.zeros(n, np.int64),
+        "k": k,
+        "n_probes": n_probes,
+        "votes": {"truth": np.zeros((n_probes, n), np.int64)},
+        "hits": {"truth": np.zeros((n_probes, n), np.int64)},
+        "network_hits": {"truth": np.zeros(n, np.int64)},
+        "rule_hits": np.zeros((n_probes, n_probes + 1, n), np.int64),
+    }
     right_rate = np.full(n_probes, 0.4)
     right_rate[good_layer] = 0.9
     for _ in range(r):
@@ -121,7 +195,9 @@ def simulated_counts(seed, *, n=60, n_probes=5, n_classes=3, k=7, r=8, good_laye
             for p in range(n_probes):
                 correct = rng.random() < right_rate[p]
                 predicted = y if correct else (y + 1) % n_classes
-                votes_for_y = rng.integers(k // 2 + 1, k + 1) if correct else rng.integers(0, k // 2)
+                votes_for_y = (
+                    rng.integers(k // 2 + 1, k + 1) if correct else rng.integers(0, k // 2)
+                )
                 counts["votes"]["truth"][p, i] += votes_for_y
                 counts["hits"]["truth"][p, i] += predicted == y
                 for t in range(n_probes + 1):
@@ -137,14 +213,23 @@ def test_group_probe_curves():
     appearances = sum(counts["n_held_out"][i] for i in points)
     assert curves["appearances"] == appearances
     for p in range(counts["n_probes"]):
-        assert curves["accuracy"][p] == pytest.approx(sum(counts["hits"]["truth"][p, i] for i in points) / appearances)
+        assert curves["accuracy"][p] == pytest.approx(
+            sum(counts["hits"]["truth"][p, i] for i in points) / appearances
+        )
         assert curves["confidence"][p] == pytest.approx(
-            sum(counts["votes"]["truth"][p, i] for i in points) / (counts["k"] * appearances))
-    assert curves["network_accuracy"] == pytest.approx(counts["network_hits"]["truth"][points].sum() / appearances)
+            sum(counts["votes"]["truth"][p, i] for i in points) / (counts["k"] * appearances)
+        )
+    assert curves["network_accuracy"] == pytest.approx(
+        counts["network_hits"]["truth"][points].sum() / appearances
+    )
     assert np.argmax(curves["accuracy"]) == 2
     unseen = np.flatnonzero(counts["n_held_out"] == 0)
     empty = difficulty.group_probe_curves(counts, unseen[:1] if len(unseen) else [], "truth")
-    assert empty["appearances"] == 0 and np.isnan(empty["accuracy"]).all() and np.isnan(empty["network_accuracy"])
+    assert (
+        empty["appearances"] == 0
+        and np.isnan(empty["accuracy"]).all()
+        and np.isnan(empty["network_accuracy"])
+    )
 
 
 def test_middle_probe_is_the_papers_layer_4():
@@ -160,12 +245,16 @@ def test_probe_fix_sums_the_held_out_appearances():
     fix = difficulty.probe_fix(counts, points, target="truth", layer=2)
     trials = counts["n_held_out"][:20].sum()
     assert fix["layer"] == 2 and fix["points"] == 20
-    for report, hits in ((fix["network"], counts["network_hits"]["truth"][:20].sum()),
-                         (fix["probe"], counts["hits"]["truth"][2, :20].sum())):
+    for report, hits in (
+        (fix["network"], counts["network_hits"]["truth"][:20].sum()),
+        (fix["probe"], counts["hits"]["truth"][2, :20].sum()),
+    ):
         assert report["hits"] == hits and report["trials"] == trials
         assert report["accuracy"] == pytest.approx(hits / trials)
         assert (report["ci_low"], report["ci_high"]) == pytest.approx(wilson_interval(hits, trials))
-    assert fix["probe"]["ci_low"] > fix["network"]["ci_high"]  # layer 2 is far better in the simulation
+    assert (
+        fix["probe"]["ci_low"] > fix["network"]["ci_high"]
+    )  # layer 2 is far better in the simulation
 
 
 def test_split_points_is_a_seeded_partition():
@@ -184,13 +273,20 @@ def test_choose_probe_layer_matches_a_loop(seed):
     out = difficulty.choose_probe_layer(counts, points, target="truth", seed=seed)
     select, evaluate = difficulty.split_points(points, seed)
     trials = sum(counts["n_held_out"][i] for i in select)
-    accuracy = [sum(counts["hits"]["truth"][p, i] for i in select) / trials for p in range(counts["n_probes"])]
+    accuracy = [
+        sum(counts["hits"]["truth"][p, i] for i in select) / trials
+        for p in range(counts["n_probes"])
+    ]
     layer = accuracy.index(max(accuracy))  # ties to the earlier probe
     assert out["layer"] == layer == 2
     np.testing.assert_allclose(out["selection_accuracy"], accuracy)
     assert (out["selection"], out["evaluation"]) == (len(select), len(evaluate))
-    assert out["probe"]["hits"] == sum(counts["hits"]["truth"][layer, i] for i in evaluate)  # scored on the rest
-    assert out["network"]["trials"] == out["probe"]["trials"] == counts["n_held_out"][evaluate].sum()
+    assert out["probe"]["hits"] == sum(
+        counts["hits"]["truth"][layer, i] for i in evaluate
+    )  # scored on the rest
+    assert (
+        out["network"]["trials"] == out["probe"]["trials"] == counts["n_held_out"][evaluate].sum()
+    )
 
 
 def test_choose_probe_layer_ties_go_to_the_earlier_probe():
@@ -199,7 +295,9 @@ def test_choose_probe_layer_ties_go_to_the_earlier_probe():
     points = np.flatnonzero(counts["n_held_out"] > 0)
     assert difficulty.choose_probe_layer(counts, points, target="truth")["layer"] == 0
     with pytest.raises(ValueError, match="both halves"):
-        difficulty.choose_probe_layer(counts, np.flatnonzero(counts["n_held_out"] == 0)[:4], target="truth")
+        difficulty.choose_probe_layer(
+            counts, np.flatnonzero(counts["n_held_out"] == 0)[:4], target="truth"
+        )
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -209,8 +307,11 @@ def test_pd_switch_rule_matches_a_loop(seed):
     out = difficulty.pd_switch_rule(counts, points, target="truth", seed=seed)
     select, evaluate = difficulty.split_points(points, seed)
     n_probes, trials = counts["n_probes"], counts["n_held_out"][select].sum()
-    scores = {(p, t): counts["rule_hits"][p, t, select].sum() / trials for p in range(n_probes)
-              for t in range(n_probes + 1)}
+    scores = {
+        (p, t): counts["rule_hits"][p, t, select].sum() / trials
+        for p in range(n_probes)
+        for t in range(n_probes + 1)
+    }
     best = max(scores.values())
     chosen = sorted(pt for pt, s in scores.items() if np.isclose(s, best, rtol=0, atol=1e-12))
     never = [pt for pt in chosen if pt[1] == n_probes]
@@ -230,7 +331,9 @@ def test_pd_switch_rule_never_switches_without_evidence():
     assert out["threshold"] == counts["n_probes"] and out["layer"] == 0
     assert out["rule"]["hits"] == out["network"]["hits"]
     with pytest.raises(ValueError, match="no held-out appearances"):
-        difficulty.pd_switch_rule(counts, np.flatnonzero(counts["n_held_out"] == 0)[:4], target="truth")
+        difficulty.pd_switch_rule(
+            counts, np.flatnonzero(counts["n_held_out"] == 0)[:4], target="truth"
+        )
 
 
 def test_fix_and_rule_tables():
@@ -238,7 +341,9 @@ def test_fix_and_rule_tables():
     points = np.flatnonzero(counts["n_held_out"] > 0)
     names = ["input", "h1", "h2", "h3", "softmax"]
     decoupled = difficulty.probe_fix(counts, points, target="truth", layer=2)
-    splits = [difficulty.choose_probe_layer(counts, points, target="truth", seed=s) for s in range(2)]
+    splits = [
+        difficulty.choose_probe_layer(counts, points, target="truth", seed=s) for s in range(2)
+    ]
     table = difficulty.fix_table(decoupled, splits, names)
     assert len(table) == 3 and "h2 (fixed in advance)" == table.loc[0, "probe"]
     assert table["probe accuracy"].str.contains(r"^\d+\.\d % \(\d+/\d+; ").all()

@@ -16,7 +16,8 @@ def test_reproduce_page_shows_the_current_plan():
         expected = "| " + " | ".join([figure, *row]) + " |"
         assert re.sub(r"\s+", " ", expected) in rows, (
             f"book/reproduce.md: the plan row for {figure!r} is out of date; regenerate it from "
-            f"pdlib.profiles.plan_table(): {expected}")
+            f"pdlib.profiles.plan_table(): {expected}"
+        )
     for name in PROFILES:
         assert f"`{name}`" in page, f"book/reproduce.md does not describe the {name} profile"
     assert set(table.index) == set(FIGURES.values())
@@ -24,7 +25,7 @@ def test_reproduce_page_shows_the_current_plan():
 
 def test_readme_layout_lists_every_module():
     readme = (REPO / "README.md").read_text()
-    layout = readme[readme.index("## Layout"):]
+    layout = readme[readme.index("## Layout") :]
     for module in sorted((REPO / "pdlib").glob("*.py")):
         assert module.name in layout, f"README.md's layout does not list pdlib/{module.name}"
 

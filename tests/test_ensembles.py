@@ -1,4 +1,5 @@
-"""pdlib.ensembles: seeds and splits, statistics against the batch metrics, held-out probe counts against a
+"""pdlib.ensembles: seeds and splits, statistics against the batch metrics, held-out probe counts
+against a
 loop over models and points, stored weights, kill -9 and resume, and Ray agreeing with the local executor."""
 
 import os
@@ -13,17 +14,47 @@ import pytest
 import torch
 
 from pdlib import difficulty
-from pdlib.ensembles import Ensemble, ensemble_configs, ensemble_statistics, held_out_probe_counts, run_ensemble
-from pdlib.metrics import (consensus_class, consensus_consistency, consistency_score, iteration_learned,
-                           rescale_iteration, split_means)
+from pdlib.ensembles import (
+    Ensemble,
+    ensemble_configs,
+    ensemble_statistics,
+    held_out_probe_counts,
+    run_ensemble,
+)
+from pdlib.metrics import (
+    consensus_class,
+    consensus_consistency,
+    consistency_score,
+    iteration_learned,
+    rescale_iteration,
+    split_means,
+)
 from pdlib.runs import RUNS_KIND, RunConfig
 from pdlib.training import TrainConfig
 
-TEMPLATE = RunConfig(dataset="digits", arch="mlp", width=16, n_pool=300, n_test=60, holdout_fraction=0.1,
-                     train=TrainConfig(epochs=4, batch_size=32, lr=0.05, n_checkpoints=4), seed=10)
-# Faster models for the kill-and-resume test (still about 0.1 s each, far longer than the 10 ms poll).
-KILLED = RunConfig(dataset="digits", arch="mlp", width=8, n_pool=150, n_test=30, holdout_fraction=0.1,
-                   train=TrainConfig(epochs=2, batch_size=50, lr=0.05, n_checkpoints=2), seed=40, k=5)
+TEMPLATE = RunConfig(
+    dataset="digits",
+    arch="mlp",
+    width=16,
+    n_pool=300,
+    n_test=60,
+    holdout_fraction=0.1,
+    train=TrainConfig(epochs=4, batch_size=32, lr=0.05, n_checkpoints=4),
+    seed=10,
+)
+# Faster models for the kill-and-resume test (still about 0.1 s each, far longer than the 10 ms
+# poll).
+KILLED = RunConfig(
+    dataset="digits",
+    arch="mlp",
+    width=8,
+    n_pool=150,
+    n_test=30,
+    holdout_fraction=0.1,
+    train=TrainConfig(epochs=2, batch_size=50, lr=0.05, n_checkpoints=2),
+    seed=40,
+    k=5,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -74,7 +105,9 @@ def test_configs_seeds_and_splits(ensemble):
 def test_slices_missing_and_weights(ensemble):
     assert ensemble[:2].configs == ensemble.configs[:2] and isinstance(ensemble[1:], Ensemble)
     assert ensemble.missing() == [] and ensemble.missing(with_weights=1) == []
-    assert ensemble.missing(with_weights=2) == [ensemble.configs[1]]  # only the first kept its weights
+    assert ensemble.missing(with_weights=2) == [
+        ensemble.configs[1]
+    ]  # only the first kept its weights
     first, second = list(ensemble[:2].artifacts())
     assert first.weights_path is not None and second.weights_path is None
     # a larger ensemble reuses the cached models and only computes the new one
@@ -94,14 +127,37 @@ def test_uncomputed_models_are_reported(tmp_path, monkeypatch):
         held_out_probe_counts(Ensemble(()), {"truth": np.zeros(3, int)})
 
 
-@pytest.mark.parametrize("call, error, match", [
-    (lambda: ensemble_configs(TEMPLATE, 0), ValueError, "n_models must be a positive integer"),
-    (lambda: ensemble_configs(TEMPLATE, True), ValueError, "n_models must be a positive integer"),
-    (lambda: ensemble_configs(TEMPLATE, 2.0), ValueError, "n_models must be a positive integer"),
-    (lambda: ensemble_configs(RunConfig(dataset="digits", arch="mlp", width=8), 2), ValueError, "holdout_fraction"),
-    (lambda: run_ensemble(TEMPLATE, 2, executor="slurm"), ValueError, "executor must be one of"),
-    (lambda: run_ensemble(TEMPLATE, 2, executor="process"), ValueError, "executor must be one of"),
-])
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: ensemble_configs(TEMPLATE, 0), ValueError, "n_models must be a positive integer"),
+        (
+            lambda: ensemble_configs(TEMPLATE, True),
+            ValueError,
+            "n_models must be a positive integer",
+        ),
+        (
+            lambda: ensemble_configs(TEMPLATE, 2.0),
+            ValueError,
+            "n_models must be a positive integer",
+        ),
+        (
+            lambda: ensemble_configs(RunConfig(dataset="digits", arch="mlp", width=8), 2),
+            ValueError,
+            "holdout_fraction",
+        ),
+        (
+            lambda: run_ensemble(TEMPLATE, 2, executor="slurm"),
+            ValueError,
+            "executor must be one of",
+        ),
+        (
+            lambda: run_ensemble(TEMPLATE, 2, executor="process"),
+            ValueError,
+            "executor must be one of",
+        ),
+    ],
+)
 def test_bad_inputs(call, error, match):
     with pytest.raises(error, match=match):
         call()
@@ -119,35 +175,61 @@ def test_statistics_match_batch_metrics(ensemble):
     labels = runs[0]["labels"][pool]
     consensus = consensus_class(predictions, held_out, labels, 10)
     np.testing.assert_array_equal(stats["consensus"], consensus)
-    np.testing.assert_allclose(stats["consistency"], consistency_score(predictions, held_out, labels))
-    np.testing.assert_allclose(stats["consensus_consistency"], consensus_consistency(predictions, held_out, consensus))
+    np.testing.assert_allclose(
+        stats["consistency"], consistency_score(predictions, held_out, labels)
+    )
+    np.testing.assert_allclose(
+        stats["consensus_consistency"], consensus_consistency(predictions, held_out, consensus)
+    )
     depth = np.stack([r["depth"][pool] for r in runs])
     for got, want in zip((stats["depth_val"], stats["depth_train"]), split_means(depth, held_out)):
         np.testing.assert_allclose(got, want)
-    iterations = np.stack([rescale_iteration(iteration_learned(r["checkpoint_predictions"][:, pool])) for r in runs])
-    np.testing.assert_allclose(stats["iteration_val"], split_means(iterations, held_out)[0], rtol=1e-6)
-    np.testing.assert_allclose(stats["iteration_train"], split_means(iterations, held_out)[1], rtol=1e-6)
+    iterations = np.stack(
+        [rescale_iteration(iteration_learned(r["checkpoint_predictions"][:, pool])) for r in runs]
+    )
+    np.testing.assert_allclose(
+        stats["iteration_val"], split_means(iterations, held_out)[0], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        stats["iteration_train"], split_means(iterations, held_out)[1], rtol=1e-6
+    )
     np.testing.assert_array_equal(stats["n_held_out"], held_out.sum(axis=0))
     np.testing.assert_array_equal(stats["n_trained"], 4 - held_out.sum(axis=0))
     np.testing.assert_array_equal(stats["held_out"], held_out)
     np.testing.assert_array_equal(stats["depth"], depth)
     assert stats["predictions"].shape == stats["iteration"].shape == (4, 300)
     assert (stats["n_models"], stats["n_probes"], stats["n_classes"]) == (4, 9, 10)
-    assert stats["train_accuracy"].tolist() == [r.meta["train_accuracy"] for r in ensemble.artifacts()]
+    assert stats["train_accuracy"].tolist() == [
+        r.meta["train_accuracy"] for r in ensemble.artifacts()
+    ]
 
 
 def test_statistics_against_the_labels_the_networks_were_trained_on(tmp_path, monkeypatch):
     monkeypatch.setenv("PDLIB_CACHE", str(tmp_path))
-    noisy = RunConfig(dataset="digits", arch="mlp", width=8, n_pool=120, n_test=20, holdout_fraction=0.25,
-                      label_noise=0.3, train=TrainConfig(epochs=2, batch_size=40), k=5)
+    noisy = RunConfig(
+        dataset="digits",
+        arch="mlp",
+        width=8,
+        n_pool=120,
+        n_test=20,
+        holdout_fraction=0.25,
+        label_noise=0.3,
+        train=TrainConfig(epochs=2, batch_size=40),
+        k=5,
+    )
     ensemble = run_ensemble(noisy, 2, progress=False)
-    truth, given = ensemble_statistics(ensemble), ensemble_statistics(ensemble, reference="fit_labels")
+    truth, given = (
+        ensemble_statistics(ensemble),
+        ensemble_statistics(ensemble, reference="fit_labels"),
+    )
     run = next(ensemble.artifacts())
     pool = ~run["is_test"]
     np.testing.assert_array_equal(truth["labels"], run["labels"][pool])
     np.testing.assert_array_equal(given["labels"], run["fit_labels"][pool])
     assert (truth["labels"] != given["labels"]).sum() == round(0.3 * 120)
-    np.testing.assert_array_equal(truth["depth_val"], given["depth_val"], strict=False)  # PD ignores labels
+    np.testing.assert_array_equal(
+        truth["depth_val"], given["depth_val"], strict=False
+    )  # PD ignores labels
 
 
 def test_held_out_probe_counts_against_a_loop(ensemble):
@@ -176,7 +258,11 @@ def test_held_out_probe_counts_against_a_loop(ensemble):
             network_hits[i] += run["network_predictions"][i] == labels[i]
             for p in range(n_probes):
                 for t in range(n_probes + 1):
-                    answer = run["probe_predictions"][p, i] if run["depth"][i] >= t else run["network_predictions"][i]
+                    answer = (
+                        run["probe_predictions"][p, i]
+                        if run["depth"][i] >= t
+                        else run["network_predictions"][i]
+                    )
                     rule[p, t, i] += answer == labels[i]
     np.testing.assert_array_equal(counts["n_held_out"], n_held_out)
     for name in votes:
@@ -200,7 +286,8 @@ def test_group_curves_and_the_honest_choice_on_real_counts(ensemble):
     curves = difficulty.group_probe_curves(counts, points, "ground truth")
     assert curves["appearances"] == counts["n_held_out"].sum()
     assert ((0 <= curves["confidence"]) & (curves["confidence"] <= 1)).all()
-    # the predicted class holds at least k / n_classes of the votes: accuracy <= n_classes * confidence
+    # the predicted class holds at least k / n_classes of the votes: accuracy <= n_classes *
+    # confidence
     assert (curves["accuracy"] <= np.minimum(1, 10 * curves["confidence"]) + 1e-12).all()
     fix = difficulty.choose_probe_layer(counts, points, target="ground truth", seed=1)
     assert fix["probe"]["ci_low"] <= fix["probe"]["accuracy"] <= fix["probe"]["ci_high"]
@@ -208,21 +295,34 @@ def test_group_curves_and_the_honest_choice_on_real_counts(ensemble):
     assert rule["network"]["trials"] == rule["rule"]["trials"] == fix["network"]["trials"]
 
 
-# --- holdout folds ---------------------------------------------------------------------------------
+# --- holdout folds
+# ---------------------------------------------------------------------------------
 
 
 def test_holdout_folds_hold_every_point_out_equally_often(tmp_path, monkeypatch):
     monkeypatch.setenv("PDLIB_CACHE", str(tmp_path))
-    folds = RunConfig(dataset="digits", arch="mlp", width=8, n_pool=100, n_test=10, holdout_fraction=0.25,
-                      holdout_folds=4, train=TrainConfig(epochs=1, batch_size=50), k=5)
+    folds = RunConfig(
+        dataset="digits",
+        arch="mlp",
+        width=8,
+        n_pool=100,
+        n_test=10,
+        holdout_fraction=0.25,
+        holdout_folds=4,
+        train=TrainConfig(epochs=1, batch_size=50),
+        k=5,
+    )
     stats = ensemble_statistics(run_ensemble(folds, 8, progress=False))
     assert (stats["n_held_out"] == 2).all()  # r = 2 * 4 models: every point held out exactly twice
     held_out = stats["held_out"]
-    np.testing.assert_array_equal(held_out[:4], held_out[4:])  # seed s and s + 4 hold out the same fold
+    np.testing.assert_array_equal(
+        held_out[:4], held_out[4:]
+    )  # seed s and s + 4 hold out the same fold
     assert (held_out[:4].sum(axis=0) == 1).all() and held_out[:4].sum(axis=1).tolist() == [25] * 4
 
 
-# --- interrupted runs and executors ----------------------------------------------------------------
+# --- interrupted runs and executors
+# ----------------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -248,13 +348,18 @@ def test_kill_minus_nine_then_resume(tmp_path, monkeypatch):
     assert process.wait() == -signal.SIGKILL
     finished = {path.name: path.stat().st_mtime_ns for path in folder.glob("*.json")}
     assert 2 <= len(finished) < 6, "the kill must land mid-ensemble"
-    assert len(list(folder.glob("*.npz"))) in (len(finished), len(finished) + 1)  # at most one orphan array file
+    assert len(list(folder.glob("*.npz"))) in (
+        len(finished),
+        len(finished) + 1,
+    )  # at most one orphan array file
 
     monkeypatch.setenv("PDLIB_CACHE", str(cache))
     resumed = run_ensemble(KILLED, 6, progress=False)
     assert not resumed.missing()
     # finished models were neither recomputed nor rewritten
-    assert all(folder.joinpath(name).stat().st_mtime_ns == mtime for name, mtime in finished.items())
+    assert all(
+        folder.joinpath(name).stat().st_mtime_ns == mtime for name, mtime in finished.items()
+    )
     monkeypatch.setenv("PDLIB_CACHE", str(tmp_path / "fresh"))
     fresh = arrays_of(run_ensemble(KILLED, 6, progress=False))
     monkeypatch.setenv("PDLIB_CACHE", str(cache))
@@ -262,21 +367,40 @@ def test_kill_minus_nine_then_resume(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (os.environ.get("CI") or os.environ.get("PDLIB_TEST_RAY")),
-                    reason="starting Ray takes about a minute on 2 cores; runs in CI or with PDLIB_TEST_RAY=1")
+@pytest.mark.skipif(
+    not (os.environ.get("CI") or os.environ.get("PDLIB_TEST_RAY")),
+    reason="starting Ray takes about a minute on 2 cores; runs in CI or with PDLIB_TEST_RAY=1",
+)
 def test_ray_is_bit_identical_to_local(tmp_path, monkeypatch):
     ray = __import__("ray") if os.environ.get("CI") else pytest.importorskip("ray")
-    small = RunConfig(dataset="digits", arch="mlp", width=8, n_pool=120, n_test=20, holdout_fraction=0.1,
-                      train=TrainConfig(epochs=2, batch_size=40, n_checkpoints=2), k=5, seed=3)
+    small = RunConfig(
+        dataset="digits",
+        arch="mlp",
+        width=8,
+        n_pool=120,
+        n_test=20,
+        holdout_fraction=0.1,
+        train=TrainConfig(epochs=2, batch_size=40, n_checkpoints=2),
+        k=5,
+        seed=3,
+    )
     monkeypatch.setenv("PDLIB_CACHE", str(tmp_path / "local"))
     local = arrays_of(run_ensemble(small, 2, progress=False))
     monkeypatch.setenv("PDLIB_CACHE", str(tmp_path / "ray"))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PDLIB_CACHE": str(tmp_path / "ray"), "PDLIB_QUIET": "1"}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PDLIB_CACHE": str(tmp_path / "ray"), "PDLIB_QUIET": "1"}},
+    )
     try:
-        remote = run_ensemble(small, 2, executor="ray", threads_per_task=1, keep_weights=1, progress=False)
+        remote = run_ensemble(
+            small, 2, executor="ray", threads_per_task=1, keep_weights=1, progress=False
+        )
     finally:
         ray.shutdown()
     assert_identical(local, arrays_of(remote))
     first = next(remote.artifacts())
-    assert first.meta["executor"] == "ray" and first.weights_path is not None  # the driver wrote the weights
+    assert (
+        first.meta["executor"] == "ray" and first.weights_path is not None
+    )  # the driver wrote the weights

@@ -1,4 +1,5 @@
-"""The exact k-NN against scikit-learn's brute force and a lexsort oracle for ties, plus bad inputs."""
+"""The exact k-NN against scikit-learn's brute force and a lexsort oracle for ties, plus bad
+inputs."""
 
 import numpy as np
 import pytest
@@ -34,22 +35,32 @@ def test_matches_sklearn_float64(rng, leave_one_out, k, n_classes):
     reference = rng.standard_normal((1500, 24))
     labels = rng.integers(0, n_classes, 1500)
     queries = None if leave_one_out else rng.standard_normal((400, 24))
-    expected_pred, expected_votes, expected_neighbours = sklearn_oracle(reference, labels, queries, k, n_classes)
-    predictions, votes = knn_predict(reference, labels, queries, k=k, n_classes=n_classes, device="cpu")
+    expected_pred, expected_votes, expected_neighbours = sklearn_oracle(
+        reference, labels, queries, k, n_classes
+    )
+    predictions, votes = knn_predict(
+        reference, labels, queries, k=k, n_classes=n_classes, device="cpu"
+    )
     np.testing.assert_array_equal(predictions, expected_pred)
     np.testing.assert_array_equal(votes, expected_votes)
     assert predictions.dtype == np.int64 and votes.shape == (len(expected_pred), n_classes)
-    np.testing.assert_array_equal(knn_neighbours(reference, queries, k=k, device="cpu"), expected_neighbours)
+    np.testing.assert_array_equal(
+        knn_neighbours(reference, queries, k=k, device="cpu"), expected_neighbours
+    )
 
 
 @pytest.mark.parametrize("leave_one_out", [False, True])
 def test_float32_matches_sklearn_except_near_ties(rng, leave_one_out):
     """float32 GEMM distances may swap neighbours whose distances agree to ~1e-6."""
-    reference = rng.standard_normal((6000, 64)).astype(np.float32) + 3.0  # offset: exercises centring
+    reference = (
+        rng.standard_normal((6000, 64)).astype(np.float32) + 3.0
+    )  # offset: exercises centring
     labels = rng.integers(0, 10, 6000)
     queries = None if leave_one_out else (rng.standard_normal((700, 64)).astype(np.float32) + 3.0)
     expected, _, _ = sklearn_oracle(reference.astype(np.float64), labels, queries, 30, 10)
-    predictions, votes = knn_predict(reference, labels, queries, k=30, device="cpu", block_bytes=2**20)
+    predictions, votes = knn_predict(
+        reference, labels, queries, k=30, device="cpu", block_bytes=2**20
+    )
     mismatch = np.flatnonzero(predictions != expected)
     q = reference if queries is None else queries
     for i in mismatch:  # every disagreement must sit at a near-tie of the 30th/31st distance
@@ -77,19 +88,25 @@ def test_saturated_softmax_ties(rng):
     """A confident network's softmax probe: many points at exactly the same one-hot embedding."""
     reference = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 500)]
     reference[::7] = rng.dirichlet(np.ones(3), len(reference[::7])).astype(np.float32)
-    np.testing.assert_array_equal(knn_neighbours(reference, None, k=30, device="cpu"),
-                                  lexsort_oracle(reference, None, 30))
+    np.testing.assert_array_equal(
+        knn_neighbours(reference, None, k=30, device="cpu"), lexsort_oracle(reference, None, 30)
+    )
 
 
 def test_blocking_does_not_change_result(rng):
-    reference = rng.standard_normal((5000, 8))  # float64: blocking changes float32 rounding at near-ties
+    reference = rng.standard_normal(
+        (5000, 8)
+    )  # float64: blocking changes float32 rounding at near-ties
     queries = rng.standard_normal((900, 8))
     whole = knn_neighbours(reference, queries, k=30, device="cpu")
     for block_bytes in (8 * 5000, 8 * 5000 * 77, 2**30):
-        np.testing.assert_array_equal(knn_neighbours(reference, queries, k=30, device="cpu",
-                                                     block_bytes=block_bytes), whole)
+        np.testing.assert_array_equal(
+            knn_neighbours(reference, queries, k=30, device="cpu", block_bytes=block_bytes), whole
+        )
     loo = knn_neighbours(reference, None, k=30, device="cpu")
-    np.testing.assert_array_equal(knn_neighbours(reference, None, k=30, device="cpu", block_bytes=8 * 5000 * 3), loo)
+    np.testing.assert_array_equal(
+        knn_neighbours(reference, None, k=30, device="cpu", block_bytes=8 * 5000 * 3), loo
+    )
     assert not (loo == np.arange(5000)[:, None]).any()
 
 
@@ -103,7 +120,9 @@ def test_class_ties_go_to_smallest_index():
 def test_torch_inputs_and_missing_classes(rng):
     reference = torch.randn(200, 5)
     labels = torch.randint(0, 3, (200,))
-    predictions, votes = knn_predict(reference, labels, k=3, n_classes=6, device=torch.device("cpu"))
+    predictions, votes = knn_predict(
+        reference, labels, k=3, n_classes=6, device=torch.device("cpu")
+    )
     assert votes.shape == (200, 6) and votes[:, 3:].sum() == 0
     assert (predictions == votes.argmax(axis=1)).all()
 
@@ -113,23 +132,71 @@ def test_torch_inputs_and_missing_classes(rng):
     [
         (dict(reference=np.zeros((5, 2)), labels=np.zeros(4, int)), ValueError, "labels"),
         (dict(reference=np.zeros(5), labels=np.zeros(5, int)), ValueError, "reference must be 2-D"),
-        (dict(reference=np.full((5, 2), np.nan), labels=np.zeros(5, int)), ValueError, "reference contains NaN"),
-        (dict(reference=np.zeros((5, 2)), labels=np.zeros(5, int), queries=np.array([[np.inf, 0]])), ValueError,
-         "queries contains NaN"),
-        (dict(reference=np.zeros((5, 2)), labels=np.zeros(5, int), queries=np.zeros((3, 3))), ValueError,
-         "queries has 3 features"),
-        (dict(reference=np.zeros((5, 2)), labels=np.zeros(5, int), k=0), ValueError, "k must be >= 1"),
-        (dict(reference=np.zeros((5, 2)), labels=np.zeros(5, int), queries=np.zeros((1, 2)), k=5), ValueError,
-         "k=5 is too large"),
-        (dict(reference=np.zeros((5, 2)), labels=np.zeros(5, int), k=5), ValueError, "leave-one-out"),
-        (dict(reference=np.zeros((5, 2)), labels=np.zeros(5, int), k=2.5), TypeError, "k must be an integer"),
-        (dict(reference=np.zeros((5, 2)), labels=np.array([0, 1, -1, 0, 1])), ValueError, "labels must be non-negative"),
-        (dict(reference=np.zeros((5, 2)), labels=np.array([0, 1, 3, 0, 1]), n_classes=3), ValueError, "n_classes=3"),
-        (dict(reference=np.zeros((0, 2)), labels=np.zeros(0, int)), ValueError, "reference is empty"),
-        (dict(reference=np.zeros((5, 2)), labels=np.zeros(5, int), queries=np.zeros((0, 2))), ValueError,
-         "queries is empty"),
+        (
+            dict(reference=np.full((5, 2), np.nan), labels=np.zeros(5, int)),
+            ValueError,
+            "reference contains NaN",
+        ),
+        (
+            dict(
+                reference=np.zeros((5, 2)), labels=np.zeros(5, int), queries=np.array([[np.inf, 0]])
+            ),
+            ValueError,
+            "queries contains NaN",
+        ),
+        (
+            dict(reference=np.zeros((5, 2)), labels=np.zeros(5, int), queries=np.zeros((3, 3))),
+            ValueError,
+            "queries has 3 features",
+        ),
+        (
+            dict(reference=np.zeros((5, 2)), labels=np.zeros(5, int), k=0),
+            ValueError,
+            "k must be >= 1",
+        ),
+        (
+            dict(
+                reference=np.zeros((5, 2)), labels=np.zeros(5, int), queries=np.zeros((1, 2)), k=5
+            ),
+            ValueError,
+            "k=5 is too large",
+        ),
+        (
+            dict(reference=np.zeros((5, 2)), labels=np.zeros(5, int), k=5),
+            ValueError,
+            "leave-one-out",
+        ),
+        (
+            dict(reference=np.zeros((5, 2)), labels=np.zeros(5, int), k=2.5),
+            TypeError,
+            "k must be an integer",
+        ),
+        (
+            dict(reference=np.zeros((5, 2)), labels=np.array([0, 1, -1, 0, 1])),
+            ValueError,
+            "labels must be non-negative",
+        ),
+        (
+            dict(reference=np.zeros((5, 2)), labels=np.array([0, 1, 3, 0, 1]), n_classes=3),
+            ValueError,
+            "n_classes=3",
+        ),
+        (
+            dict(reference=np.zeros((0, 2)), labels=np.zeros(0, int)),
+            ValueError,
+            "reference is empty",
+        ),
+        (
+            dict(reference=np.zeros((5, 2)), labels=np.zeros(5, int), queries=np.zeros((0, 2))),
+            ValueError,
+            "queries is empty",
+        ),
         (dict(reference="abc", labels=np.zeros(5, int)), TypeError, "reference must be an array"),
-        (dict(reference=np.zeros((5, 2)), labels=np.array(["a"] * 5)), TypeError, "labels must hold integer"),
+        (
+            dict(reference=np.zeros((5, 2)), labels=np.array(["a"] * 5)),
+            TypeError,
+            "labels must hold integer",
+        ),
     ],
 )
 def test_bad_inputs(kwargs, error, match):

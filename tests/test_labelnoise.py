@@ -1,6 +1,6 @@
-"""pdlib.labelnoise: the suspicion score, per-example scores of an ensemble, and how well rankings find
+"""pdlib.labelnoise: the suspicion score, per-example scores of an ensemble, and how well rankings
+find
 flipped labels (AUROC, average precision, precision at k) on scores with known answers."""
-
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,11 @@ from pdlib.training import TrainConfig
 
 
 def test_suspicion_score_docstring_values():
-    assert labelnoise.suspicion_score([0.0, 1.0, 0.5], [0, 0, 8], [8, 0, 8], 8).tolist() == [1.0, 0.0, 0.25]
+    assert labelnoise.suspicion_score([0.0, 1.0, 0.5], [0, 0, 8], [8, 0, 8], 8).tolist() == [
+        1.0,
+        0.0,
+        0.25,
+    ]
     # the four corners with every held-out network rejecting the label
     got = labelnoise.suspicion_score(np.zeros(4), [0, 0, 8, 8], [0, 8, 0, 8], 8)
     assert got.tolist() == [0.5, 1.0, 0.0, 0.5]  # easy, different class, unless-label, ambiguous
@@ -40,7 +44,9 @@ def test_suspicion_score_is_in_range_and_monotone(c, d, val, train, max_depth):
     lower_c = labelnoise.suspicion_score([c * d], [val], [train], max_depth)[0]
     assert lower_c >= score - 1e-12
     # ... and in PD_train - PD_val (towards "looks like a different class")
-    later_train = labelnoise.suspicion_score([c], [val], [train + d * (max_depth - train)], max_depth)[0]
+    later_train = labelnoise.suspicion_score(
+        [c], [val], [train + d * (max_depth - train)], max_depth
+    )[0]
     earlier_val = labelnoise.suspicion_score([c], [val * d], [train], max_depth)[0]
     assert later_train >= score - 1e-12 and earlier_val >= score - 1e-12
 
@@ -62,11 +68,19 @@ def flipped(rng):
 
 
 def test_detection_table_known_answers(flipped, rng):
-    scores = {"perfect": flipped + 0.1 * rng.random(300), "reversed": -flipped.astype(float),
-              "random": rng.random(300), "with -inf": np.where(flipped, 1.0, -np.inf)}
+    scores = {
+        "perfect": flipped + 0.1 * rng.random(300),
+        "reversed": -flipped.astype(float),
+        "random": rng.random(300),
+        "with -inf": np.where(flipped, 1.0, -np.inf),
+    }
     table = labelnoise.detection_table(scores, flipped, n_boot=50)
     assert list(table.index) == list(scores) and table.attrs["k"] == 40
-    assert table.loc["perfect", ["AUROC", "average precision", "precision at k"]].tolist() == [1.0, 1.0, 1.0]
+    assert table.loc["perfect", ["AUROC", "average precision", "precision at k"]].tolist() == [
+        1.0,
+        1.0,
+        1.0,
+    ]
     assert table.loc["with -inf", "AUROC"] == 1.0  # -inf (no score) ranks last, not an error
     assert table.loc["reversed", "AUROC"] == 0.0 and table.loc["reversed", "precision at k"] == 0.0
     assert abs(table.loc["random", "AUROC"] - 0.5) < 0.15
@@ -82,14 +96,18 @@ def test_auroc_and_average_precision_match_scikit_learn(seed):
     n = int(rng.integers(5, 300))
     truth = rng.random(n) < rng.uniform(0.05, 0.6)
     truth[:2] = [True, False]  # both classes present
-    score = np.round(truth * rng.uniform(0, 1) + rng.normal(0, 1, n), int(rng.integers(0, 3)))  # many ties
+    score = np.round(
+        truth * rng.uniform(0, 1) + rng.normal(0, 1, n), int(rng.integers(0, 3))
+    )  # many ties
     assert labelnoise.auroc(score, truth) == pytest.approx(roc_auc_score(truth, score), abs=1e-12)
-    assert labelnoise.average_precision(score, truth) == pytest.approx(average_precision_score(truth, score),
-                                                                       abs=1e-12)
+    assert labelnoise.average_precision(score, truth) == pytest.approx(
+        average_precision_score(truth, score), abs=1e-12
+    )
 
 
 def loop_precision_at_k(score, truth, k):
-    """Walk the distinct scores from the highest; the group tied at the k-th place counts pro rata."""
+    """Walk the distinct scores from the highest; the group tied at the k-th place counts pro
+    rata."""
     hits, left = 0.0, k
     for value in sorted(set(score), reverse=True):
         group = [truth[i] for i in range(len(score)) if score[i] == value]
@@ -103,8 +121,12 @@ def loop_precision_at_k(score, truth, k):
 def test_precision_at_k_matches_a_loop(rng):
     score, truth = rng.integers(0, 5, 100).astype(float), rng.random(100) < 0.3
     for k in (1, 7, int(truth.sum()), 100):
-        assert labelnoise.precision_at_k(score, truth, k) == pytest.approx(loop_precision_at_k(score, truth, k))
-    assert labelnoise.precision_at_k(score, truth) == pytest.approx(loop_precision_at_k(score, truth, truth.sum()))
+        assert labelnoise.precision_at_k(score, truth, k) == pytest.approx(
+            loop_precision_at_k(score, truth, k)
+        )
+    assert labelnoise.precision_at_k(score, truth) == pytest.approx(
+        loop_precision_at_k(score, truth, truth.sum())
+    )
 
 
 def test_precision_at_k_is_the_mean_over_random_tie_breaks(rng):
@@ -112,7 +134,9 @@ def test_precision_at_k_is_the_mean_over_random_tie_breaks(rng):
     draws = [truth[np.lexsort((rng.permutation(30), -score))[:k]].mean() for _ in range(4000)]
     assert labelnoise.precision_at_k(score, truth, k) == pytest.approx(np.mean(draws), abs=0.01)
     order = rng.permutation(30)  # and it does not depend on the order of the points
-    assert labelnoise.precision_at_k(score[order], truth[order], k) == labelnoise.precision_at_k(score, truth, k)
+    assert labelnoise.precision_at_k(score[order], truth[order], k) == labelnoise.precision_at_k(
+        score, truth, k
+    )
 
 
 def test_measures_without_both_classes_are_nan():
@@ -120,7 +144,9 @@ def test_measures_without_both_classes_are_nan():
     assert np.isnan(labelnoise.auroc([0.1, 0.2], [False, False]))
     assert np.isnan(labelnoise.average_precision([0.1, 0.2], [False, False]))
     assert labelnoise.average_precision([0.1, 0.2], [True, True]) == 1.0
-    assert labelnoise.precision_at_k([0.3, 0.1], [False, False]) == 0.0  # k = 1 when nothing is true
+    assert (
+        labelnoise.precision_at_k([0.3, 0.1], [False, False]) == 0.0
+    )  # k = 1 when nothing is true
 
 
 def test_precision_at_k_of_a_constant_score_is_the_noise_rate():
@@ -131,13 +157,17 @@ def test_precision_at_k_of_a_constant_score_is_the_noise_rate():
 
 
 def test_judge_methods_and_summary_table():
-    table = pd.DataFrame({"AUROC": [0.9, 0.7, 0.85], "AUROC low": [0.85, 0.6, 0.8], "AUROC high": [0.95, 0.8, 0.9]},
-                         index=["a", "b", "c"])
+    table = pd.DataFrame(
+        {"AUROC": [0.9, 0.7, 0.85], "AUROC low": [0.85, 0.6, 0.8], "AUROC high": [0.95, 0.8, 0.9]},
+        index=["a", "b", "c"],
+    )
     assert labelnoise.judge_methods(table, "b")[0] == "behind"
     standing, reason = labelnoise.judge_methods(table, "a")
     assert standing == "tied" and "c" in reason  # a and c overlap
     assert labelnoise.judge_methods(table.drop(index="c"), "a")[0] == "best"
-    full = labelnoise.detection_table({"x": np.arange(6.0), "y": -np.arange(6.0)}, np.arange(6) >= 3, n_boot=10)
+    full = labelnoise.detection_table(
+        {"x": np.arange(6.0), "y": -np.arange(6.0)}, np.arange(6) >= 3, n_boot=10
+    )
     summary = labelnoise.summary_table({"40 %": full})
     assert summary.shape == (2, 6) and summary["k"].tolist() == [3, 3]
     assert summary.loc[0, "AUROC"].startswith("1.000 [")
@@ -145,9 +175,18 @@ def test_judge_methods_and_summary_table():
 
 # --- scores of a small ensemble with flipped labels --------------------------------------------
 
-NOISY = RunConfig(dataset="digits", arch="mlp", width=16, n_pool=200, n_test=20, holdout_fraction=0.25,
-                  label_noise=0.2, train=TrainConfig(epochs=6, batch_size=40, lr=0.05, n_checkpoints=2), k=5,
-                  seed=30)
+NOISY = RunConfig(
+    dataset="digits",
+    arch="mlp",
+    width=16,
+    n_pool=200,
+    n_test=20,
+    holdout_fraction=0.25,
+    label_noise=0.2,
+    train=TrainConfig(epochs=6, batch_size=40, lr=0.05, n_checkpoints=2),
+    k=5,
+    seed=30,
+)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +195,9 @@ def scored():
     torch.set_num_threads(1)
     try:
         ensemble = run_ensemble(NOISY, 4, progress=False)
-        return ensemble, labelnoise.example_scores(ensemble, class_names=[str(d) for d in range(10)])
+        return ensemble, labelnoise.example_scores(
+            ensemble, class_names=[str(d) for d in range(10)]
+        )
     finally:
         torch.set_num_threads(before)
 
@@ -168,8 +209,13 @@ def test_example_scores(scored):
     np.testing.assert_array_equal(table["Ĉ"], stats["consistency"])
     np.testing.assert_array_equal(table["PD_val"], stats["depth_val"])
     assert table["given label"].tolist() == [str(c) for c in stats["labels"]]
-    np.testing.assert_allclose(table["suspicion"], labelnoise.suspicion_score(
-        stats["consistency"], stats["depth_val"], stats["depth_train"], 8), equal_nan=True)
+    np.testing.assert_allclose(
+        table["suspicion"],
+        labelnoise.suspicion_score(
+            stats["consistency"], stats["depth_val"], stats["depth_train"], 8
+        ),
+        equal_nan=True,
+    )
     seen = stats["n_held_out"] > 0
     placed = seen & (stats["n_trained"] > 0)
     for i in np.flatnonzero(placed)[:50]:
@@ -187,10 +233,13 @@ def test_example_scores(scored):
 
 
 def test_points_outside_the_plane_have_no_difficulty_type(scored):
-    """A point never held out (no PD_val) or never trained on (no PD_train) has no place in the plane."""
+    """A point never held out (no PD_val) or never trained on (no PD_train) has no place in the
+    plane."""
     _, table = scored
     unplaced = table["PD_val"].isna() | table["PD_train"].isna()
-    assert unplaced.sum() > 10  # 4 networks holding out 25 % each: about a third of the points are never held out
+    assert (
+        unplaced.sum() > 10
+    )  # 4 networks holding out 25 % each: about a third of the points are never held out
     assert not table.loc[unplaced, "difficulty type"].isin(list(CORNERS)).any()
     assert table.loc[unplaced, "distance to corner"].isna().all()
 
@@ -203,7 +252,10 @@ def test_method_scores_rank_flipped_labels(scored):
     corrupted = next(ensemble.artifacts())["corrupted"][:200]
     assert corrupted.sum() == 40
     detection = labelnoise.detection_table(scores, corrupted, n_boot=20)
-    assert detection.loc[labelnoise.METHODS[0], "AUROC"] > 0.5  # better than chance even for 4 tiny networks
+    assert (
+        detection.loc[labelnoise.METHODS[0], "AUROC"] > 0.5
+    )  # better than chance even for 4 tiny networks
     top = labelnoise.top_suspects(table, 10)
     assert len(top) == 10 and table["suspicion"].fillna(-1).to_numpy()[top].tolist() == sorted(
-        table["suspicion"].fillna(-1).to_numpy()[top].tolist(), reverse=True)
+        table["suspicion"].fillna(-1).to_numpy()[top].tolist(), reverse=True
+    )

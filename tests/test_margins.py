@@ -1,7 +1,6 @@
 """Output and input margins and the 0-Hinge loss against oracles: sorting, loops, the exact
 distance to a linear model's decision boundary, and a brute-force line search."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -88,7 +87,9 @@ def closed_form_distance(w, b, x):
     for n, (point, logits) in enumerate(zip(x, z)):
         i = int(np.argmax(logits))
         out[n] = min(
-            abs(logits[i] - logits[j]) / np.linalg.norm(w[i] - w[j]) for j in range(len(w)) if j != i
+            abs(logits[i] - logits[j]) / np.linalg.norm(w[i] - w[j])
+            for j in range(len(w))
+            if j != i
         )
     return out
 
@@ -107,7 +108,9 @@ def crossing_distance(model, point, direction, shape, i, steps=60):
             return np.inf
     for _ in range(steps):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if predicted(model, point + mid * direction, shape)[0] == i else (lo, mid)
+        lo, hi = (
+            (mid, hi) if predicted(model, point + mid * direction, shape)[0] == i else (lo, mid)
+        )
     return (lo + hi) / 2
 
 
@@ -182,7 +185,11 @@ def margins_by_jacobian(model, inputs):
         jac = torch.autograd.functional.jacobian(lambda v: model(v[None])[0], x).reshape(len(z), -1)
         i = int(z.argmax())
         out.append(
-            min(float((z[i] - z[j]).abs() / (jac[i] - jac[j]).norm()) for j in range(len(z)) if j != i)
+            min(
+                float((z[i] - z[j]).abs() / (jac[i] - jac[j]).norm())
+                for j in range(len(z))
+                if j != i
+            )
         )
     return np.array(out)
 
@@ -249,7 +256,13 @@ def test_input_margin_zero_gradient_gives_inf():
         (nn.Linear(4, 3), torch.randn(3, 4), {"batch_size": 0}, ValueError, "batch_size"),
         (nn.Linear(4, 3), torch.randn(3, 4), {"batch_size": 2.5}, TypeError, "batch_size"),
         (nn.Linear(4, 1), torch.randn(3, 4), {}, ValueError, "n_classes"),
-        (nn.Sequential(nn.Linear(4, 3), nn.Flatten(0)), torch.randn(3, 4), {}, ValueError, "model output"),
+        (
+            nn.Sequential(nn.Linear(4, 3), nn.Flatten(0)),
+            torch.randn(3, 4),
+            {},
+            ValueError,
+            "model output",
+        ),
         (nn.Linear(4, 3), torch.full((2, 4), float("nan")), {}, ValueError, "NaN"),
     ],
 )

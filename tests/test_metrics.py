@@ -51,7 +51,10 @@ def depth_by_loop(probe_predictions, final_prediction):
     for i in range(n):
         depth[i] = n_probes - 1  # even the softmax probe disagrees: decided at the output
         for layer in range(n_probes):
-            if all(probe_predictions[later, i] == final_prediction[i] for later in range(layer, n_probes)):
+            if all(
+                probe_predictions[later, i] == final_prediction[i]
+                for later in range(layer, n_probes)
+            ):
                 depth[i] = layer
                 break
     return depth
@@ -79,7 +82,9 @@ def test_depth_matches_loop(table):
 def test_relabelling_classes_leaves_depth_unchanged(table, permutation):
     probes, final = table
     relabel = np.asarray(permutation)
-    np.testing.assert_array_equal(prediction_depth(relabel[probes], relabel[final]), prediction_depth(probes, final))
+    np.testing.assert_array_equal(
+        prediction_depth(relabel[probes], relabel[final]), prediction_depth(probes, final)
+    )
 
 
 @settings(max_examples=100, deadline=None)
@@ -101,7 +106,6 @@ def test_range_and_last_probe(table):
 def test_depth_known_cases():
     probes = np.array([[0, 1, 1, 2], [1, 1, 0, 2], [1, 1, 1, 1]])
     assert prediction_depth(probes, np.array([1, 1, 1, 2])).tolist() == [1, 0, 2, 2]
-
 
 
 # --- literal definitions, one point at a time --------------------------------------------------
@@ -217,7 +221,9 @@ def test_iteration_learned_examples():
 
 @pytest.mark.parametrize("q", [0.95, 0.5, 1.0, 0.01])
 def test_rescale_iteration_matches_loop(q, rng):
-    iteration = np.r_[0, rng.integers(1, 30, 100)]  # one point at initialisation; the quantile stays > 0
+    iteration = np.r_[
+        0, rng.integers(1, 30, 100)
+    ]  # one point at initialisation; the quantile stays > 0
     scale = loop_quantile(iteration, q)
     np.testing.assert_allclose(rescale_iteration(iteration, q), iteration / scale, rtol=1e-12)
 
@@ -240,10 +246,26 @@ def test_tie_rules():
     held_out = np.ones((4, 3), dtype=bool)
     predictions = np.array([[2, 2, 0], [2, 2, 0], [1, 3, 3], [1, 3, 3]])
     # point 0: 1 and 2 tie; point 1: 2 and 3 tie; point 2: 0 and 3 tie
-    assert consensus_class(predictions, held_out, [2, 2, 3], 4).tolist() == [2, 2, 3]  # label among the tied
-    assert consensus_class(predictions, held_out, [1, 3, 0], 4).tolist() == [1, 3, 0]  # label among the tied
-    assert consensus_class(predictions, held_out, [0, 0, 1], 4).tolist() == [1, 2, 0]  # not: smallest index
-    assert consensus_class(predictions, held_out, [3, 1, 2], 4).tolist() == [1, 2, 0]  # not: smallest index
+    assert consensus_class(predictions, held_out, [2, 2, 3], 4).tolist() == [
+        2,
+        2,
+        3,
+    ]  # label among the tied
+    assert consensus_class(predictions, held_out, [1, 3, 0], 4).tolist() == [
+        1,
+        3,
+        0,
+    ]  # label among the tied
+    assert consensus_class(predictions, held_out, [0, 0, 1], 4).tolist() == [
+        1,
+        2,
+        0,
+    ]  # not: smallest index
+    assert consensus_class(predictions, held_out, [3, 1, 2], 4).tolist() == [
+        1,
+        2,
+        0,
+    ]  # not: smallest index
 
 
 def test_ties_only_among_held_out_models():
@@ -261,13 +283,19 @@ def test_three_way_tie_and_consensus_from_votes():
     assert consensus_from_votes(votes, [1, 3, 2, 0]).tolist() == [1, 0, -1, 2]
     np.testing.assert_array_equal(
         held_out_votes([[0, 1], [0, 2], [3, 2]], [[True, True], [True, False], [False, True]], 4),
-        [[2, 0, 0, 0], [0, 1, 1, 0]])
+        [[2, 0, 0, 0], [0, 1, 1, 0]],
+    )
 
 
 # --- hypothesis properties ---------------------------------------------------------------------
 
-ensembles = st.tuples(st.integers(1, 9), st.integers(1, 30), st.integers(1, 5),
-                      st.floats(0.0, 1.0), st.integers(0, 2**32 - 1))
+ensembles = st.tuples(
+    st.integers(1, 9),
+    st.integers(1, 30),
+    st.integers(1, 5),
+    st.floats(0.0, 1.0),
+    st.integers(0, 2**32 - 1),
+)
 
 
 def draw(shape):
@@ -281,8 +309,12 @@ def draw(shape):
 
 def all_metrics(predictions, held_out, labels, n_classes, values):
     consensus = consensus_class(predictions, held_out, labels, n_classes)
-    return (consistency_score(predictions, held_out, labels), consensus,
-            consensus_consistency(predictions, held_out, consensus), *split_means(values, held_out))
+    return (
+        consistency_score(predictions, held_out, labels),
+        consensus,
+        consensus_consistency(predictions, held_out, consensus),
+        *split_means(values, held_out),
+    )
 
 
 @settings(max_examples=150, deadline=None)
@@ -302,8 +334,10 @@ def test_model_order_does_not_matter(shape):
     predictions, held_out, labels, n_classes, rng = draw(shape)
     values = rng.integers(0, 10, predictions.shape).astype(float)
     order = rng.permutation(predictions.shape[0])
-    for got, want in zip(all_metrics(predictions[order], held_out[order], labels, n_classes, values[order]),
-                         all_metrics(predictions, held_out, labels, n_classes, values)):
+    for got, want in zip(
+        all_metrics(predictions[order], held_out[order], labels, n_classes, values[order]),
+        all_metrics(predictions, held_out, labels, n_classes, values),
+    ):
         np.testing.assert_array_equal(got, want)
 
 
@@ -315,10 +349,14 @@ def test_relabelling_classes(shape):
     consensus = consensus_class(predictions, held_out, labels, n_classes)
     relabelled = consensus_class(perm[predictions], held_out, perm[labels], n_classes)
     # Eq. 1 and Eq. 2 are invariant (every tied class has the same share, so C* is too) ...
-    np.testing.assert_array_equal(consistency_score(perm[predictions], held_out, perm[labels]),
-                                  consistency_score(predictions, held_out, labels))
-    np.testing.assert_array_equal(consensus_consistency(perm[predictions], held_out, relabelled),
-                                  consensus_consistency(predictions, held_out, consensus))
+    np.testing.assert_array_equal(
+        consistency_score(perm[predictions], held_out, perm[labels]),
+        consistency_score(predictions, held_out, labels),
+    )
+    np.testing.assert_array_equal(
+        consensus_consistency(perm[predictions], held_out, relabelled),
+        consensus_consistency(predictions, held_out, consensus),
+    )
     # ... and the consensus follows the relabelling, except where "smallest index" broke a tie
     votes = held_out_votes(predictions, held_out, n_classes)
     tied = votes == votes.max(axis=1, keepdims=True)
@@ -337,14 +375,19 @@ def test_bounds(shape):
     star = consensus_consistency(predictions, held_out, consensus)
     consistency = consistency_score(predictions, held_out, labels)
     seen = held_out.any(axis=0)
-    assert np.isnan(consistency[~seen]).all() and np.isnan(star[~seen]).all() and (consensus[~seen] == -1).all()
+    assert (
+        np.isnan(consistency[~seen]).all()
+        and np.isnan(star[~seen]).all()
+        and (consensus[~seen] == -1).all()
+    )
     assert ((0 <= consistency[seen]) & (consistency[seen] <= 1)).all()
     assert ((0 <= consensus[seen]) & (consensus[seen] < n_classes)).all()
     # the consensus is a plurality: at least 1 / (distinct classes voted for) >= 1 / n_classes ...
     distinct = np.array([len(set(predictions[held_out[:, i], i])) for i in range(len(labels))])
     assert (star[seen] * distinct[seen] >= 1 - 1e-12).all() and (star[seen] <= 1).all()
     assert (star[seen] >= 1 / n_classes - 1e-12).all()
-    # ... its share is the largest, so C* >= Ĉ, with equality exactly when the consensus is the label
+    # ... its share is the largest, so C* >= Ĉ, with equality exactly when the consensus is the
+    # label
     assert (star[seen] >= consistency[seen]).all()
     np.testing.assert_array_equal((star == consistency)[seen], (consensus == labels)[seen])
 
@@ -360,8 +403,10 @@ def test_split_means_properties(shape):
     # both within the range of the values; weighted together they give the overall mean
     for mean, count in ((val, n_val), (train, n_train)):
         assert np.isnan(mean[count == 0]).all()
-        assert ((mean[count > 0] >= values.min(axis=0)[count > 0] - 1e-12)
-                & (mean[count > 0] <= values.max(axis=0)[count > 0] + 1e-12)).all()
+        assert (
+            (mean[count > 0] >= values.min(axis=0)[count > 0] - 1e-12)
+            & (mean[count > 0] <= values.max(axis=0)[count > 0] + 1e-12)
+        ).all()
     total = np.nan_to_num(val) * n_val + np.nan_to_num(train) * n_train
     np.testing.assert_allclose(total / held_out.shape[0], values.mean(axis=0), atol=1e-9)
     # constant values give that constant wherever defined
@@ -376,7 +421,9 @@ def test_split_means_nan_stays_in_its_split():
     assert np.isnan(val[0]) and train.tolist() == [2.0, 3.0] and val[1] == 1.0
 
 
-histories = st.tuples(st.integers(1, 20), st.integers(1, 30), st.integers(1, 4), st.integers(0, 2**32 - 1))
+histories = st.tuples(
+    st.integers(1, 20), st.integers(1, 30), st.integers(1, 4), st.integers(0, 2**32 - 1)
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -423,8 +470,6 @@ def test_accepts_tensors_and_lists():
     assert consensus_class(predictions.tolist(), held_out.tolist(), [1, 0], 2).tolist() == [1, 1]
 
 
-
-
 def loop_votes(predictions, held_out, n_classes):
     r, n = predictions.shape
     votes = np.zeros((n, n_classes), dtype=np.int64)
@@ -450,11 +495,16 @@ def test_held_out_votes_and_consensus_from_votes_match_loops(r, n, n_classes):
 
 
 def test_probe_accuracy_and_softmax_disagreement_match_loops(rng):
-    probes, labels, network = rng.integers(0, 3, (6, 80)), rng.integers(0, 3, 80), rng.integers(0, 3, 80)
+    probes, labels, network = (
+        rng.integers(0, 3, (6, 80)),
+        rng.integers(0, 3, 80),
+        rng.integers(0, 3, 80),
+    )
     expected = [sum(probes[p, i] == labels[i] for i in range(80)) / 80 for p in range(6)]
     np.testing.assert_allclose(probe_accuracy(probes, labels), expected)
-    assert softmax_disagreement(probes, network) == pytest.approx(sum(probes[-1, i] != network[i]
-                                                                      for i in range(80)) / 80)
+    assert softmax_disagreement(probes, network) == pytest.approx(
+        sum(probes[-1, i] != network[i] for i in range(80)) / 80
+    )
     # the share of points whose softmax probe disagrees is the share pinned to the last depth
     depth = prediction_depth(probes, network)
     assert softmax_disagreement(probes, network) <= np.mean(depth == 5)
@@ -494,7 +544,9 @@ def test_pearson_matches_numpy_on_the_finite_pairs(rng, n):
     keep = np.isfinite(x) & np.isfinite(y)
     if keep.sum() >= 2:
         assert pearson(x, y) == pytest.approx(np.corrcoef(x[keep], y[keep])[0, 1], abs=1e-12)
-    assert pearson([1, 2, 3, np.nan], [2, 4, 7, 1]) == pytest.approx(np.corrcoef([1, 2, 3], [2, 4, 7])[0, 1])
+    assert pearson([1, 2, 3, np.nan], [2, 4, 7, 1]) == pytest.approx(
+        np.corrcoef([1, 2, 3], [2, 4, 7])[0, 1]
+    )
 
 
 def test_pearson_undefined_cases_give_nan():
@@ -515,7 +567,9 @@ def test_rank_correlation_matches_scipy(seed):
     keep = np.isfinite(x) & np.isfinite(y)
     expected = scipy.stats.spearmanr(x[keep], y[keep]).statistic
     assert rank_correlation(x, y) == pytest.approx(expected, abs=1e-12)
-    assert rank_correlation(x[keep], np.exp(y[keep])) == pytest.approx(expected, abs=1e-12)  # monotone: same ranks
+    assert rank_correlation(x[keep], np.exp(y[keep])) == pytest.approx(
+        expected, abs=1e-12
+    )  # monotone: same ranks
 
 
 def test_rank_correlation_undefined_cases():
@@ -545,13 +599,18 @@ def loop_correlation_matrix(depths_by_group):
 @pytest.mark.parametrize("sizes", [(2, 1), (3, 2, 1), (1, 1), (4,)])
 def test_depth_correlation_matrix_matches_loop(rng, sizes):
     base = rng.integers(0, 9, 300).astype(float)
-    groups = {f"arch{g}": [base + rng.normal(0, 1 + g, 300) for _ in range(size)] for g, size in enumerate(sizes)}
+    groups = {
+        f"arch{g}": [base + rng.normal(0, 1 + g, 300) for _ in range(size)]
+        for g, size in enumerate(sizes)
+    }
     names, matrix = depth_correlation_matrix(groups)
     want_names, want = loop_correlation_matrix(groups)
     assert names == want_names
     np.testing.assert_allclose(matrix, want, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(matrix, matrix.T, rtol=1e-12)  # symmetric
-    assert all(np.isnan(matrix[g, g]) == (size == 1) for g, size in enumerate(sizes))  # one run: no seed pair
+    assert all(
+        np.isnan(matrix[g, g]) == (size == 1) for g, size in enumerate(sizes)
+    )  # one run: no seed pair
 
 
 def test_depth_correlation_matrix_bad_inputs():
@@ -587,7 +646,8 @@ def test_lower_envelope_recovers_a_known_lower_line(rng, slope, intercept):
     x = rng.uniform(0, 1, 40_000)
     y = intercept + slope * x + rng.exponential(0.3, len(x))  # every point on or above the line
     fit = lower_envelope(x, y, n_bins=40, quantile=0.0)
-    # bin edges lie on the line shifted by at most half a bin: the slope is exact, the intercept nearly
+    # bin edges lie on the line shifted by at most half a bin: the slope is exact, the intercept
+    # nearly
     assert fit["slope"] == pytest.approx(slope, abs=0.02)
     assert fit["intercept"] == pytest.approx(intercept, abs=abs(slope) / 80 + 0.01)
     assert len(fit["centres"]) == len(fit["edges"]) == 40
@@ -602,7 +662,9 @@ def test_lower_envelope_matches_loop(rng, quantile, min_count):
     fit = lower_envelope(x, y, n_bins=12, quantile=quantile, min_count=min_count)
     slope, intercept, centres = loop_lower_envelope(x, y, 12, quantile, min_count)
     np.testing.assert_allclose(fit["centres"], centres, rtol=1e-12)
-    assert fit["slope"] == pytest.approx(slope, rel=1e-9) and fit["intercept"] == pytest.approx(intercept, rel=1e-9)
+    assert fit["slope"] == pytest.approx(slope, rel=1e-9) and fit["intercept"] == pytest.approx(
+        intercept, rel=1e-9
+    )
     keep = np.isfinite(x) & np.isfinite(y)
     below = np.mean(y[keep] < intercept + slope * x[keep] - 1e-9)
     assert fit["violations"] == pytest.approx(below)
@@ -610,12 +672,16 @@ def test_lower_envelope_matches_loop(rng, quantile, min_count):
 
 def test_lower_envelope_ignores_sparse_bins(rng):
     # ten bins over [0, 1]; the bin [0.5, 0.6) holds only 3 points, far below the others
-    dense = np.concatenate([rng.uniform(b / 10, (b + 1) / 10, 30) for b in range(10) if b != 5] + [[0.0, 1.0]])
+    dense = np.concatenate(
+        [rng.uniform(b / 10, (b + 1) / 10, 30) for b in range(10) if b != 5] + [[0.0, 1.0]]
+    )
     x = np.concatenate([dense, [0.52, 0.55, 0.58]])
     y = np.concatenate([1 - dense, [-50.0, -50.0, -50.0]])
     fit = lower_envelope(x, y, n_bins=10, quantile=0.0, min_count=20)
     np.testing.assert_allclose(fit["centres"], [b / 10 + 0.05 for b in range(10) if b != 5])
-    assert fit["slope"] == pytest.approx(-1.0, abs=0.05) and fit["intercept"] == pytest.approx(0.95, abs=0.06)
+    assert fit["slope"] == pytest.approx(-1.0, abs=0.05) and fit["intercept"] == pytest.approx(
+        0.95, abs=0.06
+    )
     assert fit["violations"] == pytest.approx(3 / len(x))  # the three outliers lie below the line
     counted = lower_envelope(x, y, n_bins=10, quantile=0.0, min_count=3)
     assert 0.55 in np.round(counted["centres"], 12) and counted["edges"].min() == -50.0
@@ -623,12 +689,23 @@ def test_lower_envelope_ignores_sparse_bins(rng):
 
 
 def test_lower_envelope_with_fewer_than_two_bins_is_nan():
-    one_bin = lower_envelope(np.r_[np.zeros(50), np.ones(3)], np.arange(53.0), n_bins=10, min_count=20)
+    one_bin = lower_envelope(
+        np.r_[np.zeros(50), np.ones(3)], np.arange(53.0), n_bins=10, min_count=20
+    )
     assert len(one_bin["centres"]) == 1
     constant_x = lower_envelope(np.full(100, 0.3), np.arange(100.0))
-    for fit in (one_bin, constant_x, lower_envelope(np.arange(100.0), np.arange(100.0), min_count=101)):
-        assert math.isnan(fit["slope"]) and math.isnan(fit["intercept"]) and math.isnan(fit["violations"])
-    # no finite pair at all is the extreme case of "fewer than 2 bins": NaN, not a numpy reduction error
+    for fit in (
+        one_bin,
+        constant_x,
+        lower_envelope(np.arange(100.0), np.arange(100.0), min_count=101),
+    ):
+        assert (
+            math.isnan(fit["slope"])
+            and math.isnan(fit["intercept"])
+            and math.isnan(fit["violations"])
+        )
+    # no finite pair at all is the extreme case of "fewer than 2 bins": NaN, not a numpy reduction
+    # error
     empty = lower_envelope([np.nan, 1.0, 2.0], [1.0, np.nan, np.inf])
     assert math.isnan(empty["slope"]) and len(empty["centres"]) == 0
 
@@ -686,11 +763,13 @@ def wilson_by_formula(successes, trials, confidence=0.95):
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     p = successes / trials
     centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z / (1 + z * z / trials) * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials ** 2))
+    half = z / (1 + z * z / trials) * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials**2))
     return centre - half, centre + half
 
 
-@pytest.mark.parametrize("successes, trials", [(1, 10), (5, 10), (8, 10), (81, 263), (499, 1000), (3, 4)])
+@pytest.mark.parametrize(
+    "successes, trials", [(1, 10), (5, 10), (8, 10), (81, 263), (499, 1000), (3, 4)]
+)
 def test_wilson_interval_known_values(successes, trials):
     low, high = wilson_interval(successes, trials)
     want_low, want_high = wilson_by_formula(successes, trials)
@@ -728,10 +807,15 @@ def test_pearson_interval_contains_r_and_narrows_with_n(r):
         low, high = pearson_interval(r, n)
         assert -1 <= low < r < high <= 1
         z = NormalDist().inv_cdf(0.975) / math.sqrt(n - 3)
-        assert (low, high) == pytest.approx((math.tanh(math.atanh(r) - z), math.tanh(math.atanh(r) + z)), abs=1e-12)
+        assert (low, high) == pytest.approx(
+            (math.tanh(math.atanh(r) - z), math.tanh(math.atanh(r) + z)), abs=1e-12
+        )
         widths.append(high - low)
     assert widths == sorted(widths, reverse=True)
-    assert [round(v, 3) for v in pearson_interval(0.5, 100)] == [0.337, 0.634]  # by hand: tanh(atanh(0.5) ± 1.96 / sqrt(97))
+    assert [round(v, 3) for v in pearson_interval(0.5, 100)] == [
+        0.337,
+        0.634,
+    ]  # by hand: tanh(atanh(0.5) ± 1.96 / sqrt(97))
     assert pearson_interval(r, 100, confidence=0.99)[1] > pearson_interval(r, 100)[1]
 
 
@@ -772,7 +856,9 @@ def test_bootstrap_interval_resamples_whole_groups(rng):
         return v.mean()
 
     low, high = bootstrap_interval(mean_checking_groups, values, groups, n_boot=200, groups=groups)
-    assert all(size <= set(range(0, 1001, 25)) for size in sizes)  # groups come whole (k copies of 25 rows)
+    assert all(
+        size <= set(range(0, 1001, 25)) for size in sizes
+    )  # groups come whole (k copies of 25 rows)
     row_low, row_high = bootstrap_interval(np.mean, values, n_boot=200)
     assert (high - low) > 3 * (row_high - row_low)  # about sqrt(25) = 5 times wider
     se = group_values.std() / np.sqrt(40)
@@ -781,7 +867,9 @@ def test_bootstrap_interval_resamples_whole_groups(rng):
 
 def test_bootstrap_interval_bad_inputs():
     with pytest.raises(ValueError, match="same length|same number"):
-        bootstrap_interval(lambda a, b: a.mean() - b.mean(), np.arange(10.0), np.arange(20.0), n_boot=10)
+        bootstrap_interval(
+            lambda a, b: a.mean() - b.mean(), np.arange(10.0), np.arange(20.0), n_boot=10
+        )
     with pytest.raises(ValueError, match="groups"):
         bootstrap_interval(np.mean, np.arange(10.0), n_boot=10, groups=np.arange(5))
     with pytest.raises(ValueError, match="empty"):
@@ -798,34 +886,90 @@ P, H, L = np.zeros((2, 3), int), np.ones((2, 3), bool), [0, 1, 0]
     "call, error, match",
     [
         # prediction_depth
-        (lambda: prediction_depth(np.zeros(3, int), np.zeros(3, int)), ValueError, "probe_predictions must be 2-D"),
-        (lambda: prediction_depth(np.zeros((2, 3), int), np.zeros((3, 1), int)), ValueError,
-         "final_prediction must be 1-D"),
-        (lambda: prediction_depth(np.zeros((2, 3), int), np.zeros(4, int)), ValueError, "final_prediction has 4"),
+        (
+            lambda: prediction_depth(np.zeros(3, int), np.zeros(3, int)),
+            ValueError,
+            "probe_predictions must be 2-D",
+        ),
+        (
+            lambda: prediction_depth(np.zeros((2, 3), int), np.zeros((3, 1), int)),
+            ValueError,
+            "final_prediction must be 1-D",
+        ),
+        (
+            lambda: prediction_depth(np.zeros((2, 3), int), np.zeros(4, int)),
+            ValueError,
+            "final_prediction has 4",
+        ),
         (lambda: prediction_depth(np.zeros((2, 0), int), np.zeros(0, int)), ValueError, "empty"),
-        (lambda: prediction_depth(np.full((2, 3), 0.5), np.zeros(3, int)), TypeError,
-         "probe_predictions must hold integer"),
-        (lambda: prediction_depth("abc", np.zeros(3, int)), TypeError, "probe_predictions must be an array"),
-        (lambda: prediction_depth(np.full((2, 3), -1), np.zeros(3, int)), ValueError, "non-negative"),
+        (
+            lambda: prediction_depth(np.full((2, 3), 0.5), np.zeros(3, int)),
+            TypeError,
+            "probe_predictions must hold integer",
+        ),
+        (
+            lambda: prediction_depth("abc", np.zeros(3, int)),
+            TypeError,
+            "probe_predictions must be an array",
+        ),
+        (
+            lambda: prediction_depth(np.full((2, 3), -1), np.zeros(3, int)),
+            ValueError,
+            "non-negative",
+        ),
         # predictions
         (lambda: consistency_score(None, H, L), TypeError, "predictions must be an array"),
         (lambda: consistency_score(np.zeros(3, int), H, L), ValueError, r"predictions must be 2-D"),
-        (lambda: consistency_score(np.zeros((0, 3), int), np.ones((0, 3), bool), L),
-         ValueError, "predictions is empty"),
-        (lambda: consistency_score(np.zeros((2, 0), int), np.ones((2, 0), bool), []),
-         ValueError, "predictions is empty"),
-        (lambda: consistency_score(np.full((2, 3), 0.5), H, L), TypeError, "predictions must hold integer"),
-        (lambda: consistency_score(np.full((2, 3), -1), H, L), ValueError, "predictions must be non-negative"),
-        (lambda: consensus_class(np.full((2, 3), 4), H, L, 3),
-         ValueError, "predictions contains class 4 but n_classes=3"),
+        (
+            lambda: consistency_score(np.zeros((0, 3), int), np.ones((0, 3), bool), L),
+            ValueError,
+            "predictions is empty",
+        ),
+        (
+            lambda: consistency_score(np.zeros((2, 0), int), np.ones((2, 0), bool), []),
+            ValueError,
+            "predictions is empty",
+        ),
+        (
+            lambda: consistency_score(np.full((2, 3), 0.5), H, L),
+            TypeError,
+            "predictions must hold integer",
+        ),
+        (
+            lambda: consistency_score(np.full((2, 3), -1), H, L),
+            ValueError,
+            "predictions must be non-negative",
+        ),
+        (
+            lambda: consensus_class(np.full((2, 3), 4), H, L, 3),
+            ValueError,
+            "predictions contains class 4 but n_classes=3",
+        ),
         # held_out
-        (lambda: consistency_score(P, np.ones((2, 3), int), L), TypeError, "held_out must be boolean"),
-        (lambda: consistency_score(P, np.ones((2, 4), bool), L), ValueError, r"held_out has shape \(2, 4\)"),
+        (
+            lambda: consistency_score(P, np.ones((2, 3), int), L),
+            TypeError,
+            "held_out must be boolean",
+        ),
+        (
+            lambda: consistency_score(P, np.ones((2, 4), bool), L),
+            ValueError,
+            r"held_out has shape "
+            r"\(2, 4\)",
+        ),
         (lambda: consistency_score(P, np.ones((3, 3), bool), L), ValueError, "held_out has shape"),
-        (lambda: consensus_consistency(P, np.ones((2, 3), float), L), TypeError, "held_out must be boolean"),
+        (
+            lambda: consensus_consistency(P, np.ones((2, 3), float), L),
+            TypeError,
+            "held_out must be boolean",
+        ),
         (lambda: held_out_votes(P, np.ones((2, 2), bool), 2), ValueError, "held_out has shape"),
         # labels
-        (lambda: consistency_score(P, H, [0, 0]), ValueError, "labels has 2 entries but predictions has 3"),
+        (
+            lambda: consistency_score(P, H, [0, 0]),
+            ValueError,
+            "labels has 2 entries but predictions has 3",
+        ),
         (lambda: consistency_score(P, H, [[0, 0, 0]]), ValueError, "labels must be 1-D"),
         (lambda: consistency_score(P, H, []), ValueError, "labels is empty"),
         (lambda: consistency_score(P, H, [0, -1, 0]), ValueError, "labels must be non-negative"),
@@ -837,26 +981,78 @@ P, H, L = np.zeros((2, 3), int), np.ones((2, 3), bool), [0, 1, 0]
         (lambda: consensus_class(P, H, L, 2.5), TypeError, "n_classes must be an integer"),
         (lambda: held_out_votes(P, H, True), TypeError, "n_classes must be an integer"),
         # consensus
-        (lambda: consensus_consistency(P, H, [0, 0]), ValueError, r"consensus must have shape \(3,\)"),
-        (lambda: consensus_consistency(P, H, [0.5, 1.0, 0.0]), TypeError, "consensus must hold integer"),
-        (lambda: consensus_consistency(P, H, [0, -2, 0]), ValueError, "consensus must be class indices or -1"),
+        (
+            lambda: consensus_consistency(P, H, [0, 0]),
+            ValueError,
+            r"consensus must have shape "
+            r"\(3,\)",
+        ),
+        (
+            lambda: consensus_consistency(P, H, [0.5, 1.0, 0.0]),
+            TypeError,
+            "consensus must hold integer",
+        ),
+        (
+            lambda: consensus_consistency(P, H, [0, -2, 0]),
+            ValueError,
+            "consensus must be class indices or -1",
+        ),
         # votes
-        (lambda: consensus_from_votes(np.zeros(3, int), [0]), ValueError, "votes must be a non-empty"),
-        (lambda: consensus_from_votes(np.zeros((2, 3)), [0, 0]), ValueError, "votes must be .* counts"),
-        (lambda: consensus_from_votes(-np.ones((2, 3), int), [0, 0]), ValueError, "votes must be .* counts"),
-        (lambda: consensus_from_votes(np.ones((2, 3), int), [0, 3]), ValueError, "labels contains class 3"),
-        (lambda: consensus_from_votes(np.ones((2, 3), int), [0]), ValueError, "labels has 1 entries but votes"),
+        (
+            lambda: consensus_from_votes(np.zeros(3, int), [0]),
+            ValueError,
+            "votes must be a non-empty",
+        ),
+        (
+            lambda: consensus_from_votes(np.zeros((2, 3)), [0, 0]),
+            ValueError,
+            "votes must be .* counts",
+        ),
+        (
+            lambda: consensus_from_votes(-np.ones((2, 3), int), [0, 0]),
+            ValueError,
+            "votes must be .* counts",
+        ),
+        (
+            lambda: consensus_from_votes(np.ones((2, 3), int), [0, 3]),
+            ValueError,
+            "labels contains class 3",
+        ),
+        (
+            lambda: consensus_from_votes(np.ones((2, 3), int), [0]),
+            ValueError,
+            "labels has 1 entries but votes",
+        ),
         # split_means
-        (lambda: split_means(np.zeros((2, 3)), np.ones((2, 2), bool)),
-         ValueError, r"held_out has shape \(2, 2\) but values"),
-        (lambda: split_means(np.zeros((2, 3)), np.ones((2, 3), int)), TypeError, "held_out must be boolean"),
+        (
+            lambda: split_means(np.zeros((2, 3)), np.ones((2, 2), bool)),
+            ValueError,
+            r"held_out has shape \(2, 2\) but values",
+        ),
+        (
+            lambda: split_means(np.zeros((2, 3)), np.ones((2, 3), int)),
+            TypeError,
+            "held_out must be boolean",
+        ),
         (lambda: split_means(np.zeros(3), np.ones(3, bool)), ValueError, "values must be 2-D"),
-        (lambda: split_means(np.zeros((0, 3)), np.ones((0, 3), bool)), ValueError, "values is empty"),
+        (
+            lambda: split_means(np.zeros((0, 3)), np.ones((0, 3), bool)),
+            ValueError,
+            "values is empty",
+        ),
         (lambda: split_means(np.full((2, 3), "a"), H), TypeError, "values must hold numbers"),
         # iteration_learned
         (lambda: iteration_learned(np.zeros(4, int)), ValueError, "prediction_history must be 2-D"),
-        (lambda: iteration_learned(np.zeros((0, 4), int)), ValueError, "prediction_history is empty"),
-        (lambda: iteration_learned(np.full((3, 4), 0.5)), TypeError, "prediction_history must hold integer"),
+        (
+            lambda: iteration_learned(np.zeros((0, 4), int)),
+            ValueError,
+            "prediction_history is empty",
+        ),
+        (
+            lambda: iteration_learned(np.full((3, 4), 0.5)),
+            TypeError,
+            "prediction_history must hold integer",
+        ),
         (lambda: iteration_learned("abc"), TypeError, "prediction_history must be an array"),
         # rescale_iteration
         (lambda: rescale_iteration([1, 2], quantile=0), ValueError, "quantile must be in"),
@@ -875,7 +1071,11 @@ P, H, L = np.zeros((2, 3), int), np.ones((2, 3), bool), [0, 1, 0]
         (lambda: lower_envelope([1, 2, 3], [1, 2]), ValueError, "same shape"),
         # means by depth
         (lambda: mean_by_depth([0, 1], [1.0], 3), ValueError, r"values has shape \(1,\) but depth"),
-        (lambda: mean_by_depth([0, 3], [1.0, 2.0], 3), ValueError, "depth contains class 3 but n_classes=3"),
+        (
+            lambda: mean_by_depth([0, 3], [1.0, 2.0], 3),
+            ValueError,
+            "depth contains class 3 but n_classes=3",
+        ),
         (lambda: mean_by_depth([0, -1], [1.0, 2.0], 3), ValueError, "depth must be non-negative"),
         (lambda: accuracy_by_depth([0, 1], [True], 3), ValueError, "values has shape"),
         # intervals

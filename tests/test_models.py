@@ -1,4 +1,5 @@
-"""pdlib.models: the three architectures, their probe points, default widths and seeded initialisation."""
+"""pdlib.models: the three architectures, their probe points, default widths and seeded
+initialisation."""
 
 import pytest
 import torch
@@ -36,7 +37,9 @@ def test_default_widths_follow_the_paper():
     assert convs == [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
     resnet = make_model("resnet18", 10, 3, 32)
     assert resnet.stem[0].kernel_size == (3, 3)
-    assert not any(isinstance(m, nn.MaxPool2d) for m in resnet.modules())  # CIFAR-style: no max-pool
+    assert not any(
+        isinstance(m, nn.MaxPool2d) for m in resnet.modules()
+    )  # CIFAR-style: no max-pool
     n_params = sum(p.numel() for p in resnet.parameters())
     assert 11.0e6 < n_params < 11.3e6  # the usual CIFAR ResNet18 size
 
@@ -51,7 +54,12 @@ def test_seed_leaves_the_global_generator_alone():
 
 def test_custom_probes_are_kept_in_the_given_order():
     model = make_model("resnet18", 3, 1, 8, width=2)
-    assert probe_points(model, ["input", "block3", "stem", "softmax"]) == ("input", "block3", "stem", "softmax")
+    assert probe_points(model, ["input", "block3", "stem", "softmax"]) == (
+        "input",
+        "block3",
+        "stem",
+        "softmax",
+    )
     assert probe_points(model, ("block8",)) == ("block8",)
 
 
@@ -74,12 +82,32 @@ def test_seed_makes_initialisation_reproducible():
         (lambda: make_model("mlp", 10, 1, 4.0), ValueError, "image_size"),
         (lambda: make_model("vgg16", 10, 3, 32, width=True), ValueError, "width"),
         (lambda: make_model(None, 10, 3, 32), ValueError, "arch must be one of"),
-        (lambda: probe_points(make_model("mlp", 10, 1, 4, width=4), []), ValueError, "probes is empty"),
-        (lambda: probe_points(make_model("mlp", 10, 1, 4, width=4), ["input", "input"]), ValueError, "duplicate"),
-        (lambda: probe_points(make_model("mlp", 10, 1, 4, width=4), ["input", 3]), TypeError, "probes must be"),
+        (
+            lambda: probe_points(make_model("mlp", 10, 1, 4, width=4), []),
+            ValueError,
+            "probes is empty",
+        ),
+        (
+            lambda: probe_points(make_model("mlp", 10, 1, 4, width=4), ["input", "input"]),
+            ValueError,
+            "duplicate",
+        ),
+        (
+            lambda: probe_points(make_model("mlp", 10, 1, 4, width=4), ["input", 3]),
+            TypeError,
+            "probes must be",
+        ),
         (lambda: probe_points(nn.Linear(2, 2)), ValueError, "no probe_points attribute"),
-        (lambda: probe_points(make_model("mlp", 10, 1, 4, width=4), ["input", "hidden9"]), ValueError, "no module named 'hidden9'"),
-        (lambda: probe_points(make_model("mlp", 10, 1, 4, width=4), "input"), TypeError, "probes must be a sequence"),
+        (
+            lambda: probe_points(make_model("mlp", 10, 1, 4, width=4), ["input", "hidden9"]),
+            ValueError,
+            "no module named 'hidden9'",
+        ),
+        (
+            lambda: probe_points(make_model("mlp", 10, 1, 4, width=4), "input"),
+            TypeError,
+            "probes must be a sequence",
+        ),
     ],
 )
 def test_bad_inputs(call, error, match):

@@ -1,4 +1,5 @@
-"""environment.yml and pyproject.toml list the same packages with the same pins; the package needs no
+"""environment.yml and pyproject.toml list the same packages with the same pins; the package needs
+no
 compiled code and no removed dependency."""
 
 import re
@@ -16,8 +17,12 @@ def normalise(requirement: str) -> tuple[str, str]:
 def test_environment_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    wanted = project["dependencies"] + [requirement for extra in extras.values() for requirement in extra]
-    pip_section = re.search(r"- pip:\n((?:\s+- .+\n)+)", (ROOT / "environment.yml").read_text()).group(1)
+    wanted = project["dependencies"] + [
+        requirement for extra in extras.values() for requirement in extra
+    ]
+    pip_section = re.search(
+        r"- pip:\n((?:\s+- .+\n)+)", (ROOT / "environment.yml").read_text()
+    ).group(1)
     listed = [line.strip()[2:] for line in pip_section.splitlines() if line.strip()]
     listed = [entry for entry in listed if not entry.startswith("-e")]
     assert sorted(map(normalise, listed)) == sorted(map(normalise, wanted))
@@ -40,26 +45,51 @@ def test_removed_modules_and_dependencies_stay_removed():
     for module in ("capture", "probing", "depth", "consistency", "_scan", "book"):
         assert importlib.util.find_spec(f"pdlib.{module}") is None, module
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    everything = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    everything = project["dependencies"] + [
+        r for extra in project["optional-dependencies"].values() for r in extra
+    ]
     assert not any(normalise(r)[0] == "threadpoolctl" for r in everything)
     sources = "".join(path.read_text() for path in (ROOT / "pdlib").glob("*.py"))
     assert "threadpoolctl" not in sources
 
 
 def test_no_compiled_code_and_no_thread_pool_of_our_own():
-    """Speed comes from torch: pdlib ships only Python and imports nothing that compiles, loads or threads."""
+    """Speed comes from torch: pdlib ships only Python and imports nothing that compiles, loads or
+    threads."""
     import ast
 
-    shipped = [path for path in (ROOT / "pdlib").rglob("*") if path.is_file() and "__pycache__" not in path.parts]
-    assert shipped and all(path.suffix == ".py" for path in shipped), [p.name for p in shipped if p.suffix != ".py"]
-    # Loading compiled code needs one of the first three, a pool of our own one of the others. (subprocess is
-    # allowed: the cache asks git for its SHA.)
-    forbidden = ("ctypes", "cffi", "torch.utils.cpp_extension", "concurrent.futures", "threading", "multiprocessing")
+    shipped = [
+        path
+        for path in (ROOT / "pdlib").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    ]
+    assert shipped and all(path.suffix == ".py" for path in shipped), [
+        p.name for p in shipped if p.suffix != ".py"
+    ]
+    # Loading compiled code needs one of the first three, a pool of our own one of the others.
+    # (subprocess is allowed: the cache asks git for its SHA.)
+    forbidden = (
+        "ctypes",
+        "cffi",
+        "torch.utils.cpp_extension",
+        "concurrent.futures",
+        "threading",
+        "multiprocessing",
+    )
     for path in shipped:
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            bad = [name for name in names if any(name == f or name.startswith(f + ".") for f in forbidden)]
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            bad = [
+                name
+                for name in names
+                if any(name == f or name.startswith(f + ".") for f in forbidden)
+            ]
             assert not bad, f"{path.name} imports {bad}"
 
 

@@ -21,10 +21,32 @@ NOTEBOOK = REPO / "tests" / "notebooks" / "02_section3_consistency.ipynb"
 def test_reference_holds_at_another_thread_count(tmp_path):
     current = os.environ.get("OMP_NUM_THREADS")
     other = "3" if current == "1" else "1"
-    env = {**os.environ, "OMP_NUM_THREADS": other, "MKL_NUM_THREADS": other, "PDLIB_QUIET": "1",
-           "PDLIB_CACHE": str(tmp_path / "cache")}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": other,
+        "MKL_NUM_THREADS": other,
+        "PDLIB_QUIET": "1",
+        "PDLIB_CACHE": str(tmp_path / "cache"),
+    }
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
-         str(NOTEBOOK)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, (f"{NOTEBOOK.name} fails with OMP_NUM_THREADS={other}:\n"
-                                  f"{(done.stdout + done.stderr)[-6000:]}")
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--nbval-lax",
+            "--nbval-current-env",
+            str(NOTEBOOK),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, (
+        f"{NOTEBOOK.name} fails with OMP_NUM_THREADS={other}:\n"
+        f"{(done.stdout + done.stderr)[-6000:]}"
+    )

@@ -1,4 +1,5 @@
-"""pdlib.probes: one-pass capture of every probe (against modules called by hand), probe groups within a
+"""pdlib.probes: one-pass capture of every probe (against modules called by hand), probe groups
+within a
 memory budget, and probe_model end to end against per-probe scikit-learn k-NN."""
 
 import numpy as np
@@ -7,7 +8,14 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
 
-from pdlib import TrainConfig, capture_embeddings, make_model, prediction_depth, probe_model, train_model
+from pdlib import (
+    TrainConfig,
+    capture_embeddings,
+    make_model,
+    prediction_depth,
+    probe_model,
+    train_model,
+)
 from pdlib.probes import captures, eval_mode, model_device, probe_groups
 
 
@@ -27,8 +35,15 @@ def trained():
     labels = torch.randint(0, 4, (400,), generator=generator)
     inputs = centres[labels] + torch.randn(400, 1, 6, 6, generator=generator)
     model = make_model("mlp", 4, 1, 6, width=32, seed=0)
-    result = train_model(model, inputs[:300], labels[:300], TrainConfig(epochs=20, batch_size=32, lr=0.05),
-                         seed=0, device="cpu", progress=False)
+    result = train_model(
+        model,
+        inputs[:300],
+        labels[:300],
+        TrainConfig(epochs=20, batch_size=32, lr=0.05),
+        seed=0,
+        device="cpu",
+        progress=False,
+    )
     assert result.train_accuracy >= 0.99
     return model, inputs, labels
 
@@ -91,13 +106,13 @@ def test_one_forward_pass_per_batch():
 
 def test_custom_module_with_named_probes():
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
-    captured = capture_embeddings(model, torch.randn(5, 2, 2), probes=["input", "2", "softmax"], progress=False)
+    captured = capture_embeddings(
+        model, torch.randn(5, 2, 2), probes=["input", "2", "softmax"], progress=False
+    )
     assert [e.shape for e in captured.embeddings.values()] == [(5, 4), (5, 6), (5, 3)]
     assert (captured.embeddings["2"] >= 0).all()
     with pytest.raises(ValueError, match="no probe_points attribute"):
         capture_embeddings(model, torch.randn(5, 2, 2), progress=False)
-
-
 
 
 def test_probe_groups_fit_the_memory_budget():
@@ -106,13 +121,20 @@ def test_probe_groups_fit_the_memory_budget():
     names = model.probe_points  # input 16 features, hidden 8 each, softmax 3
     assert probe_groups(model, x, names, 10, memory_bytes=10**9) == [names]
     one_each = probe_groups(model, x, names, 10, memory_bytes=1)
-    assert one_each == [(name,) for name in names]  # a probe larger than the budget still gets its own pass
-    groups = probe_groups(model, x, names, 10, memory_bytes=4 * 10 * 16)  # 640 bytes: input alone, then pairs
+    assert one_each == [
+        (name,) for name in names
+    ]  # a probe larger than the budget still gets its own pass
+    groups = probe_groups(
+        model, x, names, 10, memory_bytes=4 * 10 * 16
+    )  # 640 bytes: input alone, then pairs
     assert groups[0] == ("input",) and all(len(g) == 2 for g in groups[1:-1])
     assert [name for g in groups for name in g] == list(names)
     for group in groups:
-        assert len(group) == 1 or sum(4 * 10 * (16 if n == "input" else 3 if n == "softmax" else 8)
-                                      for n in group) <= 640
+        assert (
+            len(group) == 1
+            or sum(4 * 10 * (16 if n == "input" else 3 if n == "softmax" else 8) for n in group)
+            <= 640
+        )
 
 
 def test_captures_by_group_equal_one_capture():
@@ -126,7 +148,9 @@ def test_captures_by_group_equal_one_capture():
         for got, want in zip(captured, whole):
             np.testing.assert_allclose(got.logits, want.logits, rtol=1e-5, atol=1e-7)
             for name in group:
-                np.testing.assert_allclose(got.embeddings[name], want.embeddings[name], rtol=1e-5, atol=1e-7)
+                np.testing.assert_allclose(
+                    got.embeddings[name], want.embeddings[name], rtol=1e-5, atol=1e-7
+                )
     assert seen == list(model.probe_points)
 
 
@@ -138,19 +162,42 @@ def test_eval_mode_restores_and_model_device():
     with pytest.raises(RuntimeError), eval_mode(model):
         raise RuntimeError("inside")
     assert model.training  # restored on error too
-    assert model_device(model) == torch.device("cpu") and model_device(nn.ReLU()) == torch.device("cpu")
+    assert model_device(model) == torch.device("cpu") and model_device(nn.ReLU()) == torch.device(
+        "cpu"
+    )
 
 
-@pytest.mark.parametrize("call, error, match", [
-    (lambda: capture_embeddings(make_model("mlp", 10, 1, 4, width=4), torch.zeros(0, 1, 4, 4)), ValueError,
-     "inputs must be a non-empty"),
-    (lambda: capture_embeddings(make_model("mlp", 10, 1, 4, width=4), torch.zeros(3)), ValueError,
-     "inputs must be a non-empty"),
-    (lambda: capture_embeddings(make_model("mlp", 10, 1, 4, width=4), torch.zeros(3, 1, 4, 4, dtype=torch.long)),
-     TypeError, "inputs must be floating"),
-    (lambda: capture_embeddings(make_model("mlp", 10, 1, 4, width=4), torch.zeros(3, 1, 4, 4), ["hidden9"]),
-     ValueError, "no module named 'hidden9'"),
-])
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (
+            lambda: capture_embeddings(
+                make_model("mlp", 10, 1, 4, width=4), torch.zeros(0, 1, 4, 4)
+            ),
+            ValueError,
+            "inputs must be a non-empty",
+        ),
+        (
+            lambda: capture_embeddings(make_model("mlp", 10, 1, 4, width=4), torch.zeros(3)),
+            ValueError,
+            "inputs must be a non-empty",
+        ),
+        (
+            lambda: capture_embeddings(
+                make_model("mlp", 10, 1, 4, width=4), torch.zeros(3, 1, 4, 4, dtype=torch.long)
+            ),
+            TypeError,
+            "inputs must be floating",
+        ),
+        (
+            lambda: capture_embeddings(
+                make_model("mlp", 10, 1, 4, width=4), torch.zeros(3, 1, 4, 4), ["hidden9"]
+            ),
+            ValueError,
+            "no module named 'hidden9'",
+        ),
+    ],
+)
 def test_capture_bad_inputs(call, error, match):
     with pytest.raises(error, match=match):
         call()
@@ -169,13 +216,17 @@ def test_probe_model_matches_sklearn_per_probe(trained):
     for p, name in enumerate(result.probe_names):
         reference = train_emb.embeddings[name].astype(np.float64)
         clf = KNeighborsClassifier(5, algorithm="brute").fit(reference, train_y)
-        np.testing.assert_array_equal(result.query_probe_predictions[p], clf.predict(query_emb.embeddings[name]))
+        np.testing.assert_array_equal(
+            result.query_probe_predictions[p], clf.predict(query_emb.embeddings[name])
+        )
         neighbours = clf.kneighbors(return_distance=False)  # leave-one-out
         loo = np.stack([np.bincount(train_y[row], minlength=4) for row in neighbours])
         np.testing.assert_array_equal(result.train_votes[p], loo)
     np.testing.assert_array_equal(result.query_network_predictions, query_emb.logits.argmax(1))
-    np.testing.assert_array_equal(result.train_depth,
-                                  prediction_depth(result.train_probe_predictions, result.train_network_predictions))
+    np.testing.assert_array_equal(
+        result.train_depth,
+        prediction_depth(result.train_probe_predictions, result.train_network_predictions),
+    )
     assert result.train_votes.dtype == np.uint8 and result.train_votes.shape == (9, 300, 4)
     assert result.query_depth.shape == (100,) and result.query_depth.max() <= 8
     # a clean, well-separated task is decided early
@@ -194,15 +245,19 @@ def test_probe_model_bad_inputs(trained):
         probe_model(model, inputs[:40], labels[:40], inputs[40:50], k=3, probes=["input", "conv1"])
 
 
-
-
 def test_probe_result_accuracy_and_timings(trained):
     model, inputs, labels = trained
     result = probe_model(model, inputs[:300], labels[:300], inputs[300:], k=5, progress=False)
-    np.testing.assert_allclose(result.probe_accuracy("query", labels[300:].numpy()),
-                               (result.query_probe_predictions == labels[300:].numpy()).mean(axis=1))
-    assert set(result.seconds) == {"capture", "knn"} and all(v >= 0 for v in result.seconds.values())
-    assert (result.train_votes.sum(axis=2) == 5).all() and (result.query_votes.sum(axis=2) == 5).all()
+    np.testing.assert_allclose(
+        result.probe_accuracy("query", labels[300:].numpy()),
+        (result.query_probe_predictions == labels[300:].numpy()).mean(axis=1),
+    )
+    assert set(result.seconds) == {"capture", "knn"} and all(
+        v >= 0 for v in result.seconds.values()
+    )
+    assert (result.train_votes.sum(axis=2) == 5).all() and (
+        result.query_votes.sum(axis=2) == 5
+    ).all()
     assert result.query_logits.shape == (100, 4) and result.query_logits.dtype == np.float32
     # the softmax probe of a fitted network agrees with it on nearly every training point
     assert np.mean(result.train_probe_predictions[-1] == result.train_network_predictions) > 0.95
@@ -210,7 +265,14 @@ def test_probe_result_accuracy_and_timings(trained):
 
 def test_wide_k_uses_wider_vote_counts(trained):
     model, inputs, labels = trained
-    result = probe_model(model, inputs[:300], labels[:300], inputs[300:310], k=260, probes=["input", "softmax"],
-                         progress=False)
+    result = probe_model(
+        model,
+        inputs[:300],
+        labels[:300],
+        inputs[300:310],
+        k=260,
+        probes=["input", "softmax"],
+        progress=False,
+    )
     assert result.train_votes.dtype == np.uint16 and (result.train_votes.sum(axis=2) == 260).all()
     assert result.probe_names == ("input", "softmax")

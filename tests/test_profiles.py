@@ -1,4 +1,5 @@
-"""pdlib.profiles: every profile plans every figure, keeps the paper's depths, and the paper profile follows
+"""pdlib.profiles: every profile plans every figure, keeps the paper's depths, and the paper profile
+follows
 the paper's figure captions; overrides are checked."""
 
 import dataclasses
@@ -20,9 +21,15 @@ def test_every_profile_plans_every_figure(name):
     for figure in FIGURES:
         setup = profile.setup(figure)
         assert isinstance(setup, Setup) and setup.kind in KINDS and setup.n_models >= 1
-        assert set(setup.datasets) <= set(TASKS) and set(setup.archs) <= {"mlp", "vgg16", "resnet18"}
+        assert set(setup.datasets) <= set(TASKS) and set(setup.archs) <= {
+            "mlp",
+            "vgg16",
+            "resnet18",
+        }
         assert setup.datasets and setup.archs and setup.n_pool >= 0
-        assert setup.describe(profile).count(" · ") == 3  # one line: tasks · archs · networks · images
+        assert (
+            setup.describe(profile).count(" · ") == 3
+        )  # one line: tasks · archs · networks · images
     with pytest.raises(ValueError, match="figure must be one of"):
         profile.setup("fig9")
 
@@ -44,22 +51,36 @@ def test_profiles_keep_depth(name):
 
 def test_paper_profile_is_full_scale():
     paper = PROFILES["paper"]
-    assert paper.mlp_width == 2048 and paper.conv_width == 64 and paper.n_pool == 0 and paper.n_test == 0
+    assert (
+        paper.mlp_width == 2048
+        and paper.conv_width == 64
+        and paper.n_pool == 0
+        and paper.n_test == 0
+    )
 
 
-@pytest.mark.parametrize("figure, datasets, archs, n_models, kind", [
-    ("fig1_right", FOUR, ("resnet18",), None, "seeds"),
-    ("fig2_left", FOUR, ("mlp", "vgg16", "resnet18"), None, "seeds"),
-    ("fig3", ("cifar10",), ("resnet18",), 250, "ensemble"),  # CIFAR10, ResNet18, 250 models
-    ("fig4_left", ("cifar100",), ("resnet18",), 250, "ensemble"),
-    ("fig4_middle", FOUR, ("resnet18",), 25, "seeds"),  # 25 full-data models
-    ("fig4_right", FOUR, ("resnet18",), 250, "ensemble"),
-    ("fig5_left", FOUR, ("vgg16",), 250, "ensemble"),  # VGG16 on the four datasets
-    ("fig5_noise", ("cifar10",), ("vgg16",), 5, "noise"),
-    ("fig6_margins", ("cifar10",), ("vgg16",), 25, "seeds"),  # CIFAR10, VGG16, 25 seeds
-    ("fig6_hinge", ("cifar10",), ("vgg16",), 1, "hinge"),
-    ("fig7_8", ("cifar10",), ("resnet18",), 250, "ensemble"),  # the layer-4 k-NN fix: CIFAR10, ResNet18
-])
+@pytest.mark.parametrize(
+    "figure, datasets, archs, n_models, kind",
+    [
+        ("fig1_right", FOUR, ("resnet18",), None, "seeds"),
+        ("fig2_left", FOUR, ("mlp", "vgg16", "resnet18"), None, "seeds"),
+        ("fig3", ("cifar10",), ("resnet18",), 250, "ensemble"),  # CIFAR10, ResNet18, 250 models
+        ("fig4_left", ("cifar100",), ("resnet18",), 250, "ensemble"),
+        ("fig4_middle", FOUR, ("resnet18",), 25, "seeds"),  # 25 full-data models
+        ("fig4_right", FOUR, ("resnet18",), 250, "ensemble"),
+        ("fig5_left", FOUR, ("vgg16",), 250, "ensemble"),  # VGG16 on the four datasets
+        ("fig5_noise", ("cifar10",), ("vgg16",), 5, "noise"),
+        ("fig6_margins", ("cifar10",), ("vgg16",), 25, "seeds"),  # CIFAR10, VGG16, 25 seeds
+        ("fig6_hinge", ("cifar10",), ("vgg16",), 1, "hinge"),
+        (
+            "fig7_8",
+            ("cifar10",),
+            ("resnet18",),
+            250,
+            "ensemble",
+        ),  # the layer-4 k-NN fix: CIFAR10, ResNet18
+    ],
+)
 def test_paper_profile_follows_the_figure_captions(figure, datasets, archs, n_models, kind):
     setup = PROFILES["paper"].setup(figure)
     assert setup.datasets == datasets and setup.archs == archs and setup.kind == kind
@@ -80,21 +101,29 @@ def test_paper_dryrun_is_the_paper_plan_at_toy_scale():
 def test_cpu_profiles_run_offline_datasets():
     for name in ("smoke", "laptop"):
         for figure in FIGURES:
-            assert all(TASKS[task].offline for task in PROFILES[name].setup(figure).datasets), (name, figure)
+            assert all(TASKS[task].offline for task in PROFILES[name].setup(figure).datasets), (
+                name,
+                figure,
+            )
 
 
 def test_plan_table():
     table = plan_table()
     assert table.shape == (len(FIGURES), 3) and list(table.columns) == ["paper", "laptop", "smoke"]
     assert list(table.index) == list(FIGURES.values())
-    assert table.loc[FIGURES["fig3"], "paper"] == "cifar10 · resnet18 · 90:10 ensemble, 250 · full training split"
+    assert (
+        table.loc[FIGURES["fig3"], "paper"]
+        == "cifar10 · resnet18 · 90:10 ensemble, 250 · full training split"
+    )
     assert plan_table(("smoke",), ("fig3", "fig4_left")).shape == (2, 1)
     assert table.map(lambda v: bool(str(v).strip())).all().all()
 
 
 def test_overrides():
     assert get_profile("laptop", n_pool=500).n_pool == 500
-    assert get_profile("laptop", n_pool=0).n_pool == PROFILES["laptop"].n_pool  # 0 = keep the preset
+    assert (
+        get_profile("laptop", n_pool=0).n_pool == PROFILES["laptop"].n_pool
+    )  # 0 = keep the preset
     assert get_profile("laptop", hinge_lr=None).hinge_lr == PROFILES["laptop"].hinge_lr
     assert get_profile("smoke") == PROFILES["smoke"]
     assert dataclasses.replace(get_profile("smoke"), n_pool=10).n_pool == 10

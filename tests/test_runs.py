@@ -1,4 +1,5 @@
-"""pdlib.runs: one trained-and-probed network per config, its artifact, stored weights and label noise."""
+"""pdlib.runs: one trained-and-probed network per config, its artifact, stored weights and label
+noise."""
 
 import numpy as np
 import pytest
@@ -10,8 +11,17 @@ from pdlib.runs import RUNS_KIND, RunConfig, load_model, run_data, run_model
 from pdlib.training import TrainConfig
 from pdlib.userdata import register_arrays
 
-SMALL = RunConfig(dataset="digits", arch="mlp", width=16, n_pool=200, n_test=40, holdout_fraction=0.1,
-                  train=TrainConfig(epochs=3, batch_size=40, lr=0.05, n_checkpoints=3), seed=3, k=5)
+SMALL = RunConfig(
+    dataset="digits",
+    arch="mlp",
+    width=16,
+    n_pool=200,
+    n_test=40,
+    holdout_fraction=0.1,
+    train=TrainConfig(epochs=3, batch_size=40, lr=0.05, n_checkpoints=3),
+    seed=3,
+    k=5,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -39,8 +49,13 @@ def test_artifact_contents():
     assert run["votes"].shape == (9, n, 10) and (run["votes"].sum(axis=2) == 5).all()
     assert run["logits"].shape == (n, 10) and run["logits"].dtype == np.float32
     np.testing.assert_array_equal(run["network_predictions"], run["logits"].argmax(1))
-    np.testing.assert_array_equal(run["depth"], prediction_depth(run["probe_predictions"], run["network_predictions"]))
-    assert np.isnan(run["aum"][~run["in_train"]]).all() and np.isfinite(run["aum"][run["in_train"]]).all()
+    np.testing.assert_array_equal(
+        run["depth"], prediction_depth(run["probe_predictions"], run["network_predictions"])
+    )
+    assert (
+        np.isnan(run["aum"][~run["in_train"]]).all()
+        and np.isfinite(run["aum"][run["in_train"]]).all()
+    )
     assert run["checkpoint_predictions"].shape == (4, n) and run["loss_history"].shape == (3,)
     np.testing.assert_array_equal(run["checkpoint_predictions"][-1], run["network_predictions"])
     np.testing.assert_array_equal(run["fit_labels"], run["labels"])
@@ -50,8 +65,12 @@ def test_artifact_contents():
     np.testing.assert_array_equal(run["labels"], np.r_[data.pool_labels, data.test_labels])
     meta = run.meta
     assert len(meta["probe_names"]) == 9 and meta["class_names"] == [str(d) for d in range(10)]
-    assert meta["test_accuracy"] == pytest.approx(np.mean(run["network_predictions"][200:] == run["labels"][200:]))
-    assert {"train", "probe", "capture", "knn"} <= set(meta["seconds"]) and meta["config"]["seed"] == 3
+    assert meta["test_accuracy"] == pytest.approx(
+        np.mean(run["network_predictions"][200:] == run["labels"][200:])
+    )
+    assert {"train", "probe", "capture", "knn"} <= set(meta["seconds"]) and meta["config"][
+        "seed"
+    ] == 3
     # cached: the second call reads the artifact
     assert run_model(SMALL).path == run.path and load_artifact(RUNS_KIND, SMALL) is not None
 
@@ -68,25 +87,45 @@ def test_stored_weights_reproduce_the_run():
 
 
 def test_load_model_needs_stored_weights():
-    with pytest.raises(FileNotFoundError, match=r"run not computed yet: call run_model\(config, keep_weights=True\)"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"run not computed yet: call run_model\(config, "
+        r"keep_weights=True\)",
+    ):
         load_model(SMALL)
     without = run_model(SMALL, progress=False)
-    with pytest.raises(FileNotFoundError, match=r"cached without its weights: recompute it with run_model\(config, "
-                                                r"keep_weights=True\)"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"cached without its weights: recompute it with "
+        r"run_model\(config, "
+        r"keep_weights=True\)",
+    ):
         load_model(SMALL)
-    # asking for the weights recomputes the run once, so that arrays and weights come from one network
+    # asking for the weights recomputes the run once, so that arrays and weights come from one
+    # network
     with_weights = run_model(SMALL, keep_weights=True)
     assert with_weights.weights_path is not None
     for key in without.arrays:
         np.testing.assert_array_equal(with_weights[key], without[key], err_msg=key)  # deterministic
     again = run_model(SMALL, keep_weights=True)
-    assert again.meta["provenance"]["created"] == with_weights.meta["provenance"]["created"]  # not recomputed
+    assert (
+        again.meta["provenance"]["created"] == with_weights.meta["provenance"]["created"]
+    )  # not recomputed
     assert load_model(SMALL) is not None
 
 
 def test_noise_pair_flips_only_between_the_two_classes():
-    config = RunConfig(dataset="digits", arch="mlp", width=8, n_pool=300, n_test=20, label_noise=0.5,
-                       noise_pair=(0, 2), train=TrainConfig(epochs=0), k=3)
+    config = RunConfig(
+        dataset="digits",
+        arch="mlp",
+        width=8,
+        n_pool=300,
+        n_test=20,
+        label_noise=0.5,
+        noise_pair=(0, 2),
+        train=TrainConfig(epochs=0),
+        k=3,
+    )
     run = run_model(config, progress=False)
     corrupted, labels, fit = run["corrupted"], run["labels"], run["fit_labels"]
     assert set(labels[corrupted].tolist()) == {0, 2}
@@ -94,32 +133,65 @@ def test_noise_pair_flips_only_between_the_two_classes():
     np.testing.assert_array_equal(fit[~corrupted], labels[~corrupted])
     pool = ~run["is_test"]
     for source in (0, 2):
-        assert (corrupted & (labels == source)).sum() == round(0.5 * (pool & (labels == source)).sum())
+        assert (corrupted & (labels == source)).sum() == round(
+            0.5 * (pool & (labels == source)).sum()
+        )
     assert not corrupted[run["is_test"]].any()
     uniform = run_model(RunConfig(**{**config.__dict__, "noise_pair": ()}), progress=False)
-    assert uniform["corrupted"].sum() == 150 and len(set(uniform["labels"][uniform["corrupted"]].tolist())) > 2
+    assert (
+        uniform["corrupted"].sum() == 150
+        and len(set(uniform["labels"][uniform["corrupted"]].tolist())) > 2
+    )
 
 
 def test_untrained_run_with_a_small_head():
-    config = RunConfig(dataset="digits", arch="mlp", width=8, n_pool=60, n_test=10, head_init_scale=1e-4,
-                       train=TrainConfig(epochs=0), k=3)
+    config = RunConfig(
+        dataset="digits",
+        arch="mlp",
+        width=8,
+        n_pool=60,
+        n_test=10,
+        head_init_scale=1e-4,
+        train=TrainConfig(epochs=0),
+        k=3,
+    )
     run = run_model(config, progress=False)
     assert np.abs(run["logits"]).max() < 1e-2 and run["loss_history"].shape == (0,)
     assert np.isnan(run["aum"]).all()
 
 
 def test_class_subsets_and_registered_arrays(tmp_path, monkeypatch):
-    subset = run_model(RunConfig(dataset="digits", arch="mlp", width=8, n_pool=60, n_test=10, classes=(3, 5),
-                                 train=TrainConfig(epochs=1, batch_size=30), k=3), progress=False)
+    subset = run_model(
+        RunConfig(
+            dataset="digits",
+            arch="mlp",
+            width=8,
+            n_pool=60,
+            n_test=10,
+            classes=(3, 5),
+            train=TrainConfig(epochs=1, batch_size=30),
+            k=3,
+        ),
+        progress=False,
+    )
     assert set(subset["labels"].tolist()) == {0, 1} and subset["logits"].shape[1] == 2
     assert subset.meta["class_names"] == ["3", "5"]
     monkeypatch.delenv("PDLIB_FILE_DATA", raising=False)
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (50, 1, 4, 4), dtype=np.uint8)
-    name = register_arrays(pixels, np.arange(50) % 3, ["a", "b", "c"], folder=tmp_path / "files",
-                           is_test=np.arange(50) >= 40)
-    run = run_model(RunConfig(dataset=name, arch="mlp", width=8, train=TrainConfig(epochs=1, batch_size=20), k=3),
-                    progress=False)
+    name = register_arrays(
+        pixels,
+        np.arange(50) % 3,
+        ["a", "b", "c"],
+        folder=tmp_path / "files",
+        is_test=np.arange(50) >= 40,
+    )
+    run = run_model(
+        RunConfig(
+            dataset=name, arch="mlp", width=8, train=TrainConfig(epochs=1, batch_size=20), k=3
+        ),
+        progress=False,
+    )
     assert run["is_test"].sum() == 10 and run.meta["class_names"] == ["a", "b", "c"]
 
 

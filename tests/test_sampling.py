@@ -1,7 +1,6 @@
 """pdlib.sampling: class selection, stratified subsets, label noise (uniform and within a pair) and
 90:10 splits, each deterministic given its seed, against loops where a rule is spelled out."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -15,7 +14,12 @@ def test_select_classes_relabels_in_given_order():
     inputs = labels.float().view(-1, 1, 1, 1)
     data = LabelledImages(inputs, labels, ("a", "b", "c", "d"), "toy")
     chosen = select_classes(data, [2, 0])
-    assert chosen.labels.tolist() == [1, 0, 0, 1] and chosen.inputs.flatten().tolist() == [0, 2, 2, 0]
+    assert chosen.labels.tolist() == [1, 0, 0, 1] and chosen.inputs.flatten().tolist() == [
+        0,
+        2,
+        2,
+        0,
+    ]
     assert chosen.class_names == ("c", "a") and chosen.name == "toy"
     assert chosen.labels.dtype == torch.int64
 
@@ -27,7 +31,11 @@ def test_stratified_subset_counts():
     assert np.bincount(labels[index]).tolist() == [50, 30, 20]
     # 2.5, 1.5, 1.0 -> floors 2, 1, 1; the one left over goes to the first of the tied remainders
     small = np.repeat([0, 1, 2], [5, 3, 2])
-    assert np.bincount(small[stratified_subset(torch.as_tensor(small), 5, seed=1)]).tolist() == [3, 1, 1]
+    assert np.bincount(small[stratified_subset(torch.as_tensor(small), 5, seed=1)]).tolist() == [
+        3,
+        1,
+        1,
+    ]
 
 
 def test_stratified_subset_largest_remainder(rng):
@@ -52,7 +60,9 @@ def test_corrupt_labels(rng):
     assert np.array_equal(labels, original)  # input untouched
     assert new.dtype == np.int64 and corrupted.dtype == bool
     assert corrupted.sum() == round(0.25 * 1001)
-    assert np.all(new[corrupted] != labels[corrupted]) and np.array_equal(new[~corrupted], labels[~corrupted])
+    assert np.all(new[corrupted] != labels[corrupted]) and np.array_equal(
+        new[~corrupted], labels[~corrupted]
+    )
     assert new.min() >= 0 and new.max() < 10
     again_new, again_corrupted = corrupt_labels(torch.as_tensor(labels), 0.25, 10, seed=0)
     assert np.array_equal(new, again_new) and np.array_equal(corrupted, again_corrupted)
@@ -81,16 +91,17 @@ def test_corrupt_labels_does_not_write_into_tensor():
 
 def test_train_val_split():
     in_train = train_val_split(1001, seed=0)
-    assert in_train.dtype == bool and in_train.shape == (1001,) and in_train.sum() == round(0.9 * 1001)
+    assert (
+        in_train.dtype == bool and in_train.shape == (1001,) and in_train.sum() == round(0.9 * 1001)
+    )
     assert np.array_equal(in_train, train_val_split(1001, seed=0))
     assert not np.array_equal(in_train, train_val_split(1001, seed=1))
     assert train_val_split(10, seed=0, train_fraction=0.5).sum() == 5
 
 
-
-
 def loop_quota(labels, n):
-    """Largest-remainder quotas written out: floors, then one more to the largest remainders (ties: smaller class)."""
+    """Largest-remainder quotas written out: floors, then one more to the largest remainders (ties:
+    smaller class)."""
     classes = sorted(set(labels.tolist()))
     counts = {c: int((labels == c).sum()) for c in classes}
     quota = {c: n * counts[c] // len(labels) for c in classes}
@@ -108,7 +119,9 @@ def test_stratified_subset_quotas_match_loop(seed):
         index = stratified_subset(labels, n, seed)
         assert len(np.unique(index)) == n  # without replacement
         present = np.unique(labels)
-        assert np.bincount(labels[index], minlength=labels.max() + 1)[present].tolist() == loop_quota(labels, n)
+        assert np.bincount(labels[index], minlength=labels.max() + 1)[
+            present
+        ].tolist() == loop_quota(labels, n)
 
 
 def test_corrupt_labels_within_a_pair(rng):
@@ -137,33 +150,48 @@ def test_corrupt_labels_within_a_pair_at_full_rate():
 TOY = LabelledImages(torch.zeros(4, 1, 2, 2), torch.tensor([0, 1, 2, 0]), ("a", "b", "c"), "toy")
 
 
-@pytest.mark.parametrize("call, error, match", [
-    (lambda: select_classes(TOY, [0, 3]), ValueError, "classes"),
-    (lambda: select_classes(TOY, [1, 1]), ValueError, "classes must be distinct"),
-    (lambda: select_classes(TOY, []), ValueError, "classes is empty"),
-    (lambda: select_classes((TOY.inputs, TOY.labels), [0]), TypeError, "data"),
-    (lambda: stratified_subset([0, 1, 1], 4, 0), ValueError, "n=4"),
-    (lambda: stratified_subset([0, 1, 1], 0, 0), ValueError, "n must be >= 1"),
-    (lambda: stratified_subset([], 1, 0), ValueError, "labels is empty"),
-    (lambda: stratified_subset([0, -1], 1, 0), ValueError, "labels"),
-    (lambda: stratified_subset([0.5, 1.0], 1, 0), TypeError, "labels"),
-    (lambda: corrupt_labels([0, 1], -0.1, 2, 0), ValueError, r"rate must be in \[0, 1\]"),
-    (lambda: corrupt_labels([0, 1], 1.5, 2, 0), ValueError, "rate"),
-    (lambda: corrupt_labels([0, 1], "0.1", 2, 0), TypeError, "rate"),
-    (lambda: corrupt_labels([0, 0], 0.5, 1, 0), ValueError, "n_classes must be >= 2"),
-    (lambda: corrupt_labels([0, 2], 0.5, 2, 0), ValueError, "labels contains class 2"),
-    (lambda: corrupt_labels([], 0.5, 2, 0), ValueError, "labels is empty"),
-    (lambda: train_val_split(10, 0, 0.0), ValueError, r"train_fraction must be in \(0, 1\)"),
-    (lambda: train_val_split(10, 0, 1.0), ValueError, "train_fraction"),
-    (lambda: train_val_split(0, 0), ValueError, "n must be >= 1"),
-    (lambda: train_val_split(2.5, 0), TypeError, "n must be an integer"),
-    (lambda: corrupt_labels([0, 1, 2], 0.5, 3, 0, pair=(1, 1)), ValueError, "pair must name two different"),
-    (lambda: corrupt_labels([0, 1, 2], 0.5, 3, 0, pair=(1, 3)), ValueError, "pair contains class 3"),
-    (lambda: corrupt_labels([0, 1, 2], 0.5, 3, 0, pair=(-1, 2)), ValueError, "pair must be non-negative"),
-    (lambda: corrupt_labels([0, 1, 2], 0.5, 2.5, 0), TypeError, "n_classes must be an integer"),
-    (lambda: stratified_subset([0, 1, 1], 2.0, 0), TypeError, "n must be an integer"),
-    (lambda: select_classes(TOY, [0.5]), TypeError, "classes"),
-])
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: select_classes(TOY, [0, 3]), ValueError, "classes"),
+        (lambda: select_classes(TOY, [1, 1]), ValueError, "classes must be distinct"),
+        (lambda: select_classes(TOY, []), ValueError, "classes is empty"),
+        (lambda: select_classes((TOY.inputs, TOY.labels), [0]), TypeError, "data"),
+        (lambda: stratified_subset([0, 1, 1], 4, 0), ValueError, "n=4"),
+        (lambda: stratified_subset([0, 1, 1], 0, 0), ValueError, "n must be >= 1"),
+        (lambda: stratified_subset([], 1, 0), ValueError, "labels is empty"),
+        (lambda: stratified_subset([0, -1], 1, 0), ValueError, "labels"),
+        (lambda: stratified_subset([0.5, 1.0], 1, 0), TypeError, "labels"),
+        (lambda: corrupt_labels([0, 1], -0.1, 2, 0), ValueError, r"rate must be in \[0, 1\]"),
+        (lambda: corrupt_labels([0, 1], 1.5, 2, 0), ValueError, "rate"),
+        (lambda: corrupt_labels([0, 1], "0.1", 2, 0), TypeError, "rate"),
+        (lambda: corrupt_labels([0, 0], 0.5, 1, 0), ValueError, "n_classes must be >= 2"),
+        (lambda: corrupt_labels([0, 2], 0.5, 2, 0), ValueError, "labels contains class 2"),
+        (lambda: corrupt_labels([], 0.5, 2, 0), ValueError, "labels is empty"),
+        (lambda: train_val_split(10, 0, 0.0), ValueError, r"train_fraction must be in \(0, 1\)"),
+        (lambda: train_val_split(10, 0, 1.0), ValueError, "train_fraction"),
+        (lambda: train_val_split(0, 0), ValueError, "n must be >= 1"),
+        (lambda: train_val_split(2.5, 0), TypeError, "n must be an integer"),
+        (
+            lambda: corrupt_labels([0, 1, 2], 0.5, 3, 0, pair=(1, 1)),
+            ValueError,
+            "pair must name two different",
+        ),
+        (
+            lambda: corrupt_labels([0, 1, 2], 0.5, 3, 0, pair=(1, 3)),
+            ValueError,
+            "pair contains class 3",
+        ),
+        (
+            lambda: corrupt_labels([0, 1, 2], 0.5, 3, 0, pair=(-1, 2)),
+            ValueError,
+            "pair must be non-negative",
+        ),
+        (lambda: corrupt_labels([0, 1, 2], 0.5, 2.5, 0), TypeError, "n_classes must be an integer"),
+        (lambda: stratified_subset([0, 1, 1], 2.0, 0), TypeError, "n must be an integer"),
+        (lambda: select_classes(TOY, [0.5]), TypeError, "classes"),
+    ],
+)
 def test_bad_inputs(call, error, match):
     with pytest.raises(error, match=match):
         call()

@@ -1,4 +1,5 @@
-"""pdlib.sensitivity: re-probing a cached network (from its stored weights) under the open choices."""
+"""pdlib.sensitivity: re-probing a cached network (from its stored weights) under the open
+choices."""
 
 import numpy as np
 import pytest
@@ -12,8 +13,16 @@ from pdlib.training import TrainConfig
 
 # Trained to fit: a barely trained net has dead units, hence many exactly tied distances,
 # where two exact k-NN searches may keep different members of a tie.
-SMALL = RunConfig(dataset="digits", arch="mlp", width=32, n_pool=300, n_test=60, holdout_fraction=0.1,
-                  train=TrainConfig(epochs=20, batch_size=32, lr=0.05), seed=3)
+SMALL = RunConfig(
+    dataset="digits",
+    arch="mlp",
+    width=32,
+    n_pool=300,
+    n_test=60,
+    holdout_fraction=0.1,
+    train=TrainConfig(epochs=20, batch_size=32, lr=0.05),
+    seed=3,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -37,7 +46,13 @@ def test_neighbour_variants_invariants(variants):
     run, out = variants
     names = list(out["variants"])
     assert names[0] == sensitivity.DEFAULT_VARIANT
-    assert set(names) == {sensitivity.DEFAULT_VARIANT, "k = 1", "k = 60", "point counts itself", "consensus labels"}
+    assert set(names) == {
+        sensitivity.DEFAULT_VARIANT,
+        "k = 1",
+        "k = 60",
+        "point counts itself",
+        "consensus labels",
+    }
     default_predictions, default_depth = out["variants"][sensitivity.DEFAULT_VARIANT]
     np.testing.assert_array_equal(default_depth, run["depth"])  # the cached run, reproduced exactly
     np.testing.assert_array_equal(default_predictions, run["probe_predictions"])
@@ -46,7 +61,9 @@ def test_neighbour_variants_invariants(variants):
     np.testing.assert_array_equal(out["variants"]["consensus labels"][1], default_depth)
     # counting the point itself only changes training points
     held_out = ~out["in_train"]
-    np.testing.assert_array_equal(out["variants"]["point counts itself"][1][held_out], default_depth[held_out])
+    np.testing.assert_array_equal(
+        out["variants"]["point counts itself"][1][held_out], default_depth[held_out]
+    )
     with pytest.raises(ValueError, match="must include the run's k = 30"):
         sensitivity.neighbour_variants(SMALL, run["labels"][:300], ks=(1, 5))
 
@@ -55,8 +72,9 @@ def test_point_counting_itself_matches_a_direct_search(variants):
     run, out = variants
     model, data = load_model(SMALL), run_data(SMALL)
     train = np.flatnonzero(run["in_train"])
-    embedding = capture_embeddings(model, data.pool_inputs[torch.as_tensor(train)], ["hidden3"],
-                                   progress=False).embeddings["hidden3"]
+    embedding = capture_embeddings(
+        model, data.pool_inputs[torch.as_tensor(train)], ["hidden3"], progress=False
+    ).embeddings["hidden3"]
     # including the point: search the training set for itself, without leaving it out
     expected, _ = vote(knn_neighbours(embedding, embedding, k=30), run["fit_labels"][train], 10)
     probe = model.probe_points.index("hidden3")
@@ -77,8 +95,16 @@ def test_variants_table(variants):
 
 
 def test_reduced_embeddings_on_a_small_conv_net():
-    config = RunConfig(dataset="digits", arch="resnet18", width=2, n_pool=100, n_test=20,
-                       train=TrainConfig(epochs=2, batch_size=50, lr=0.05), seed=0, k=5)
+    config = RunConfig(
+        dataset="digits",
+        arch="resnet18",
+        width=2,
+        n_pool=100,
+        n_test=20,
+        train=TrainConfig(epochs=2, batch_size=50, lr=0.05),
+        seed=0,
+        k=5,
+    )
     out = sensitivity.reduced_embedding_variants(config, min_features=64, projection_dim=16)
     assert out["reduced"] and "input" not in out["reduced"] and "softmax" not in out["reduced"]
     np.testing.assert_array_equal(out["variants"]["exact"][1], run_model(config)["depth"])
@@ -92,4 +118,7 @@ def test_reduced_embeddings_on_a_small_conv_net():
             else:
                 assert reduced == 16
     per_probe, summary = sensitivity.reduced_tables(out)
-    assert len(per_probe) == 2 * len(out["reduced"]) and summary.loc["exact", "PD agreement with exact (%)"] == 100
+    assert (
+        len(per_probe) == 2 * len(out["reduced"])
+        and summary.loc["exact", "PD agreement with exact (%)"] == 100
+    )

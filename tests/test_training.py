@@ -1,4 +1,5 @@
-"""pdlib.training: fitting, checkpoints, schedules, 0-Hinge early stop, micro-batches, AUM, initial head scale.
+"""pdlib.training: fitting, checkpoints, schedules, 0-Hinge early stop, micro-batches, AUM, initial
+head scale.
 
 Oracles: a plain gradient-descent loop written out by hand (AUM), the same network trained without
 early stopping (stop_at_zero_loss), one full batch against accumulated micro-batches.
@@ -60,10 +61,21 @@ def test_checkpoints_record_predictions():
     inputs, labels = torch.randn(64, 1, 4, 4), torch.randint(0, 3, (64,))
     model = make_model("mlp", 3, 1, 4, width=8, seed=0)
     initial = predict(model, inputs[:10])
-    result = train_model(model, inputs, labels, TrainConfig(epochs=4, batch_size=16, n_checkpoints=8),
-                         seed=0, device="cpu", track_inputs=inputs[:10], progress=False)
+    result = train_model(
+        model,
+        inputs,
+        labels,
+        TrainConfig(epochs=4, batch_size=16, n_checkpoints=8),
+        seed=0,
+        device="cpu",
+        track_inputs=inputs[:10],
+        progress=False,
+    )
     assert result.checkpoint_steps.tolist() == [0, 2, 4, 6, 8, 10, 12, 14, 16]
-    assert result.checkpoint_predictions.shape == (9, 10) and result.checkpoint_predictions.dtype == np.int16
+    assert (
+        result.checkpoint_predictions.shape == (9, 10)
+        and result.checkpoint_predictions.dtype == np.int16
+    )
     np.testing.assert_array_equal(result.checkpoint_predictions[0], initial)
     np.testing.assert_array_equal(result.checkpoint_predictions[-1], predict(model, inputs[:10]))
     train_rows = result.checkpoint_train_predictions
@@ -76,32 +88,50 @@ def test_training_points_at_a_checkpoint_are_their_latest_forward_pass(blobs):
     i.e. of the weights after s - 1 steps (an MLP predicts the same in train and eval mode); the
     oracle retrains the same initialisation for s - 1 steps."""
     inputs, labels = blobs
-    config = TrainConfig(epochs=6, batch_size=120, lr=0.5, warmup_fraction=0.0, schedule="constant", n_checkpoints=6)
+    config = TrainConfig(
+        epochs=6, batch_size=120, lr=0.5, warmup_fraction=0.0, schedule="constant", n_checkpoints=6
+    )
     initial = make_model("mlp", 3, 1, 4, width=8, seed=5)
     model = copy.deepcopy(initial)
-    rows = train_model(model, inputs, labels, config, seed=0, device="cpu", progress=False).checkpoint_train_predictions
+    rows = train_model(
+        model, inputs, labels, config, seed=0, device="cpu", progress=False
+    ).checkpoint_train_predictions
     np.testing.assert_array_equal(rows[0], predict(initial, inputs))
     np.testing.assert_array_equal(rows[-1], predict(model, inputs))
     for step in range(1, 6):
         replay = copy.deepcopy(initial)
-        train_model(replay, inputs, labels, dataclasses.replace(config, epochs=step - 1, n_checkpoints=0), seed=0,
-                    device="cpu", progress=False)
+        train_model(
+            replay,
+            inputs,
+            labels,
+            dataclasses.replace(config, epochs=step - 1, n_checkpoints=0),
+            seed=0,
+            device="cpu",
+            progress=False,
+        )
         np.testing.assert_array_equal(rows[step], predict(replay, inputs), err_msg=f"step {step}")
     assert len({tuple(row) for row in rows}) > 2  # the predictions do change along the way
 
 
 def test_mini_batch_checkpoints_hold_each_points_latest_pass(blobs):
-    """With mini-batches a point keeps the prediction of the last batch it was in (eval at the start)."""
+    """With mini-batches a point keeps the prediction of the last batch it was in (eval at the
+    start)."""
     inputs, labels = blobs
-    config = TrainConfig(epochs=3, batch_size=40, lr=0.05, n_checkpoints=9)  # a checkpoint every step
+    config = TrainConfig(
+        epochs=3, batch_size=40, lr=0.05, n_checkpoints=9
+    )  # a checkpoint every step
     model = make_model("mlp", 3, 1, 4, width=8, seed=2)
     seen = []
     original = model.forward
     model.forward = lambda x: seen.append(original(x)) or seen[-1]
     initial = predict(model, inputs)
     seen.clear()
-    rows = train_model(model, inputs, labels, config, seed=4, device="cpu", progress=False).checkpoint_train_predictions
-    order = torch.randperm(120, generator=torch.Generator().manual_seed(4))  # the first epoch's batches
+    rows = train_model(
+        model, inputs, labels, config, seed=4, device="cpu", progress=False
+    ).checkpoint_train_predictions
+    order = torch.randperm(
+        120, generator=torch.Generator().manual_seed(4)
+    )  # the first epoch's batches
     expected = initial.copy()
     for step, batch in enumerate(order.tensor_split(3), start=1):
         expected[batch.numpy()] = seen[step].argmax(1).numpy()  # seen[0] is the initial eval pass
@@ -120,11 +150,16 @@ def test_compiled_training_equals_eager_within_float_rounding(blobs):
     labels = blobs[1]
     config = TrainConfig(epochs=3, batch_size=40, lr=0.05, compile=True, n_checkpoints=3)
     eager_config = dataclasses.replace(config, compile=False)
-    compiled, eager = make_model("vgg16", 3, 1, 8, width=2, seed=1), make_model("vgg16", 3, 1, 8, width=2, seed=1)
+    compiled, eager = (
+        make_model("vgg16", 3, 1, 8, width=2, seed=1),
+        make_model("vgg16", 3, 1, 8, width=2, seed=1),
+    )
     fast = train_model(compiled, inputs, labels, config, seed=0, device="cpu", progress=False)
     slow = train_model(eager, inputs, labels, eager_config, seed=0, device="cpu", progress=False)
     assert fast.compiled and not slow.compiled
-    for (name, p), q in zip(compiled.state_dict().items(), eager.state_dict().values(), strict=True):
+    for (name, p), q in zip(
+        compiled.state_dict().items(), eager.state_dict().values(), strict=True
+    ):
         np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-3, atol=1e-4, err_msg=name)
     np.testing.assert_allclose(fast.loss_history, slow.loss_history, rtol=1e-4)
     np.testing.assert_allclose(fast.aum, slow.aum, rtol=1e-3, atol=1e-3)  # logits of order 1
@@ -134,9 +169,20 @@ def test_compile_falls_back_to_eager_when_disabled(blobs, monkeypatch):
     monkeypatch.setenv("PDLIB_COMPILE", "0")
     inputs, labels = blobs
     config = TrainConfig(epochs=2, batch_size=40, compile=True)
-    model, twin = make_model("mlp", 3, 1, 4, width=8, seed=0), make_model("mlp", 3, 1, 4, width=8, seed=0)
+    model, twin = (
+        make_model("mlp", 3, 1, 4, width=8, seed=0),
+        make_model("mlp", 3, 1, 4, width=8, seed=0),
+    )
     result = train_model(model, inputs, labels, config, seed=0, device="cpu", progress=False)
-    train_model(twin, inputs, labels, dataclasses.replace(config, compile=False), seed=0, device="cpu", progress=False)
+    train_model(
+        twin,
+        inputs,
+        labels,
+        dataclasses.replace(config, compile=False),
+        seed=0,
+        device="cpu",
+        progress=False,
+    )
     assert not result.compiled and same_weights(model, twin)
 
 
@@ -153,16 +199,31 @@ def test_divergence_raises_a_clear_error():
     inputs, labels = torch.randn(64, 1, 4, 4) * 100, torch.randint(0, 3, (64,))
     model = make_model("mlp", 3, 1, 4, width=64, seed=0)
     with pytest.raises(FloatingPointError, match="training diverged.*lower TrainConfig.lr"):
-        train_model(model, inputs, labels, TrainConfig(epochs=5, batch_size=16, lr=1e6, warmup_fraction=0.0),
-                    seed=0, device="cpu", progress=False)
+        train_model(
+            model,
+            inputs,
+            labels,
+            TrainConfig(epochs=5, batch_size=16, lr=1e6, warmup_fraction=0.0),
+            seed=0,
+            device="cpu",
+            progress=False,
+        )
 
 
 def test_zero_epochs_leave_the_initialisation(blobs):
     inputs, labels = blobs
     model = make_model("mlp", 3, 1, 4, width=16, seed=3)
     before = copy.deepcopy(model)
-    result = train_model(model, inputs, labels, TrainConfig(epochs=0, n_checkpoints=2), seed=0, device="cpu",
-                         track_inputs=inputs[:5], progress=False)
+    result = train_model(
+        model,
+        inputs,
+        labels,
+        TrainConfig(epochs=0, n_checkpoints=2),
+        seed=0,
+        device="cpu",
+        track_inputs=inputs[:5],
+        progress=False,
+    )
     assert same_weights(before, model)
     assert result.loss_history.shape == (0,) and result.checkpoint_steps.tolist() == [0]
     np.testing.assert_array_equal(result.checkpoint_train_predictions, predict(model, inputs)[None])
@@ -188,29 +249,50 @@ def recorded_learning_rates(monkeypatch, model, inputs, labels, config):
 
 def test_constant_schedule_keeps_the_learning_rate(blobs, monkeypatch):
     inputs, labels = blobs
-    seen = recorded_learning_rates(monkeypatch, make_model("mlp", 3, 1, 4, width=8, seed=0), inputs, labels,
-                                   TrainConfig(epochs=3, batch_size=40, lr=0.01, schedule="constant"))
+    seen = recorded_learning_rates(
+        monkeypatch,
+        make_model("mlp", 3, 1, 4, width=8, seed=0),
+        inputs,
+        labels,
+        TrainConfig(epochs=3, batch_size=40, lr=0.01, schedule="constant"),
+    )
     assert seen == [0.01] * 9
 
 
 def test_warmup_then_linear_decay(blobs, monkeypatch):
     inputs, labels = blobs
-    config = TrainConfig(epochs=5, batch_size=30, lr=0.1, warmup_fraction=0.2)  # 20 steps, 4 of warm-up
-    seen = recorded_learning_rates(monkeypatch, make_model("mlp", 3, 1, 4, width=8, seed=0), inputs, labels, config)
+    config = TrainConfig(
+        epochs=5, batch_size=30, lr=0.1, warmup_fraction=0.2
+    )  # 20 steps, 4 of warm-up
+    seen = recorded_learning_rates(
+        monkeypatch, make_model("mlp", 3, 1, 4, width=8, seed=0), inputs, labels, config
+    )
     expected = [0.1 * (s / 4 if s < 4 else (20 - s) / 16) for s in range(20)]
     np.testing.assert_allclose(seen, expected, rtol=1e-12, atol=1e-15)
 
 
 # --- 0-Hinge and stopping at zero loss ---------------------------------------------------------
 
-HINGE = TrainConfig(epochs=3000, batch_size=120, lr=0.002, momentum=0.9, weight_decay=0.0, warmup_fraction=0.0,
-                    loss="zero_hinge", schedule="constant", stop_at_zero_loss=True, n_checkpoints=4)
+HINGE = TrainConfig(
+    epochs=3000,
+    batch_size=120,
+    lr=0.002,
+    momentum=0.9,
+    weight_decay=0.0,
+    warmup_fraction=0.0,
+    loss="zero_hinge",
+    schedule="constant",
+    stop_at_zero_loss=True,
+    n_checkpoints=4,
+)
 
 
 def test_zero_hinge_full_batch_stops_at_the_first_zero_loss_step(blobs):
     inputs, labels = blobs
     model = make_model("mlp", 3, 1, 4, width=16, seed=0)
-    result = train_model(model, inputs, labels, HINGE, seed=0, device="cpu", track_inputs=inputs, progress=False)
+    result = train_model(
+        model, inputs, labels, HINGE, seed=0, device="cpu", track_inputs=inputs, progress=False
+    )
     assert result.train_accuracy == 1.0
     # every step before the last had a positive loss; the last "epoch" found it 0 and did not step
     assert result.loss_history[-1] == 0.0 and (result.loss_history[:-1] > 0).all()
@@ -222,14 +304,27 @@ def test_zero_hinge_full_batch_stops_at_the_first_zero_loss_step(blobs):
     np.testing.assert_array_equal(result.checkpoint_predictions[-1], logits.argmax(1).numpy())
     # the same network trained for exactly n_steps steps without the stop: the same weights
     exact = make_model("mlp", 3, 1, 4, width=16, seed=0)
-    fixed = train_model(exact, inputs, labels, dataclasses.replace(HINGE, epochs=n_steps, stop_at_zero_loss=False,
-                                                                   n_checkpoints=0),
-                        seed=0, device="cpu", progress=False)
+    fixed = train_model(
+        exact,
+        inputs,
+        labels,
+        dataclasses.replace(HINGE, epochs=n_steps, stop_at_zero_loss=False, n_checkpoints=0),
+        seed=0,
+        device="cpu",
+        progress=False,
+    )
     assert same_weights(model, exact) and (fixed.loss_history > 0).all()
     # Cross-entropy keeps pushing margins up; 0-Hinge stops at the first separating weights.
     ce_model = make_model("mlp", 3, 1, 4, width=16, seed=0)
-    train_model(ce_model, inputs, labels, TrainConfig(epochs=40, batch_size=30, lr=0.05), seed=0, device="cpu",
-                progress=False)
+    train_model(
+        ce_model,
+        inputs,
+        labels,
+        TrainConfig(epochs=40, batch_size=30, lr=0.05),
+        seed=0,
+        device="cpu",
+        progress=False,
+    )
     with torch.no_grad():
         ce_margin = output_margin(ce_model.eval()(inputs).numpy()).mean()
     assert output_margin(logits.numpy()).mean() < ce_margin / 3
@@ -238,19 +333,40 @@ def test_zero_hinge_full_batch_stops_at_the_first_zero_loss_step(blobs):
 def test_a_network_that_starts_fitted_takes_no_step(blobs):
     inputs, labels = blobs
     model = make_model("mlp", 3, 1, 4, width=16, seed=0)
-    train_model(model, inputs, labels, TrainConfig(epochs=40, batch_size=30, lr=0.05), seed=0, device="cpu",
-                progress=False)
+    train_model(
+        model,
+        inputs,
+        labels,
+        TrainConfig(epochs=40, batch_size=30, lr=0.05),
+        seed=0,
+        device="cpu",
+        progress=False,
+    )
     fitted = copy.deepcopy(model)
-    result = train_model(model, inputs, labels, dataclasses.replace(HINGE, n_checkpoints=0), seed=0, device="cpu",
-                         progress=False)
+    result = train_model(
+        model,
+        inputs,
+        labels,
+        dataclasses.replace(HINGE, n_checkpoints=0),
+        seed=0,
+        device="cpu",
+        progress=False,
+    )
     assert result.loss_history.tolist() == [0.0] and same_weights(model, fitted)
 
 
 def test_stop_at_zero_loss_needs_full_batches(blobs):
     inputs, labels = blobs
     with pytest.raises(ValueError, match="full-batch"):
-        train_model(make_model("mlp", 3, 1, 4, width=8, seed=0), inputs, labels,
-                    TrainConfig(epochs=2, batch_size=10, stop_at_zero_loss=True), seed=0, device="cpu", progress=False)
+        train_model(
+            make_model("mlp", 3, 1, 4, width=8, seed=0),
+            inputs,
+            labels,
+            TrainConfig(epochs=2, batch_size=10, stop_at_zero_loss=True),
+            seed=0,
+            device="cpu",
+            progress=False,
+        )
 
 
 # --- micro-batches -----------------------------------------------------------------------------
@@ -260,13 +376,27 @@ def test_stop_at_zero_loss_needs_full_batches(blobs):
 @pytest.mark.parametrize("batch_size", [120, 32])
 def test_micro_batches_give_the_same_update_as_one_pass(blobs, loss, batch_size):
     inputs, labels = blobs
-    base = TrainConfig(epochs=3 if batch_size == 120 else 1, batch_size=batch_size, lr=0.05, loss=loss,
-                       weight_decay=5e-4)
+    base = TrainConfig(
+        epochs=3 if batch_size == 120 else 1,
+        batch_size=batch_size,
+        lr=0.05,
+        loss=loss,
+        weight_decay=5e-4,
+    )
     models, results = [], []
     for micro_batch in (0, 7):
         model = make_model("mlp", 3, 1, 4, width=16, seed=2)
-        results.append(train_model(model, inputs, labels, dataclasses.replace(base, micro_batch=micro_batch),
-                                   seed=0, device="cpu", progress=False))
+        results.append(
+            train_model(
+                model,
+                inputs,
+                labels,
+                dataclasses.replace(base, micro_batch=micro_batch),
+                seed=0,
+                device="cpu",
+                progress=False,
+            )
+        )
         models.append(model)
     for (name, p), q in zip(models[0].named_parameters(), models[1].parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
@@ -279,9 +409,12 @@ def test_micro_batches_give_the_same_update_as_one_pass(blobs, loss, batch_size)
 
 
 def test_aum_is_the_mean_margin_over_epochs_by_a_loop(blobs):
-    """Full-batch gradient descent without momentum, written out: the margins of each epoch's forward pass."""
+    """Full-batch gradient descent without momentum, written out: the margins of each epoch's
+    forward pass."""
     inputs, labels = blobs
-    config = TrainConfig(epochs=6, batch_size=120, lr=0.1, momentum=0.0, weight_decay=0.0, schedule="constant")
+    config = TrainConfig(
+        epochs=6, batch_size=120, lr=0.1, momentum=0.0, weight_decay=0.0, schedule="constant"
+    )
     model = make_model("mlp", 3, 1, 4, width=8, seed=4)
     oracle = copy.deepcopy(model)
     result = train_model(model, inputs, labels, config, seed=0, device="cpu", progress=False)
@@ -306,9 +439,12 @@ def test_aum_is_the_mean_margin_over_epochs_by_a_loop(blobs):
 
 
 def test_aum_with_mini_batches_by_a_loop(blobs):
-    """Each point's margin is read off the forward pass of its own mini-batch, in the seeded order."""
+    """Each point's margin is read off the forward pass of its own mini-batch, in the seeded
+    order."""
     inputs, labels = blobs
-    config = TrainConfig(epochs=3, batch_size=40, lr=0.05, momentum=0.0, weight_decay=0.0, schedule="constant")
+    config = TrainConfig(
+        epochs=3, batch_size=40, lr=0.05, momentum=0.0, weight_decay=0.0, schedule="constant"
+    )
     model = make_model("mlp", 3, 1, 4, width=8, seed=4)
     oracle = copy.deepcopy(model)
     result = train_model(model, inputs, labels, config, seed=7, device="cpu", progress=False)
@@ -348,20 +484,23 @@ def test_head_init_scale_scales_only_the_heads_initial_weights(arch, width, scal
 # --- configuration -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"loss": "mse"}, "loss must be one of"),
-    ({"schedule": "cosine"}, "schedule must be one of"),
-    ({"epochs": -1}, "epochs must be an integer >= 0"),
-    ({"epochs": 2.0}, "epochs must be an integer"),
-    ({"epochs": True}, "epochs must be an integer"),
-    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-    ({"micro_batch": -1}, "micro_batch must be an integer >= 0"),
-    ({"n_checkpoints": -2}, "n_checkpoints must be an integer >= 0"),
-    ({"lr": 0.0}, "lr must be positive"),
-    ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
-    ({"warmup_fraction": 1.0}, "warmup_fraction"),
-    ({"weight_decay": -1e-4}, "weight_decay must be non-negative"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"loss": "mse"}, "loss must be one of"),
+        ({"schedule": "cosine"}, "schedule must be one of"),
+        ({"epochs": -1}, "epochs must be an integer >= 0"),
+        ({"epochs": 2.0}, "epochs must be an integer"),
+        ({"epochs": True}, "epochs must be an integer"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"micro_batch": -1}, "micro_batch must be an integer >= 0"),
+        ({"n_checkpoints": -2}, "n_checkpoints must be an integer >= 0"),
+        ({"lr": 0.0}, "lr must be positive"),
+        ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
+        ({"warmup_fraction": 1.0}, "warmup_fraction"),
+        ({"weight_decay": -1e-4}, "weight_decay must be non-negative"),
+    ],
+)
 def test_bad_training_configs(changes, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**changes)
@@ -376,6 +515,16 @@ def test_bad_training_inputs(blobs):
     inputs, labels = blobs
     model = make_model("mlp", 3, 1, 4, width=8, seed=0)
     with pytest.raises(ValueError, match="labels has 10 entries but inputs has 120"):
-        train_model(model, inputs, labels[:10], TrainConfig(epochs=1), seed=0, device="cpu", progress=False)
+        train_model(
+            model, inputs, labels[:10], TrainConfig(epochs=1), seed=0, device="cpu", progress=False
+        )
     with pytest.raises(ValueError, match="labels must be non-negative"):
-        train_model(model, inputs, -np.ones(120, int), TrainConfig(epochs=1), seed=0, device="cpu", progress=False)
+        train_model(
+            model,
+            inputs,
+            -np.ones(120, int),
+            TrainConfig(epochs=1),
+            seed=0,
+            device="cpu",
+            progress=False,
+        )
