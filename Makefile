@@ -41,8 +41,11 @@ browser:
 book: venv data
 	$(PY) book/build.py --profile $(PROFILE)
 
-## test: unit, property, loader and notebook (nbval, smoke profile) tests, plus the offline browser test
+## test: style (ruff format and check), then unit, property, loader and notebook (nbval, smoke
+## profile) tests, plus the offline browser test
 test: venv data browser
+	$(VENV)/bin/ruff format --check pdlib tests book benchmarks
+	$(VENV)/bin/ruff check pdlib tests book benchmarks
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## nbval-refs: re-execute the notebooks in the smoke profile and commit the result as nbval references

@@ -20,8 +20,8 @@ import os
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 import time
+from pathlib import Path
 
 import numpy as np
 

@@ -136,8 +136,8 @@ def run_case(
     compile_mode: str,
     track_all: bool,
 ) -> dict:
-    from pdlib.models import make_model
     from pdlib import train_model, zero_hinge_loss
+    from pdlib.models import make_model
 
     base = profile.train_config(case.arch)
     if case.full_batch:

@@ -327,7 +327,8 @@ def _strip_volatile_metadata(nb) -> None:
 
 # Appended to every chapter before it runs, removed after: the kernel's peak resident memory.
 _MEMORY_PROBE = """import re
-print("pdlib-peak-rss-kb", re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))"""
+status = open("/proc/self/status").read()
+print("pdlib-peak-rss-kb", re.search(r"VmHWM:\\s+(\\d+)", status).group(1))"""
 
 
 def _pop_memory_probe(nb) -> float | None:

@@ -66,7 +66,9 @@ def write_cifar(root: Path, name: str, rng) -> None:
     for split, names in files.items():
         pixels, labels = _images(rng, SIZES[split], n_classes, 3, 32)
         flat = pixels.transpose(0, 3, 1, 2).reshape(len(pixels), -1)  # rows of R, G, B planes
-        for part, file_name in zip(np.array_split(np.arange(len(labels)), len(names)), names):
+        for part, file_name in zip(
+            np.array_split(np.arange(len(labels)), len(names)), names, strict=False
+        ):
             with open(
                 root / folder / file_name, "wb"
             ) as file:  # bytes keys, as the Python 2 originals

@@ -16,7 +16,7 @@ def progress_enabled(enabled: bool | None = None) -> bool:
     return os.environ.get("PDLIB_QUIET", "") in ("", "0")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _progress_file(path: str):
     return open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - kept open for the process
 

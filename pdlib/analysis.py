@@ -92,7 +92,7 @@ def gallery(runs: list, config) -> dict:
     """The keyword arguments of :func:`pdlib.figures.fig1_depth_gallery` for the pool of ``runs``
     (mean PD)."""
     from pdlib.data import dataset_info
-    from pdlib.figures import display_images
+    from pdlib.plotting import display_images
     from pdlib.runs import run_data
 
     pool, data, info = ~runs[0]["is_test"], run_data(config), dataset_info(config.dataset)

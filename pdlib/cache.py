@@ -16,12 +16,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-__all__ = ["cache_root", "config_hash", "provenance", "load_or_compute", "Artifact"]
+__all__ = [
+    "cache_root",
+    "config_hash",
+    "provenance",
+    "load_or_compute",
+    "Artifact",
+    "write_atomically",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,7 +105,15 @@ def provenance(device: str | None = None) -> dict:
     }
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomically(path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)``, then rename ``tmp`` onto ``path``: a killed process never leaves half a
+    file, and a concurrent reader sees the old file or the new one.
+
+    ``tmp`` is a hidden file beside ``path`` (``.<name>.<random>.tmp``), removed if ``write``
+    fails; the folder is created. The file gets the usual permissions (the umask's), not
+    ``mkstemp``'s private 0600. Returns ``path``.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -112,6 +127,7 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return path
 
 
 @dataclasses.dataclass
@@ -201,11 +217,11 @@ def save_artifact(
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
 
-    _atomic_write(npz_path, write_npz)
+    write_atomically(npz_path, write_npz)
     if weights is not None:
         import torch
 
-        _atomic_write(
+        write_atomically(
             npz_path.with_suffix(".pt"),
             lambda tmp: torch.save(
                 {name: tensor.detach().cpu() for name, tensor in weights.items()}, tmp
@@ -218,7 +234,7 @@ def save_artifact(
         **meta,
         "has_weights": weights is not None,
     }
-    _atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2, default=str)))
+    write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2, default=str)))
     return Artifact(arrays, meta, npz_path)
 
 

@@ -8,16 +8,15 @@ the records with :func:`claims_table`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pdlib.cache import cache_root
+from pdlib.cache import cache_root, write_atomically
 
 __all__ = [
     "Claim",
@@ -164,8 +163,10 @@ def verdict(tests) -> str:
     """All pass: reproduced; a fail: partly (another passes) or not reproduced; else undecided:
     inconclusive.
 
-    >>> verdict([Test("pass", ""), Test("fail", "")]), verdict([Test("pass", ""), Test("undecided", "")])
-    ('partly reproduced', 'inconclusive')
+    >>> verdict([Test("pass", ""), Test("fail", "")])
+    'partly reproduced'
+    >>> verdict([Test("pass", ""), Test("undecided", "")])
+    'inconclusive'
     """
     statuses = {test.status for test in tests}
     if not statuses:
@@ -173,6 +174,11 @@ def verdict(tests) -> str:
     if FAIL in statuses:  # a criterion missed for certain: never merely inconclusive
         return "partly reproduced" if PASS in statuses else "not reproduced"
     return "reproduced" if statuses == {PASS} else "inconclusive"
+
+
+def _test(passed: bool, failed: bool, text: str) -> Test:
+    """Pass, or fail, or (neither) undecided."""
+    return Test(PASS if passed else FAIL if failed else UNDECIDED, text)
 
 
 def _reason(tests) -> str:
@@ -195,7 +201,7 @@ def interval_test(
     # Round-off of a bootstrap quantile (-4.9e-17) reads as zero.
     low, high = (0.0 if abs(x) < 1e-12 else x for x in (low, high))
     text = f"{what} 95 % CI [{low:.3g}, {high:.3g}] vs {side} {threshold:.3g}"
-    return Test(PASS if beyond else FAIL if short else UNDECIDED, text)
+    return _test(beyond, short, text)
 
 
 def correlation_test(r: float, low: float, high: float, paper: float, what: str) -> list[Test]:
@@ -214,9 +220,7 @@ def correlation_test(r: float, low: float, high: float, paper: float, what: str)
     weak, strong = sorted((sign * low, sign * high))  # on the paper's side larger is stronger
     target = abs(paper) - 0.1
     return [
-        Test(
-            PASS if weak > 0 else FAIL if strong < 0 else UNDECIDED, f"{text}, sign of the paper's"
-        ),
+        _test(weak > 0, strong < 0, f"{text}, sign of the paper's"),
         Test(PASS if strong >= target else FAIL, f"{text}, within 0.1 of the paper's {paper:.2f}"),
     ]
 
@@ -232,10 +236,13 @@ def judge_ordering(means: dict, intervals: dict, expected: tuple) -> tuple[str, 
             "them)",
         )
     tests = []
-    for easier, harder in zip(expected, expected[1:]):
+    for easier, harder in itertools.pairwise(expected):
         (lo_a, hi_a), (lo_b, hi_b) = intervals[easier], intervals[harder]
-        text = f"{easier} {means[easier]:.2f} [{lo_a:.2f}, {hi_a:.2f}] < {harder} {means[harder]:.2f} [{lo_b:.2f}, {hi_b:.2f}]"
-        tests.append(Test(PASS if hi_a < lo_b else FAIL if hi_b < lo_a else UNDECIDED, text))
+        text = (
+            f"{easier} {means[easier]:.2f} [{lo_a:.2f}, {hi_a:.2f}] < "
+            f"{harder} {means[harder]:.2f} [{lo_b:.2f}, {hi_b:.2f}]"
+        )
+        tests.append(_test(hi_a < lo_b, hi_b < lo_a, text))
     return verdict(tests), _reason(tests)
 
 
@@ -265,12 +272,9 @@ def judge_seed_consistency(agreement_by_task: dict) -> tuple[str, str]:
             )
         conv, mlp = ci["resnet18", "vgg16"], [ci["resnet18", "mlp"], ci["vgg16", "mlp"]]
         tests.append(
-            Test(
-                PASS
-                if all(conv[0] > high for _, high in mlp)
-                else FAIL
-                if any(conv[1] < low for low, _ in mlp)
-                else UNDECIDED,
+            _test(
+                all(conv[0] > high for _, high in mlp),
+                any(conv[1] < low for low, _ in mlp),
                 f"{task} r(resnet18, vgg16) = {r['resnet18', 'vgg16']:.2f} vs with the "
                 "MLP "
                 f"{r['resnet18', 'mlp']:.2f}, {r['vgg16', 'mlp']:.2f}",
@@ -283,11 +287,9 @@ def judge_correlations(tests) -> tuple[str, str]:
     """Verdict of correlation claims (seed consistency, iteration learned, margins) from their
     tests."""
     tests = list(tests)
-    return (
-        (verdict(tests), _reason(tests))
-        if tests
-        else ("not tested", "no setting of the paper was run")
-    )
+    if not tests:
+        return "not tested", "no setting of the paper was run"
+    return verdict(tests), _reason(tests)
 
 
 def judge_consensus_bound(ensemble_slope: tuple, cross_slope: tuple) -> tuple[str, str]:
@@ -313,7 +315,7 @@ def judge_accuracy_vs_depth(gain: float, low: float, high: float) -> tuple[str, 
 def judge_inference_curve(features: dict) -> tuple[str, str]:
     """``features``: name -> (present in both curves for how many seeds, number of seeds)."""
     tests = [
-        Test(PASS if n == total else FAIL if n == 0 else UNDECIDED, f"{name}: {n} of {total} seeds")
+        _test(n == total, n == 0, f"{name}: {n} of {total} seeds")
         for name, (n, total) in features.items()
     ]
     return verdict(tests), _reason(tests)
@@ -359,12 +361,9 @@ def judge_difficulty_types(
     )
     others = [different, unless, ambiguous]
     tests = [
-        Test(
-            PASS
-            if all(easy[1] > o[2] for o in others)
-            else FAIL
-            if any(easy[2] < o[1] for o in others)
-            else UNDECIDED,
+        _test(
+            all(easy[1] > o[2] for o in others),
+            any(easy[2] < o[1] for o in others),
             f"C* easy {easy[0]:.2f} [{easy[1]:.2f}, {easy[2]:.2f}] vs the others",
         )
     ]
@@ -376,20 +375,18 @@ def judge_difficulty_types(
     )
     (m_lo, m_hi), (s_lo, s_hi) = wilson_interval(*unless_middle), wilson_interval(*unless_softmax)
     tests.append(
-        Test(
-            PASS if m_lo > s_hi else FAIL if m_hi < s_lo else UNDECIDED,
+        _test(
+            m_lo > s_hi,
+            m_hi < s_lo,
             "'unless label' accuracy at the middle probe "
             f"{unless_middle[0]}/{unless_middle[1]} vs "
             f"softmax {unless_softmax[0]}/{unless_softmax[1]}",
         )
     )
     tests.append(
-        Test(
-            PASS
-            if ambiguous[2] < min(easy[1], different[1])
-            else FAIL
-            if ambiguous[1] > max(easy[2], different[2])
-            else UNDECIDED,
+        _test(
+            ambiguous[2] < min(easy[1], different[1]),
+            ambiguous[1] > max(easy[2], different[2]),
             f"C* ambiguous {ambiguous[0]:.2f} [{ambiguous[1]:.2f}, {ambiguous[2]:.2f}] "
             "below easy and "
             f"'different class'",
@@ -410,7 +407,7 @@ def judge_knn_fix(network: tuple, probe: tuple) -> tuple[str, str]:
         f"{100 * p_acc:.1f} % "
         f"[{100 * p_lo:.1f}, {100 * p_hi:.1f}]"
     )
-    better = Test(PASS if p_lo > n_hi else FAIL if p_hi < n_lo else UNDECIDED, text)
+    better = _test(p_lo > n_hi, p_hi < n_lo, text)
     gain_low, gain_high = p_lo - n_hi, p_hi - n_lo  # conservative interval of the gain
     size = interval_test(
         gain_low, gain_high, 0.365, f"gain {100 * (p_acc - n_acc):.1f} points, as a fraction"
@@ -449,12 +446,8 @@ def record(
         "setting": setting,
         "values": values or {},
     }
-    folder = _folder(profile)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(entry, handle, indent=2, default=float)
-    os.replace(tmp, folder / f"{key}.json")
+    text = json.dumps(entry, indent=2, default=float)
+    write_atomically(_folder(profile) / f"{key}.json", lambda tmp: tmp.write_text(text))
     return entry
 
 

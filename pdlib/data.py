@@ -15,13 +15,15 @@ import os
 import pickle
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from pdlib.cache import write_atomically
 
 #: Where Debian's ``dataset-fashion-mnist`` package installs the gzipped IDX files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -262,7 +264,7 @@ def _read_fashion_mnist(split: str, root: Path):
             f"{DEBIAN_FASHION_MNIST}, which is also searched)",
         )
     images, labels = (
-        _read_idx(_decompressed(path, raw / name)) for path, name in zip(found, names)
+        _read_idx(_decompressed(path, raw / name)) for path, name in zip(found, names, strict=False)
     )
     return images[:, None], labels
 
@@ -280,16 +282,13 @@ def _decompressed(path: Path, target: Path) -> Path:
     written."""
     if path == target:
         return path
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so a concurrent reader never sees half a file.
-        with (
-            _open(path) as source,
-            tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as out,
-        ):
+
+    def copy(tmp: Path) -> None:
+        with _open(path) as source, tmp.open("wb") as out:
             shutil.copyfileobj(source, out)
-        os.replace(out.name, target)
-        return target
+
+    try:
+        return write_atomically(target, copy)  # a concurrent reader never sees half a file
     except OSError:
         return path  # e.g. a read-only data root: read the found file in place
 

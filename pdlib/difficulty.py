@@ -9,11 +9,15 @@ Pure functions of per-point arrays (:func:`pdlib.ensembles.ensemble_statistics`,
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pdlib._checks import check_positive_int
 from pdlib.metrics import bootstrap_interval, wilson_interval
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = [
     "CORNERS",
@@ -249,7 +253,7 @@ def _percent(report: dict) -> str:
     )
 
 
-def fix_table(decoupled: dict, splits: list, probe_names) -> "pandas.DataFrame":
+def fix_table(decoupled: dict, splits: list, probe_names) -> pandas.DataFrame:
     """The k-NN fix: the decoupled result (:func:`probe_fix`) and each halving
     (:func:`choose_probe_layer`)."""
     import pandas as pd
@@ -276,7 +280,7 @@ def fix_table(decoupled: dict, splits: list, probe_names) -> "pandas.DataFrame":
     return pd.DataFrame(rows)
 
 
-def rule_table(rule: dict, probe_names, n_probes: int) -> "pandas.DataFrame":
+def rule_table(rule: dict, probe_names, n_probes: int) -> pandas.DataFrame:
     """The PD switch rule (:func:`pd_switch_rule`) as one row."""
     import pandas as pd
 

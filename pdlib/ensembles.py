@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -65,7 +65,7 @@ class Ensemble:
     def __len__(self) -> int:
         return len(self.configs)
 
-    def __getitem__(self, models: slice) -> "Ensemble":
+    def __getitem__(self, models: slice) -> Ensemble:
         return Ensemble(self.configs[models])
 
     def artifacts(self) -> Iterator[Artifact]:

@@ -275,7 +275,7 @@ def margin_statistics(configs: list[RunConfig]) -> dict:
 
     out = {"depth": [], "output_margin": [], "input_margin": []}
     runs = [run_model(config, keep_weights=True) for config in configs]
-    for run, config in zip(runs, configs):
+    for run, config in zip(runs, configs, strict=False):
         test = run["is_test"]
         cached = load_or_compute(
             f"margins-{RUNS_KIND}", config, lambda config=config: compute(config)

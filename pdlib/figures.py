@@ -6,17 +6,17 @@ Each figure has a provenance footer and is at most :data:`WIDTH` inches wide;
 
 from __future__ import annotations
 
-import os
 from itertools import combinations
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
-from matplotlib.colors import LogNorm
+
+from pdlib.figures_difficulty import fig7_corner_gallery, fig7_difficulty_plane, fig8_group_curves
+from pdlib.plotting import WIDTH, blank_axes, display_images, finish_figure, hist2d, show_image
 
 __all__ = [
-    "display_images",
+    "display_images",  # re-exported from pdlib.plotting
     "fig1_depth_gallery",
     "fig1_depth_distributions",
     "probe_accuracy_panels",
@@ -33,56 +33,6 @@ __all__ = [
     "fig8_group_curves",
     "sensitivity_depth_shift",
 ]
-
-#: Widest figure, in inches: the book's text column at 100 dpi.
-WIDTH = 8.0
-sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
-
-
-def _finish(fig, footer: str, name: str):
-    """Add the provenance footer below everything and save when ``PDLIB_FIGURES`` is set."""
-    # Axis labels can hang below the figure's edge; lay out first and start under the lowest one.
-    renderer = fig.canvas.get_renderer()
-    fig.draw_without_rendering()
-    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes]
-    boxes += [
-        artist.get_window_extent(renderer)
-        for artist in fig.legends + fig.texts
-        if artist.get_visible()
-    ]
-    bottom = min(
-        [box.transformed(fig.transFigure.inverted()).y0 for box in boxes if box is not None]
-        or [0.0]
-    )
-    fig.text(0.5, bottom - 0.01, footer, ha="center", va="top", fontsize=8, color="0.3", wrap=True)
-    folder = os.environ.get("PDLIB_FIGURES")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(folder) / f"{name}.png", dpi=150, bbox_inches="tight")
-    return fig
-
-
-def _blank(ax) -> None:
-    ax.set_xticks([]), ax.set_yticks([])
-    ax.grid(False)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-
-
-def display_images(inputs, mean, std) -> np.ndarray:
-    """Undo the normalisation: (n, C, H, W) -> (n, H, W) for C = 1 or (n, H, W, 3), values in [0,
-    1]."""
-    x = (
-        np.asarray(inputs, dtype=np.float64) * np.asarray(std)[None, :, None, None]
-        + np.asarray(mean)[None, :, None, None]
-    )
-    x = np.clip(x, 0, 1)
-    return x[:, 0] if x.shape[1] == 1 else x.transpose(0, 2, 3, 1)
-
-
-def _image(ax, image) -> None:
-    ax.imshow(image, cmap="gray_r" if image.ndim == 2 else None, vmin=0, vmax=1)
-    _blank(ax)
 
 
 def fig1_depth_gallery(
@@ -112,11 +62,11 @@ def fig1_depth_gallery(
         members = np.flatnonzero(labels == c)
         order = members[np.lexsort((rng.random(len(members)), depth[members]))]
         chosen = list(order[:n_per_side]) + [None] + list(order[::-1][:n_per_side][::-1])
-        for ax, index in zip(axes[row], chosen):
-            _blank(ax)
+        for ax, index in zip(axes[row], chosen, strict=False):
+            blank_axes(ax)
             if index is None:
                 continue
-            _image(ax, images[index])
+            show_image(ax, images[index])
             ax.set_title(
                 f"PD {depth[index]:.2g}, pred.\n{class_names[predictions[index]]}",
                 fontsize=6.5,
@@ -128,7 +78,7 @@ def fig1_depth_gallery(
         "highest PD", (0, 1.9), xycoords="axes fraction", fontsize=9, weight="bold"
     )
     fig.subplots_adjust(hspace=0.95, wspace=0.1, left=0.16, top=0.93, bottom=0.03)
-    return _finish(
+    return finish_figure(
         fig, footer + " · red title: the prediction differs from the label", "fig1_gallery"
     )
 
@@ -137,7 +87,7 @@ def fig1_depth_distributions(depths: dict, n_probes: int, *, footer: str):
     """Distribution of PD per dataset (``depths``: name -> (n,) ints), in order of mean PD."""
     order = sorted(depths, key=lambda name: np.mean(depths[name]))
     fig, ax = plt.subplots(figsize=(WIDTH * 0.75, 3.4))
-    for colour, name in zip(sns.color_palette("viridis", len(order)), order):
+    for colour, name in zip(sns.color_palette("viridis", len(order)), order, strict=False):
         frequency = np.bincount(np.asarray(depths[name], dtype=np.int64), minlength=n_probes) / len(
             depths[name]
         )
@@ -151,7 +101,7 @@ def fig1_depth_distributions(depths: dict, n_probes: int, *, footer: str):
     ax.set(xlabel="prediction depth", ylabel="fraction of points", xticks=np.arange(n_probes))
     ax.legend(title="ordered by mean PD", fontsize=8, title_fontsize=8)
     fig.tight_layout()
-    return _finish(fig, footer, "fig1_distributions")
+    return finish_figure(fig, footer, "fig1_distributions")
 
 
 def probe_accuracy_panels(
@@ -163,7 +113,7 @@ def probe_accuracy_panels(
     fig, axes = plt.subplots(
         1, n, figsize=(min(WIDTH, 3.6 * n + 0.6), 3.5), squeeze=False, sharey=True
     )
-    for ax, (title, lines) in zip(axes[0], panels.items()):
+    for ax, (title, lines) in zip(axes[0], panels.items(), strict=False):
         for label, accuracy in lines.items():
             ax.plot(np.arange(len(accuracy)), accuracy, marker="o", markersize=3, label=label)
         ax.set_xticks(np.arange(len(probe_labels[title])))
@@ -172,7 +122,7 @@ def probe_accuracy_panels(
     axes[0, 0].set_ylabel(ylabel)
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
-    return _finish(fig, footer, name)
+    return finish_figure(fig, footer, name)
 
 
 def fig2_depth_correlations(names, matrices: dict, *, footer: str):
@@ -181,7 +131,7 @@ def fig2_depth_correlations(names, matrices: dict, *, footer: str):
     fig, axes = plt.subplots(
         1, len(matrices), figsize=(min(WIDTH, 3.6 * len(matrices) + 0.4), 3.2), squeeze=False
     )
-    for ax, (split, matrix) in zip(axes[0], matrices.items()):
+    for ax, (split, matrix) in zip(axes[0], matrices.items(), strict=False):
         sns.heatmap(
             matrix,
             annot=True,
@@ -198,21 +148,9 @@ def fig2_depth_correlations(names, matrices: dict, *, footer: str):
         )
         ax.set_title(f"{split} points", fontsize=9)
     fig.tight_layout()
-    return _finish(
+    return finish_figure(
         fig, footer + " · diagonal: between random seeds of one architecture", "fig2_correlations"
     )
-
-
-def _hist2d(ax, x, y, *, x_bins, y_bins, xlabel="", ylabel="", title=""):
-    """2-D histogram with a logarithmic colour scale; returns the image for a colour bar."""
-    keep = np.isfinite(x) & np.isfinite(y)
-    counts, xe, ye = np.histogram2d(x[keep], y[keep], bins=[x_bins, y_bins])
-    image = ax.pcolormesh(
-        xe, ye, counts.T, norm=LogNorm(vmin=1, vmax=max(2, counts.max())), cmap="viridis"
-    )
-    ax.set(xlabel=xlabel, ylabel=ylabel)
-    ax.set_title(f"{title} (n = {int(keep.sum()):,d})" if title else "", fontsize=9)
-    return image
 
 
 def fig2_mean_depth_pairs(mean_rescaled: dict, *, footer: str):
@@ -222,8 +160,8 @@ def fig2_mean_depth_pairs(mean_rescaled: dict, *, footer: str):
         1, len(pairs), figsize=(min(WIDTH, 2.9 * len(pairs) + 0.6), 3.0), squeeze=False
     )
     bins = np.linspace(0, 1, 21)
-    for ax, (a, b) in zip(axes[0], pairs):
-        image = _hist2d(
+    for ax, (a, b) in zip(axes[0], pairs, strict=False):
+        image = hist2d(
             ax,
             mean_rescaled[a],
             mean_rescaled[b],
@@ -235,7 +173,7 @@ def fig2_mean_depth_pairs(mean_rescaled: dict, *, footer: str):
         ax.plot([0, 1], [0, 1], color="0.6", lw=0.8)
         ax.set_aspect("equal")
     fig.colorbar(image, ax=axes, fraction=0.025, label="points (log)")
-    return _finish(fig, footer + " · PD / max PD per architecture", "fig2_mean_depth_pairs")
+    return finish_figure(fig, footer + " · PD / max PD per architecture", "fig2_mean_depth_pairs")
 
 
 def fig3_consistency_vs_depth(
@@ -252,8 +190,8 @@ def fig3_consistency_vs_depth(
         ("consensus ≠ label", ~consensus_matches),
     ]
     fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 3.0), sharey=True)
-    for ax, (title, mask) in zip(axes, panels):
-        image = _hist2d(
+    for ax, (title, mask) in zip(axes, panels, strict=False):
+        image = hist2d(
             ax,
             mean_depth_val[mask],
             consistency[mask],
@@ -264,7 +202,7 @@ def fig3_consistency_vs_depth(
             ylabel="consistency Ĉ" if ax is axes[0] else "",
         )
     fig.colorbar(image, ax=axes, label="points (log)", fraction=0.02)
-    return _finish(fig, footer, "fig3_consistency_vs_depth")
+    return finish_figure(fig, footer, "fig3_consistency_vs_depth")
 
 
 def fig4_consensus_consistency(
@@ -280,8 +218,8 @@ def fig4_consensus_consistency(
     fig, axes = plt.subplots(
         rows, columns, figsize=(min(WIDTH, 3.2 * columns + 0.8), 3.0 * rows), squeeze=False
     )
-    for ax, (title, (depth, cstar)) in zip(axes.flat, panels.items()):
-        image = _hist2d(
+    for ax, (title, (depth, cstar)) in zip(axes.flat, panels.items(), strict=False):
+        image = hist2d(
             ax,
             np.asarray(depth, float),
             np.asarray(cstar, float),
@@ -304,7 +242,7 @@ def fig4_consensus_consistency(
             label=f"C* ≥ {bound['intercept']:.2f} {bound['slope']:+.2f}·PD/max",
         )
         axes[0, 0].legend(fontsize=7, loc="lower left")
-    return _finish(fig, footer, "fig4_consensus_consistency")
+    return finish_figure(fig, footer, "fig4_consensus_consistency")
 
 
 def fig4_accuracy_vs_depth(accuracy: dict, counts: dict, *, footer: str):
@@ -324,7 +262,7 @@ def fig4_accuracy_vs_depth(accuracy: dict, counts: dict, *, footer: str):
     ax.set(xlabel="prediction depth", ylabel="held-out accuracy", ylim=(0, 1.02))
     ax.legend(fontsize=8, title="marker area ∝ share of predictions", title_fontsize=7)
     fig.tight_layout()
-    return _finish(fig, footer, "fig4_accuracy_vs_depth")
+    return finish_figure(fig, footer, "fig4_accuracy_vs_depth")
 
 
 def fig5_iteration_vs_depth(panels: dict, *, footer: str):
@@ -333,7 +271,7 @@ def fig5_iteration_vs_depth(panels: dict, *, footer: str):
     fig, axes = plt.subplots(
         1, len(panels), figsize=(min(WIDTH, 4.0 * len(panels)), 3.4), squeeze=False, sharey=True
     )
-    for ax, (title, curves) in zip(axes[0], panels.items()):
+    for ax, (title, curves) in zip(axes[0], panels.items(), strict=False):
         for name, (mean, share, r) in curves.items():
             depth, keep = np.arange(len(mean)), share > 0
             (line,) = ax.plot(depth[keep], mean[keep], lw=1, alpha=0.6)
@@ -349,7 +287,7 @@ def fig5_iteration_vs_depth(panels: dict, *, footer: str):
         ax.legend(fontsize=7, title="marker area ∝ share", title_fontsize=7)
     axes[0, 0].set_ylabel("mean iteration learned (rescaled)")
     fig.tight_layout()
-    return _finish(fig, footer, "fig5_iteration_vs_depth")
+    return finish_figure(fig, footer, "fig5_iteration_vs_depth")
 
 
 def fig5_noise_curves(training: list, inference: list, probe_labels, *, footer: str):
@@ -357,8 +295,8 @@ def fig5_noise_curves(training: list, inference: list, probe_labels, *, footer: 
     line per seed."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 3.6), sharey=True)
     names = [name for name in training[0] if name != "steps"]
-    colours = dict(zip(names, sns.color_palette("deep", len(names))))
-    for seed, (curves, probes) in enumerate(zip(training, inference)):
+    colours = dict(zip(names, sns.color_palette("deep", len(names)), strict=False))
+    for seed, (curves, probes) in enumerate(zip(training, inference, strict=False)):
         for name in names:
             left.plot(
                 curves["steps"],
@@ -390,16 +328,18 @@ def fig5_noise_curves(training: list, inference: list, probe_labels, *, footer: 
         bbox_to_anchor=(0.5, 1.0),
         frameon=False,
     )
-    return _finish(fig, footer + f" · {len(training)} seeds, one line each", "fig5_noise_curves")
+    return finish_figure(
+        fig, footer + f" · {len(training)} seeds, one line each", "fig5_noise_curves"
+    )
 
 
 def fig6_margins(mean_depth, margins: dict, correlations: dict, *, max_depth: int, footer: str):
     """Fig. 6 left and middle: log10 margins against mean PD ({name: (n,)}; ``correlations``: {name:
     r})."""
     fig, axes = plt.subplots(1, len(margins), figsize=(WIDTH, 3.2), squeeze=False)
-    for ax, (name, values) in zip(axes[0], margins.items()):
+    for ax, (name, values) in zip(axes[0], margins.items(), strict=False):
         keep = np.isfinite(values) & (values > 0)
-        image = _hist2d(
+        image = hist2d(
             ax,
             mean_depth[keep],
             np.log10(values[keep]),
@@ -410,139 +350,7 @@ def fig6_margins(mean_depth, margins: dict, correlations: dict, *, max_depth: in
         )
         ax.set_title(f"{name}: r = {correlations[name]:.2f}", fontsize=9)
     fig.colorbar(image, ax=axes, fraction=0.025, label="points (log)")
-    return _finish(fig, footer, "fig6_margins")
-
-
-def fig7_difficulty_plane(
-    depth_val, depth_train, consensus_matches, *, max_depth: int, footer: str, groups: dict
-):
-    """PD_val against PD_train (rescaled, log colour) with each corner group's region outlined.
-
-    A corner group is the ``n`` points nearest its corner, so it is exactly the points inside the
-    quarter circle around the corner through its farthest member, which is what is drawn.
-    """
-    from pdlib.difficulty import CORNERS
-
-    x, y = depth_val / max_depth, depth_train / max_depth
-    edges = np.linspace(-0.5 / max_depth, 1 + 0.5 / max_depth, 2 * max_depth + 2)
-    panels = [
-        ("all points", np.ones_like(consensus_matches, dtype=bool)),
-        ("consensus ≠ label", ~consensus_matches),
-        ("consensus = label", consensus_matches),
-    ]
-    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 3.3), sharey=True)
-    for ax, (title, mask) in zip(axes, panels):
-        image = _hist2d(
-            ax,
-            x[mask],
-            y[mask],
-            x_bins=edges,
-            y_bins=edges,
-            title=title,
-            xlabel="PD_val / max",
-            ylabel="PD_train / max" if ax is axes[0] else "",
-        )
-    angle = np.linspace(0, 2 * np.pi, 200)
-    for colour, (name, index) in zip(sns.color_palette("bright", 4), groups.items()):
-        cx, cy = CORNERS[name]
-        radius = np.hypot(x[index] - cx, y[index] - cy).max() if len(index) else 0
-        arc_x, arc_y = cx + radius * np.cos(angle), cy + radius * np.sin(angle)
-        inside = (arc_x >= -0.02) & (arc_x <= 1.02) & (arc_y >= -0.02) & (arc_y <= 1.02)
-        axes[0].plot(
-            np.where(inside, arc_x, np.nan),
-            np.where(inside, arc_y, np.nan),
-            color=colour,
-            lw=1.6,
-            label=name,
-        )
-    for ax in axes:
-        ax.set(xlim=(edges[0], edges[-1]), ylim=(edges[0], edges[-1]), aspect="equal")
-    fig.legend(
-        *axes[0].get_legend_handles_labels(),
-        loc="lower center",
-        ncol=4,
-        fontsize=7,
-        bbox_to_anchor=(0.45, 0.93),
-        frameon=False,
-    )
-    fig.colorbar(image, ax=axes, label="points (log)", fraction=0.02)
-    return _finish(fig, footer + " · outlines: the corner groups", "fig7_difficulty_plane")
-
-
-def fig7_corner_gallery(
-    images, groups: dict, labels, consensus, class_names, *, footer: str, n_images: int = 6
-):
-    """Per corner group (row), its nearest points, captioned with label and consensus class."""
-    shown = [point for index in groups.values() for point in index[:n_images]]
-    # A gallery of one class titles each image with its consensus only: two class names overflow.
-    one_label = len({int(labels[point]) for point in shown}) == 1
-    # Rows as tall as an image plus its title (inches), so that the images fill the width.
-    width, left, right = WIDTH * 0.85, 0.25, 0.98
-    cell, title = width * (right - left) / n_images * 0.9, 0.2 if one_label else 0.36
-    height = len(groups) * (cell + title) + 0.1
-    fig, axes = plt.subplots(len(groups), n_images, figsize=(width, height), squeeze=False)
-    for row, (name, index) in enumerate(groups.items()):
-        for col, ax in enumerate(axes[row]):
-            _blank(ax)
-            if col < len(index):
-                point = index[col]
-                _image(ax, images[point])
-                agreed = class_names[consensus[point]] if consensus[point] >= 0 else "none"
-                ax.set_title(
-                    agreed if one_label else f"{class_names[labels[point]]}\n→ {agreed}",
-                    fontsize=6.5,
-                    color="crimson" if consensus[point] != labels[point] else "black",
-                )
-        axes[row, 0].set_ylabel(
-            name.replace(" the label", "\nthe label").replace(" a different", "\na different"),
-            fontsize=7,
-            rotation=0,
-            ha="right",
-            va="center",
-        )
-    fig.subplots_adjust(
-        left=left,
-        right=right,
-        top=1 - title / height,
-        bottom=0.05 / height,
-        hspace=title / cell,
-        wspace=0.1,
-    )
-    key = (
-        f"titles: consensus class (every image is labelled {class_names[labels[shown[0]]]})"
-        if one_label and shown
-        else "titles: label → consensus class"
-    )
-    return _finish(
-        fig, f"{footer} · {key}; red: consensus differs from the label", "fig7_corner_gallery"
-    )
-
-
-def fig8_group_curves(curves: dict, probe_labels, *, footer: str):
-    """Fig. 8: k-NN confidence (solid), accuracy (dotted) per group and probe;
-    ``curves[group][target]``."""
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.6), sharey=True)
-    x = np.arange(len(probe_labels))
-    for ax, target in zip(axes, ("ground truth", "consensus")):
-        for colour, group in zip(sns.color_palette("bright", len(curves)), curves):
-            ax.plot(
-                x, curves[group][target]["confidence"], "-", color=colour, marker=".", label=group
-            )
-            ax.plot(x, curves[group][target]["accuracy"], ":", color=colour)
-        ax.set_title(f"{target} class", fontsize=9)
-        ax.set_xticks(x)
-        ax.set_xticklabels(probe_labels, rotation=70, fontsize=6.5)
-    axes[0].set(ylabel="confidence (solid), accuracy (dotted)", ylim=(-0.02, 1.02))
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
-    fig.legend(
-        *axes[0].get_legend_handles_labels(),
-        loc="upper center",
-        ncol=2,
-        fontsize=7,
-        bbox_to_anchor=(0.5, 1.0),
-        frameon=False,
-    )
-    return _finish(fig, footer + " · validation-split appearances", "fig8_group_curves")
+    return finish_figure(fig, footer, "fig6_margins")
 
 
 def sensitivity_depth_shift(
@@ -562,4 +370,4 @@ def sensitivity_depth_shift(
     left.set(xlabel="mean PD")
     right.set(xlabel="rank correlation with the default", xlim=(0, 1.02))
     fig.tight_layout()
-    return _finish(fig, footer, name)
+    return finish_figure(fig, footer, name)

@@ -117,7 +117,9 @@ def example_scores(ensemble: Ensemble, *, class_names=None):
             "output margin": means["output margin"],
             "AUM": means["AUM"],
             "training loss": means["training loss"],
-            "difficulty type": [corners[i] if ok else "" for i, ok in zip(nearest, placed)],
+            "difficulty type": [
+                corners[i] if ok else "" for i, ok in zip(nearest, placed, strict=False)
+            ],
             "distance to corner": np.where(placed, distance[nearest, np.arange(len(x))], np.nan),
             "suspicion": suspicion_score(
                 stats["consistency"], stats["depth_val"], stats["depth_train"], max_depth
@@ -313,16 +315,16 @@ def fig_detection(
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from pdlib.figures import WIDTH, _finish
+    from pdlib.plotting import WIDTH, finish_figure
 
     settings = list(tables)
     fig, axes = plt.subplots(
         1, len(measures), figsize=(WIDTH, 0.42 * len(METHODS) + 1.6), sharey=True
     )
-    colours = dict(zip(settings, sns.color_palette("deep", len(settings))))
+    colours = dict(zip(settings, sns.color_palette("deep", len(settings)), strict=False))
     rows = np.arange(len(METHODS))
-    for ax, measure in zip(axes, measures):
-        for offset, setting in zip(np.linspace(-0.3, 0.3, len(settings)), settings):
+    for ax, measure in zip(axes, measures, strict=False):
+        for offset, setting in zip(np.linspace(-0.3, 0.3, len(settings)), settings, strict=False):
             t = tables[setting].reindex(list(METHODS))
             error = np.vstack([t[measure] - t[f"{measure} low"], t[f"{measure} high"] - t[measure]])
             ax.errorbar(
@@ -349,7 +351,7 @@ def fig_detection(
         bbox_to_anchor=(0.5, 1.0),
         frameon=False,
     )
-    return _finish(fig, footer, "label_error_detection")
+    return finish_figure(fig, footer, "label_error_detection")
 
 
 def summary_table(tables: dict, measures=("AUROC", "average precision", "precision at k")):

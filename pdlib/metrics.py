@@ -198,7 +198,8 @@ def split_means(values, held_out) -> tuple[np.ndarray, np.ndarray]:
     """Per point, the mean of ``values`` over the models that held it out and over the others
     (PD_val, PD_train).
 
-    >>> val, train = split_means([[1, 2], [3, 4], [5, 6]], [[True, False], [False, False], [True, False]])
+    >>> held_out = [[True, False], [False, False], [True, False]]
+    >>> val, train = split_means([[1, 2], [3, 4], [5, 6]], held_out)
     >>> val.tolist(), train.tolist()
     ([3.0, nan], [3.0, 4.0])
     """

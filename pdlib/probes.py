@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -106,7 +107,8 @@ def capture_embeddings(
     Examples
     --------
     >>> from pdlib import make_model
-    >>> captured = capture_embeddings(make_model("mlp", 3, 1, 4, width=5, seed=0), torch.zeros(2, 1, 4, 4))
+    >>> model = make_model("mlp", 3, 1, 4, width=5, seed=0)
+    >>> captured = capture_embeddings(model, torch.zeros(2, 1, 4, 4))
     >>> {name: e.shape for name, e in captured.embeddings.items()}["hidden7"], captured.logits.shape
     ((2, 5), (2, 3))
     """

@@ -78,12 +78,13 @@ class Setup:
     kind: str  # a key of KINDS
     n_pool: int = 0  # training-split images when they differ from the profile's; 0 = the profile's
 
-    def describe(self, profile: "Profile") -> str:
+    def describe(self, profile: Profile) -> str:
         """One line for the plan tables, e.g. ``cifar10 · resnet18 · 90:10 ensemble of 250 · 45,000
         images``."""
         pool = self.n_pool or profile.n_pool
         images = "full training split" if pool == 0 else f"{pool:,} images"
-        return f"{', '.join(self.datasets)} · {', '.join(self.archs)} · {KINDS[self.kind]}, {self.n_models} · {images}"
+        datasets, archs = ", ".join(self.datasets), ", ".join(self.archs)
+        return f"{datasets} · {archs} · {KINDS[self.kind]}, {self.n_models} · {images}"
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ import base64
 import html
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_outputs", "write_atomically", "render_report", "thumbnail_uri"]
+from pdlib.cache import write_atomically
+
+__all__ = ["write_outputs", "render_report", "thumbnail_uri"]
 
 #: What each corner of the plane says about an image (its definition; Section 4 of the paper).
 MEANINGS = {
@@ -35,11 +36,14 @@ MEANINGS = {
 }
 
 _CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 70em;
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+       max-width: 70em;
        padding: 0 1em; color: #222; }
-h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
 .muted { color: #666; } .bad { color: #b0122b; font-weight: 600; }
-table { border-collapse: collapse; margin: 0.5em 0; } td, th { padding: 0.25em 0.6em; text-align: left;
+table { border-collapse: collapse; margin: 0.5em 0; }
+td, th { padding: 0.25em 0.6em; text-align: left;
        border-bottom: 1px solid #eee; vertical-align: middle; } th { background: #f6f6f6; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .gallery { display: flex; flex-wrap: wrap; gap: 0.6em; margin: 0.4em 0 1.2em; }
@@ -67,22 +71,6 @@ def write_outputs(out, table, pixels, **facts) -> None:
     write_atomically(out / "scores.parquet", lambda tmp: table.to_parquet(tmp, index=False))
     page = render_report(table, pixels, out=str(out), **facts)
     write_atomically(out / "report.html", lambda tmp: tmp.write_text(page, encoding="utf-8"))
-
-
-def write_atomically(path, write) -> None:
-    """Call ``write(tmp)``, then rename ``tmp`` onto ``path``: a killed process never leaves half a
-    file.
-
-    ``tmp`` sits beside ``path`` with a name starting with a dot (``.scores.csv.<pid>.tmp``), and is
-    removed if ``write`` fails.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def render_report(
@@ -257,11 +245,12 @@ def _plane(val, train, matches, max_depth, settings, n_models, n) -> str:
     import matplotlib.pyplot as plt
 
     from pdlib.difficulty import corner_groups
-    from pdlib.figures import fig7_difficulty_plane
+    from pdlib.figures_difficulty import fig7_difficulty_plane
 
     eligible = int(np.sum(np.isfinite(val) & np.isfinite(train)))
     groups = corner_groups(val, train, max_depth, n=max(1, min(100, eligible // 10)))
-    footer = f"pdlib audit · {n:,} images · {settings['arch']}, width {settings['width']} · {n_models} networks"
+    network = f"{settings['arch']}, width {settings['width']}"
+    footer = f"pdlib audit · {n:,} images · {network} · {n_models} networks"
     fig = fig7_difficulty_plane(
         val, train, matches, max_depth=max_depth, groups=groups, footer=footer
     )

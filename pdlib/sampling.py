@@ -4,7 +4,7 @@ deterministic given a seed."""
 from __future__ import annotations
 
 import numbers
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ def stratified_subset(labels, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     chosen = [
         rng.choice(np.flatnonzero(labels == c), size=k, replace=False)
-        for c, k in zip(classes, quota)
+        for c, k in zip(classes, quota, strict=False)
     ]
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 

@@ -79,7 +79,7 @@ def neighbour_variants(config: RunConfig, consensus, *, ks=(1, 5, 10, 30, 100)) 
         network = captured.logits.argmax(axis=1)
         for probe in group:
             lists = _neighbours(captured.embeddings[probe], in_train, max(ks))
-            for name, k in zip(names, sorted(ks, key=lambda k: k != config.k)):
+            for name, k in zip(names, sorted(ks, key=lambda k: k != config.k), strict=False):
                 predictions[name].append(vote(lists[:, :k], fit_labels, n_classes)[0])
             # Only training points change when a point counts itself (the others are not in the
             # support set).

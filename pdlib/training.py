@@ -183,14 +183,14 @@ def _optimiser(model: nn.Module, config: TrainConfig, total_steps: int):
         fused=fused or None,
     )
     warmup = max(1, int(config.warmup_fraction * total_steps))
-    if config.schedule == "constant":
-        factor = lambda step: 1.0  # noqa: E731
-    else:
-        factor = lambda step: (
-            step / warmup
-            if step < warmup  # noqa: E731
-            else max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-        )
+
+    def factor(step: int) -> float:
+        if config.schedule == "constant":
+            return 1.0
+        if step < warmup:
+            return step / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 

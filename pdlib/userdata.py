@@ -10,11 +10,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from pdlib.cache import write_atomically
 from pdlib.data import FILE_PREFIX, DatasetInfo, DatasetNotFoundError
 
 __all__ = ["register_arrays", "file_info", "read_file"]
@@ -74,18 +74,20 @@ def register_arrays(pixels, labels, class_names, *, folder, is_test=None) -> str
     path = folder / f"{name[len(FILE_PREFIX) :]}.npz"
     if not path.exists():
         train = pixels[~is_test].astype(np.float64) / 255.0
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as out:
-            np.savez(
-                out,
-                pixels=pixels,
-                labels=labels,
-                is_test=is_test,
-                class_names=np.asarray(class_names, dtype=str),
-                mean=train.mean(axis=(0, 2, 3)),
-                std=np.maximum(train.std(axis=(0, 2, 3)), 1e-3),
-            )
-        os.replace(out.name, path)
+        arrays = {
+            "pixels": pixels,
+            "labels": labels,
+            "is_test": is_test,
+            "class_names": np.asarray(class_names, dtype=str),
+            "mean": train.mean(axis=(0, 2, 3)),
+            "std": np.maximum(train.std(axis=(0, 2, 3)), 1e-3),
+        }
+
+        def save(tmp: Path) -> None:
+            with tmp.open("wb") as handle:  # a handle: given a path, savez would append ".npz"
+                np.savez(handle, **arrays)
+
+        write_atomically(path, save)
     os.environ["PDLIB_FILE_DATA"] = str(folder)
     return name
 

@@ -259,11 +259,15 @@ INSPECT_PAGE = r"""
   images.forEach(img => { if (img.loading === 'lazy') img.loading = 'eager'; });
   await Promise.race([
     Promise.all(images.map(img => img.complete ? null :
-      new Promise(resolve => { img.addEventListener('load', resolve); img.addEventListener('error', resolve); }))),
+      new Promise(resolve => {
+        img.addEventListener('load', resolve);
+        img.addEventListener('error', resolve);
+      }))),
     sleep(20000)]);
   let mathjax = 'absent';
   if (document.querySelector('script[src*="mathjax"]')) {
-    for (let i = 0; i < 200 && !(window.MathJax && MathJax.startup && MathJax.startup.promise); i++) await sleep(100);
+    const ready = () => window.MathJax && MathJax.startup && MathJax.startup.promise;
+    for (let i = 0; i < 200 && !ready(); i++) await sleep(100);
     if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
       await MathJax.startup.promise;
       mathjax = 'ready';
@@ -280,11 +284,14 @@ INSPECT_PAGE = r"""
     h1: h1 ? h1.textContent.trim() : '',
     mathjax: mathjax,
     mathNodes: mathNodes.length,
-    untypeset: mathNodes.filter(n => !n.querySelector('mjx-container')).map(n => n.textContent.slice(0, 80)),
+    untypeset: mathNodes.filter(n => !n.querySelector('mjx-container'))
+      .map(n => n.textContent.slice(0, 80)),
     mjxContainers: document.querySelectorAll('mjx-container').length,
     mathErrors: document.querySelectorAll('mjx-merror').length,
-    images: images.map(img => ({src: img.currentSrc || img.src, complete: img.complete, width: img.naturalWidth})),
-    errorOutputs: document.querySelectorAll('.output.traceback, .output.error, .cell_output .traceback').length,
+    images: images.map(img => ({
+      src: img.currentSrc || img.src, complete: img.complete, width: img.naturalWidth})),
+    errorOutputs: document.querySelectorAll(
+      '.output.traceback, .output.error, .cell_output .traceback').length,
     systemMessages: Array.from(document.querySelectorAll('.system-message, .problematic'))
       .map(n => n.textContent.trim().slice(0, 120)),
     parameters: !!Array.from(document.querySelectorAll('.admonition-title'))
@@ -320,8 +327,10 @@ WIDE_CODE = r"""
     if (!table.getClientRects().length) continue;
     const width = table.getBoundingClientRect().width;
     if (width > column.clientWidth + 1) {
-      const head = Array.from(table.querySelectorAll('th')).map(th => th.textContent.trim()).filter(Boolean);
-      tables.push({width: Math.round(width), clientWidth: column.clientWidth, header: head.slice(0, 4).join(' | ')});
+      const head = Array.from(table.querySelectorAll('th')).map(th => th.textContent.trim())
+        .filter(Boolean);
+      tables.push({width: Math.round(width), clientWidth: column.clientWidth,
+                   header: head.slice(0, 4).join(' | ')});
     }
   }
   return {viewport: window.innerWidth, wide: wide, tables: tables};

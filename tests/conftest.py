@@ -12,6 +12,16 @@ os.environ.setdefault("PDLIB_CACHE", tempfile.mkdtemp(prefix="pdlib-test-cache-"
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks: one thread is fastest, and far faster than two on a loaded machine
+    (``pytestmark = pytest.mark.usefixtures("one_thread")`` in a module that trains them)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

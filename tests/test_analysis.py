@@ -228,7 +228,7 @@ def test_ensemble_table(rng):
     stats["consensus"][3:8] = (stats["labels"][3:8] + 1) % N_CLASSES
     stats["consensus"][:3] = -1
     table = analysis.ensemble_table(stats)
-    values = dict(zip(table["quantity"], table["value"]))
+    values = dict(zip(table["quantity"], table["value"], strict=True))
     assert list(table.columns) == ["quantity", "value"] and table["value"].map(type).eq(str).all()
     assert values["networks"] == "12" and values["pool points"] == "200"
     assert values["points held out at least once"] == "197"
@@ -250,7 +250,7 @@ def loop_accuracy_gain(stats):
     max_depth = stats["n_probes"] - 1
     pairs = [
         (int(stats["depth"][m, i]), stats["predictions"][m, i] == stats["labels"][i])
-        for m, i in zip(*np.nonzero(stats["held_out"]))
+        for m, i in zip(*np.nonzero(stats["held_out"]), strict=True)
     ]
     low = [c for d, c in pairs if d <= max_depth // 3]
     high = [c for d, c in pairs if d >= 2 * max_depth // 3]

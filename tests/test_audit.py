@@ -41,7 +41,7 @@ def write_folder(root: Path, n_per_class: int = 50, classes=CLASSES) -> list[str
     """An ImageFolder of PNGs; returns the relative paths in torchvision's order."""
     images, labels = make_images(n_per_class)
     paths = []
-    for i, (image, label) in enumerate(zip(images, labels)):
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
         if label >= len(classes):
             continue
         path = root / classes[label] / f"{i:03d}.png"
@@ -210,7 +210,8 @@ def _npz_lengths(root):
     return "every image needs one label"
 
 
-BAD_INPUTS = {  # name: (writes the input into root and returns a fragment of the message, path to audit, options)
+# name: (writes the input into root and returns a fragment of the message, path to audit, options)
+BAD_INPUTS = {
     "truncated PNG": (_truncated, "", {}),
     "unreadable file": (_garbage, "", {}),
     "CSV without label": (_csv_without("label"), "labels.csv", {}),

@@ -43,9 +43,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import _browser
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD_TIMEOUT_S = (
@@ -138,10 +137,11 @@ def check_asserts(html: str) -> list[str]:
 
 _RAW_MYST = re.compile(
     r"""
-    \{[a-z][\w-]*(?::[\w-]*)+\}   # a domain role or an unformatted template: {glue:text}, {cite:p}, {glue:}
+    \{[a-z][\w-]*(?::[\w-]*)+\}   # a domain role or unformatted template: {glue:text}, {cite:p}
   | \{[a-z][\w-]*\}`             # a role with its target: {doc}`methods`
-  | \{(?:doc|ref|numref|eq|glue|math|term|download|abbr|cite|index|code-cell|figure|image|admonition|note
-        |warning|tip|important|seealso|dropdown|margin|toctree|bibliography|list-table|table|tableofcontents)\}
+  | \{(?:doc|ref|numref|eq|glue|math|term|download|abbr|cite|index|code-cell|figure|image
+        |admonition|note|warning|tip|important|seealso|dropdown|margin|toctree|bibliography
+        |list-table|table|tableofcontents)\}
   | \{cite:                      # a citation cut short
   | ```                          # a backtick fence
   | :::                          # a colon fence
@@ -154,10 +154,17 @@ _RAW_MYST = re.compile(
 def check_raw_myst(html: str) -> list[str]:
     """MyST roles, directives and fences that reached the reader as text (code listings and
     inline code excepted; cell outputs included)."""
-    text = _reader_text(_soup(html), code=False)
+    soup = _soup(html)
+    text = _reader_text(soup, code=False)
     found = {
         f"unrendered MyST {m.group()!r}: ...{_excerpt(text, m.start(), m.end())}...": None
         for m in _RAW_MYST.finditer(text)
+    }
+    # A glue role never belongs on a page, not even inside a code literal.
+    everything = soup.get_text()
+    found |= {
+        f"unrendered glue role: ...{_excerpt(everything, m.start(), m.end())}...": None
+        for m in re.finditer(r"\{glue", everything)
     }
     return list(found)
 
@@ -373,6 +380,11 @@ def test_checks_pass_a_good_page():
             '<div class="cell"><div class="cell_output"><pre>{glue:text}`x`</pre></div></div>',
             "{glue:text}",
         ),
+        (
+            '<p>the middle probe, <code class="docutils literal"><span class="pre">'
+            "{glue:text}`middle_probe`</span></code>, is right</p>",
+            "unrendered glue role",
+        ),
         ("<table><tr><th>networks</th><td>40.000</td></tr></table>", "'40.000'"),
         ("<table><tr><th>pool</th><td> 4000.000 </td></tr></table>", "'4000.000'"),
         ("<table><tr><th>pool</th><td>4,000.0</td></tr></table>", "'4,000.0'"),
@@ -387,7 +399,8 @@ def test_checks_pass_a_good_page():
         (
             "<table><thead><tr><th></th><th></th><th>mean "
             "PD</th><th>networks</th></tr></thead><tbody><tr>"
-            '<th rowspan="2">mlp</th><th>0</th><td>8.000</td><td>3</td></tr><tr><th>1</th><td>7.000</td>'
+            '<th rowspan="2">mlp</th><th>0</th><td>8.000</td><td>3</td></tr>'
+            "<tr><th>1</th><td>7.000</td>"
             "<td>40.000</td></tr></tbody></table>",
             "'40.000' prints an integer as a float (row '1')",
         ),

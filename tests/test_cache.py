@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import torch
 
 from pdlib.cache import (
@@ -23,7 +22,6 @@ from pdlib.cache import (
     save_artifact,
 )
 from pdlib.training import TrainConfig
-
 
 CACHE_PY = Path(__file__).resolve().parents[1] / "pdlib" / "cache.py"
 
@@ -49,7 +47,7 @@ def test_load_or_compute_computes_once(tmp_path):
         calls.append(1)
         return {"x": np.arange(5), "y": np.eye(2, dtype=np.float32)}, {"seconds": {"train": 1.5}}
 
-    first = load_or_compute("runs", Config("a", 1), compute, root=tmp_path)
+    load_or_compute("runs", Config("a", 1), compute, root=tmp_path)
     second = load_or_compute("runs", Config("a", 1), compute, root=tmp_path)
     assert len(calls) == 1
     np.testing.assert_array_equal(second["x"], np.arange(5))
@@ -87,14 +85,15 @@ def test_killed_writer_leaves_no_artifact(tmp_path, kill_at):
             name: str
 
         kill_at = {kill_at!r}
-        original = cache._atomic_write
+        original = cache.write_atomically
         def dying_write(path, write):
             if kill_at == "arrays":
-                return original(path, lambda tmp: (write(tmp), os.kill(os.getpid(), signal.SIGKILL)))
+                die = lambda tmp: (write(tmp), os.kill(os.getpid(), signal.SIGKILL))
+                return original(path, die)
             if kill_at == "metadata" and path.suffix == ".json":
                 os.kill(os.getpid(), signal.SIGKILL)
             return original(path, write)
-        cache._atomic_write = dying_write
+        cache.write_atomically = dying_write
 
         def compute():
             if kill_at == "compute":

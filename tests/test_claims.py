@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from pdlib import claims
-from pdlib.claims import Test as Outcome  # "Test*" names would be collected by pytest
 from pdlib.claims import (
     CLAIMS,
     VERDICTS,
@@ -30,6 +29,7 @@ from pdlib.claims import (
     judge_zero_hinge,
     verdict,
 )
+from pdlib.claims import Test as Outcome  # "Test*" names would be collected by pytest
 
 PASS, FAIL, UNDECIDED = Outcome("pass", "a"), Outcome("fail", "b"), Outcome("undecided", "c")
 
@@ -142,8 +142,8 @@ ORDER = ("fashion_mnist", "svhn", "cifar10", "cifar100")
 
 
 def ordering(means, half_width):
-    return dict(zip(ORDER, means)), {
-        name: (m - half_width, m + half_width) for name, m in zip(ORDER, means)
+    return dict(zip(ORDER, means, strict=True)), {
+        name: (m - half_width, m + half_width) for name, m in zip(ORDER, means, strict=True)
     }
 
 
@@ -256,7 +256,9 @@ def test_judge_accuracy_vs_depth(gain, low, high, expected):
     ],
 )
 def test_judge_inference_curve(counts, expected):
-    features = dict(zip(("original first", "crossing", "test maximum before the end"), counts))
+    features = dict(
+        zip(("original first", "crossing", "test maximum before the end"), counts, strict=True)
+    )
     result, reason = judge_inference_curve(features)
     assert result == expected and "crossing: " in reason
 
@@ -293,7 +295,7 @@ CORNERS = (
 def corners(easy, different, unless, ambiguous, half=0.02):
     return {
         name: (m, m - half, m + half)
-        for name, m in zip(CORNERS, (easy, different, unless, ambiguous))
+        for name, m in zip(CORNERS, (easy, different, unless, ambiguous), strict=True)
     }
 
 

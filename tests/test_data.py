@@ -104,7 +104,7 @@ def test_real_fashion_mnist(tmp_path):
 
 def test_fashion_mnist_stand_in_round_trip(tmp_path, written, no_debian):
     standins.write_fashion_mnist(tmp_path, np.random.default_rng(0))
-    for split, (pixels, labels) in zip(("train", "test"), written):
+    for split, (pixels, labels) in zip(("train", "test"), written, strict=True):
         loaded = load_dataset("fashion_mnist", split, root=tmp_path, download=False)
         assert (
             loaded.inputs.shape == (len(labels), 1, 28, 28) and loaded.inputs.dtype == torch.float32
@@ -134,7 +134,7 @@ def test_fashion_mnist_files_in_the_data_root_itself(tmp_path, rng, no_debian, c
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_cifar_stand_in_round_trip(tmp_path, written, name):
     standins.write_cifar(tmp_path, name, np.random.default_rng(1))
-    for split, (pixels, labels) in zip(("train", "test"), written):
+    for split, (pixels, labels) in zip(("train", "test"), written, strict=True):
         loaded = load_dataset(name, split, root=tmp_path, download=False)
         assert (
             loaded.inputs.shape == (len(labels), 3, 32, 32) and loaded.inputs.dtype == torch.float32
@@ -151,7 +151,7 @@ def test_cifar100_class_names():
 
 def test_svhn_stand_in_round_trip(tmp_path, written):
     standins.write_svhn(tmp_path, np.random.default_rng(2))
-    for split, (pixels, digits) in zip(("train", "test"), written):
+    for split, (pixels, digits) in zip(("train", "test"), written, strict=True):
         loaded = load_dataset("svhn", split, root=tmp_path, download=False)
         np.testing.assert_allclose(loaded.inputs.numpy(), normalised(pixels, "svhn"), atol=1e-5)
         assert loaded.labels.tolist() == digits.tolist()  # 10 on disk reads as 0

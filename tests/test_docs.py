@@ -31,7 +31,9 @@ def test_readme_layout_lists_every_module():
 
 
 def test_no_module_is_too_long():
-    """The house style's size limit: no module of the library over 400 lines."""
-    for module in (REPO / "pdlib").glob("*.py"):
+    """No module of the library over 500 lines, counted as ``ruff format`` (line length 100) lays
+    it out; ``make test`` checks the formatting, so long lines cannot hide size."""
+    for module in (REPO / "pdlib").rglob("*.py"):
         lines = len(module.read_text().splitlines())
-        assert lines <= 400, f"pdlib/{module.name} has {lines} lines (limit 400)"
+        name = module.relative_to(REPO)
+        assert lines <= 500, f"{name} has {lines} lines (limit 500)"

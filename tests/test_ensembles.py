@@ -1,6 +1,6 @@
 """pdlib.ensembles: seeds and splits, statistics against the batch metrics, held-out probe counts
-against a
-loop over models and points, stored weights, kill -9 and resume, and Ray agreeing with the local executor."""
+against a loop over models and points, stored weights, kill -9 and resume, and Ray agreeing with
+the local executor."""
 
 import os
 import signal
@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from pdlib import difficulty
 from pdlib.ensembles import (
@@ -57,13 +56,7 @@ KILLED = RunConfig(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is fastest, and far faster than two on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +71,7 @@ def arrays_of(ensemble):
 
 def assert_identical(first, second):
     assert len(first) == len(second)
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert a.keys() == b.keys()
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
@@ -182,7 +175,9 @@ def test_statistics_match_batch_metrics(ensemble):
         stats["consensus_consistency"], consensus_consistency(predictions, held_out, consensus)
     )
     depth = np.stack([r["depth"][pool] for r in runs])
-    for got, want in zip((stats["depth_val"], stats["depth_train"]), split_means(depth, held_out)):
+    for got, want in zip(
+        (stats["depth_val"], stats["depth_train"]), split_means(depth, held_out), strict=True
+    ):
         np.testing.assert_allclose(got, want)
     iterations = np.stack(
         [rescale_iteration(iteration_learned(r["checkpoint_predictions"][:, pool])) for r in runs]
@@ -228,7 +223,7 @@ def test_statistics_against_the_labels_the_networks_were_trained_on(tmp_path, mo
     np.testing.assert_array_equal(given["labels"], run["fit_labels"][pool])
     assert (truth["labels"] != given["labels"]).sum() == round(0.3 * 120)
     np.testing.assert_array_equal(
-        truth["depth_val"], given["depth_val"], strict=False
+        truth["depth_val"], given["depth_val"], strict=True
     )  # PD ignores labels
 
 

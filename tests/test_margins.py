@@ -11,13 +11,7 @@ from pdlib import input_margin, output_margin, zero_hinge_loss
 N_CLASSES, N_FEATURES = 5, 7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is fastest, and far faster than two on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- output margin
@@ -84,7 +78,7 @@ def closed_form_distance(w, b, x):
     """Exact distance from each row of x (n, d) to the nearest boundary of its argmax class."""
     z = x @ w.T + b
     out = np.empty(len(x))
-    for n, (point, logits) in enumerate(zip(x, z)):
+    for n, logits in enumerate(z):
         i = int(np.argmax(logits))
         out[n] = min(
             abs(logits[i] - logits[j]) / np.linalg.norm(w[i] - w[j])
@@ -276,7 +270,7 @@ def test_input_margin_bad_input(model, inputs, kwargs, error, name):
 
 def hinge_by_loop(logits, targets):
     total = 0.0
-    for row, y in zip(logits.tolist(), targets.tolist()):
+    for row, y in zip(logits.tolist(), targets.tolist(), strict=True):
         total += sum(max(0.0, row[j] - row[y]) for j in range(len(row)) if j != y)
     return total / len(logits)
 

@@ -337,6 +337,7 @@ def test_model_order_does_not_matter(shape):
     for got, want in zip(
         all_metrics(predictions[order], held_out[order], labels, n_classes, values[order]),
         all_metrics(predictions, held_out, labels, n_classes, values),
+        strict=True,
     ):
         np.testing.assert_array_equal(got, want)
 
@@ -629,7 +630,7 @@ def loop_lower_envelope(x, y, n_bins, quantile, min_count):
     x, y = x[keep], y[keep]
     low, width = x.min(), (x.max() - x.min()) / n_bins
     members = [[] for _ in range(n_bins)]
-    for xi, yi in zip(x, y):
+    for xi, yi in zip(x, y, strict=True):
         b = n_bins - 1 if xi >= x.max() else int(np.floor((xi - low) / width)) if width > 0 else 0
         members[min(max(b, 0), n_bins - 1)].append(yi)
     centres = [low + (b + 0.5) * width for b in range(n_bins) if len(members[b]) >= min_count]
@@ -716,7 +717,7 @@ def test_lower_envelope_with_fewer_than_two_bins_is_nan():
 def loop_mean_by_depth(depth, values, n_probes):
     mean, count = np.full(n_probes, np.nan), np.zeros(n_probes, dtype=np.int64)
     for d in range(n_probes):
-        chosen = [v for dd, v in zip(depth, values) if dd == d and np.isfinite(v)]
+        chosen = [v for dd, v in zip(depth, values, strict=True) if dd == d and np.isfinite(v)]
         count[d] = len(chosen)
         if chosen:
             mean[d] = sum(chosen) / len(chosen)

@@ -10,13 +10,7 @@ from pdlib import make_model, probe_points
 EXPECTED_PROBES = {"mlp": 9, "vgg16": 15, "resnet18": 11}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is fastest, and far faster than two on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("arch, n_probes", EXPECTED_PROBES.items())
@@ -67,8 +61,8 @@ def test_seed_makes_initialisation_reproducible():
     a = make_model("resnet18", 10, 3, 32, width=4, seed=3)
     b = make_model("resnet18", 10, 3, 32, width=4, seed=3)
     c = make_model("resnet18", 10, 3, 32, width=4, seed=4)
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters(), strict=True))
 
 
 @pytest.mark.parametrize(

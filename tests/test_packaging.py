@@ -3,8 +3,9 @@ no
 compiled code and no removed dependency."""
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,14 +18,7 @@ from pdlib import (
 )
 from pdlib.probes import captures, eval_mode, model_device, probe_groups
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is fastest, and far faster than two on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +82,7 @@ def test_hooks_capture_what_a_manual_forward_computes(arch):
     assert model.training, "capture restores the model's mode"
     expected, logits = manual_embeddings(model, x)
     assert list(captured.embeddings) == list(model.probe_points)
-    for name, want in zip(model.probe_points, expected):
+    for name, want in zip(model.probe_points, expected, strict=True):
         got = captured.embeddings[name]
         assert got.dtype == np.float32 and got.shape == tuple(want.shape)
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
@@ -145,7 +138,7 @@ def test_captures_by_group_equal_one_capture():
     for group, captured in captures(model, sets, memory_bytes=2000, batch_size=4, progress=False):
         assert len(captured) == 2 and list(captured[0].embeddings) == list(group)
         seen += group
-        for got, want in zip(captured, whole):
+        for got, want in zip(captured, whole, strict=True):
             np.testing.assert_allclose(got.logits, want.logits, rtol=1e-5, atol=1e-7)
             for name in group:
                 np.testing.assert_allclose(

@@ -25,12 +25,7 @@ SMALL = RunConfig(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +105,7 @@ def test_reduced_embeddings_on_a_small_conv_net():
     np.testing.assert_array_equal(out["variants"]["exact"][1], run_model(config)["depth"])
     names = out["probe_names"]
     for variant, features in out["features"].items():
-        for name, exact, reduced in zip(names, out["features"]["exact"], features):
+        for name, exact, reduced in zip(names, out["features"]["exact"], features, strict=True):
             if name not in out["reduced"] or variant == "exact":
                 assert reduced == exact
             elif variant.startswith("average"):

@@ -16,14 +16,7 @@ import torch.nn.functional as F
 from pdlib import TrainConfig, make_model, predict, train_model
 from pdlib.margins import output_margin, zero_hinge_loss
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is fastest, and far faster than two on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +28,10 @@ def blobs():
 
 
 def same_weights(a, b):
-    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    return all(
+        torch.equal(p, q)
+        for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
 
 
 # --- fitting and checkpoints -------------------------------------------------------------------
@@ -398,7 +394,7 @@ def test_micro_batches_give_the_same_update_as_one_pass(blobs, loss, batch_size)
             )
         )
         models.append(model)
-    for (name, p), q in zip(models[0].named_parameters(), models[1].parameters()):
+    for (name, p), q in zip(models[0].named_parameters(), models[1].parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
     assert not same_weights(models[0], make_model("mlp", 3, 1, 4, width=16, seed=2))  # it did train
     np.testing.assert_allclose(results[0].loss_history, results[1].loss_history, rtol=1e-5)
@@ -432,7 +428,7 @@ def test_aum_is_the_mean_margin_over_epochs_by_a_loop(blobs):
             for p in oracle.parameters():
                 p -= config.lr * p.grad
     np.testing.assert_allclose(result.aum, np.mean(margins, axis=0), rtol=1e-4, atol=1e-5)
-    for p, q in zip(model.parameters(), oracle.parameters()):
+    for p, q in zip(model.parameters(), oracle.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
     # a point's margin is negative exactly when another class outscores its label
     assert (np.min(margins, axis=0) < 0).any() and (np.max(margins, axis=0) > 0).any()
@@ -452,7 +448,7 @@ def test_aum_with_mini_batches_by_a_loop(blobs):
     for _ in range(config.epochs):
         for batch in torch.randperm(120, generator=generator).tensor_split(3):
             logits = oracle(inputs[batch])
-            for row, i in zip(logits.tolist(), batch.tolist()):
+            for row, i in zip(logits.tolist(), batch.tolist(), strict=True):
                 y = int(labels[i])
                 total[i] += row[y] - max(v for c, v in enumerate(row) if c != y)
             oracle.zero_grad()
@@ -473,7 +469,7 @@ def test_head_init_scale_scales_only_the_heads_initial_weights(arch, width, scal
     scaled = make_model(arch, 4, 1, 8, width=width, seed=5, head_init_scale=scale)
     torch.testing.assert_close(scaled.head.weight, scale * plain.head.weight, rtol=1e-6, atol=0)
     assert (scaled.head.bias == 0).all() and (plain.head.bias == 0).all()
-    for (name, p), q in zip(plain.state_dict().items(), scaled.state_dict().values()):
+    for (name, p), q in zip(plain.state_dict().items(), scaled.state_dict().values(), strict=True):
         if not name.startswith("head."):
             assert torch.equal(p, q), name
     with torch.no_grad():
