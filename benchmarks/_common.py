@@ -113,8 +113,7 @@ def machine_summary() -> str:
         pass
     return (
         f"{os.cpu_count()} CPU cores ({model}), torch {torch.__version__} with "
-        f"{torch.get_num_threads()} "
-        f"threads, load average (1/5/15 min) {load_average()}"
+        f"{torch.get_num_threads()} threads, load average (1/5/15 min) {load_average()}"
     )
 
 

@@ -85,8 +85,7 @@ def main() -> None:
             total[key] += cost[key]
     print(
         f"| **all chapters** | **{total['wall']:,.0f}** | **{total['runs']}** | "
-        f"**{total['train']:,.0f}** | "
-        f"**{total['probe']:,.0f}** |"
+        f"**{total['train']:,.0f}** | **{total['probe']:,.0f}** |"
     )
     if args.json:
         args.json.write_text(

@@ -69,8 +69,7 @@ def main() -> None:
     print(
         f"profile {args.profile}: the ensemble of Fig. 3, {arch} width {config.width(arch)} on "
         f"{setup.n_pool or config.n_pool} {task} images (+ {config.n_test} test), executor "
-        f"{args.executor}, "
-        f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f}"
+        f"{args.executor}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f}"
     )
     rows = []
     for n_models in (int(size) for size in args.sizes.split(",")):
@@ -112,8 +111,7 @@ def main() -> None:
     for row in rows:
         print(
             f"| {row['r']} | {row['wall_per_model']:.2f} | {row['train']:.2f} | "
-            f"{row['capture']:.2f} | "
-            f"{row['knn']:.2f} | {row['aggregate_seconds']:.2f} | "
+            f"{row['capture']:.2f} | {row['knn']:.2f} | {row['aggregate_seconds']:.2f} | "
             f"{row['aggregate_extra_mb']:.0f} |"
         )
     first, last = rows[0], rows[-1]

@@ -241,10 +241,8 @@ def main() -> None:
     model.eval()
     names = model.probe_points
     print(
-        f"{args.arch} width {args.width} on {args.n_train:,} Fashion-MNIST training images, "
-        f"{how}; "
-        f"training accuracy {accuracy:.4f}; {len(names)} probes; {args.n_val:,} validation "
-        "images",
+        f"{args.arch} width {args.width} on {args.n_train:,} Fashion-MNIST training images, {how}; "
+        f"training accuracy {accuracy:.4f}; {len(names)} probes; {args.n_val:,} validation images",
         flush=True,
     )
 
@@ -322,18 +320,16 @@ def main() -> None:
     explained = explain_differences(model, names, train_x, val_x, ours, theirs)
     disagreeing = {key: n for key, n in explained["probe_disagreements"].items() if n}
     print(
-        f"\nPD differs for {differ_train} of {args.n_train:,} training points and {differ_val} "
-        f"of {args.n_val:,} "
-        f"validation points; network predictions identical: {same_net}."
+        f"\nPD differs for {differ_train} of {args.n_train:,} training points and {differ_val} of "
+        f"{args.n_val:,} validation points; network predictions identical: {same_net}."
     )
     where = (
         f" ({', '.join(f'{key}: {n}' for key, n in disagreeing.items())})" if disagreeing else ""
     )
     print(
         f"k-NN probe predictions differ at {explained['checked']} (point, probe) pairs{where}; "
-        f"{explained['unexplained']} of them are not near-ties (relative float64 gap between "
-        "the k-th and "
-        f"(k+1)-th squared distance > {TIE_TOLERANCE:g}; largest gap among them "
+        f"{explained['unexplained']} of them are not near-ties (relative float64 gap between the "
+        f"k-th and (k+1)-th squared distance > {TIE_TOLERANCE:g}; largest gap among them "
         f"{explained['max_gap']:.2g})."
     )
     print(

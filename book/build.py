@@ -562,9 +562,8 @@ def _plan(args, root: Path) -> list[str]:
         missing = [s for s in planned if s not in sources]
         if missing:
             raise BookError(
-                f"_toc.yml lists {', '.join(CHAPTER_DIR + '/' + s for s in missing)} "
-                "but there is no "
-                f"{', '.join(SOURCE_DIR + '/' + s + '.md' for s in missing)}"
+                f"_toc.yml lists {', '.join(CHAPTER_DIR + '/' + s for s in missing)} but there is "
+                f"no {', '.join(SOURCE_DIR + '/' + s + '.md' for s in missing)}"
             )
         unlisted = [s for s in sources if s not in planned]
         if unlisted:
@@ -601,8 +600,7 @@ def _check_executed_chapters(root: Path, profile: str) -> None:
             other_profile.append(f"{stem} ({used})")
     if missing:
         raise BookError(
-            f"not executed yet: {', '.join(missing)}; run python book/build.py "
-            f"--profile {profile} "
+            f"not executed yet: {', '.join(missing)}; run python book/build.py --profile {profile} "
             f"--only {' '.join(missing)}"
         )
     if other_profile:
@@ -694,8 +692,7 @@ def _run(args, root: Path, progress: bool) -> int:
         target = root / (REFS_DIR if args.refs_only else CHAPTER_DIR)
         print(
             f"[book] profile {args.profile}: executing {len(planned)} notebook(s) with kernel "
-            f"{KERNEL} "
-            f"({argv0}) into {target}",
+            f"{KERNEL} ({argv0}) into {target}",
             flush=True,
         )
         host, cores = platform.node(), os.cpu_count()

@@ -30,9 +30,8 @@ def make_parser() -> argparse.ArgumentParser:
     defaults, arch_defaults = audit_module.DEFAULTS, audit_module.ARCH_DEFAULTS
     parser = argparse.ArgumentParser(
         prog="python -m pdlib",
-        description="pdlib: prediction depth "
-        "and example "
-        "difficulty (Baldock et al., NeurIPS 2021).",
+        description="pdlib: prediction depth and example difficulty (Baldock et al., NeurIPS "
+        "2021).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{audit,download}")
     audit = commands.add_parser(
@@ -44,10 +43,8 @@ def make_parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "data",
         metavar="DATA",
-        help="image folder (one subfolder per class), CSV "
-        "with path,label "
-        "columns, .npz with images and labels, or a dataset name (e.g. "
-        "fashion_mnist)",
+        help="image folder (one subfolder per class), CSV with path,label columns, .npz with "
+        "images and labels, or a dataset name (e.g. fashion_mnist)",
     )
     audit.add_argument(
         "--out", required=True, metavar="DIR", help="output folder (created; resumable)"
@@ -55,9 +52,8 @@ def make_parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--arch",
         choices=tuple(arch_defaults),
-        help="network (default: resnet18 "
-        "on a GPU, mlp on a "
-        "CPU, where 16 ResNet18s on 5,000 images take over an hour on 2 cores)",
+        help="network (default: resnet18 on a GPU, mlp on a CPU, where 16 ResNet18s on 5,000 "
+        "images take over an hour on 2 cores)",
     )
     audit.add_argument(
         "--models",
@@ -93,9 +89,8 @@ def make_parser() -> argparse.ArgumentParser:
         "--image-size",
         type=int,
         metavar="PIXELS",
-        help="side of the square "
-        "images the networks "
-        "see (default: the most common size if all images are square, else 32)",
+        help="side of the square images the networks see (default: the most common size if all "
+        "images are square, else 32)",
     )
     audit.add_argument(
         "--mode",
@@ -126,11 +121,8 @@ def make_parser() -> argparse.ArgumentParser:
     download = commands.add_parser(
         "download",
         help="download and verify datasets into the data folder",
-        description="Download, verify and install datasets into the "
-        "data folder "
-        "($PDLIB_DATA or <repository>/data). With no names: every "
-        "dataset the paper "
-        "profile needs.",
+        description="Download, verify and install datasets into the data folder ($PDLIB_DATA or "
+        "<repository>/data). With no names: every dataset the paper profile needs.",
     )
     download.add_argument(
         "names", nargs="*", metavar="NAME", help=f"any of {', '.join(DOWNLOADABLE)}"
@@ -204,9 +196,8 @@ def _audit(args) -> int:
     )
     if not args.quiet:
         print(
-            f"{len(table):,} images scored; {disagree:,} have a consensus class other than "
-            "their label. "
-            f"Wrote {os.path.join(args.out, 'scores.csv')}, scores.parquet, report.html and "
+            f"{len(table):,} images scored; {disagree:,} have a consensus class other than their "
+            f"label. Wrote {os.path.join(args.out, 'scores.csv')}, scores.parquet, report.html and "
             "config.json."
         )
     return 0

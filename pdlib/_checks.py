@@ -124,8 +124,19 @@ def check_k(k, n_reference: int, leave_one_out: bool, name: str = "k") -> int:
     if k >= n_reference:
         what = "leave-one-out leaves n - 1" if leave_one_out else "the reference set has"
         raise ValueError(
-            f"{name}={k} is too large: {what} "
-            f"{n_reference - 1 if leave_one_out else n_reference} "
+            f"{name}={k} is too large: {what} {n_reference - 1 if leave_one_out else n_reference} "
             f"points; {name} must be at most {n_reference - 1}"
         )
     return k
+
+
+def as_input_batch(inputs, name: str = "inputs") -> torch.Tensor:
+    """``inputs`` as a non-empty floating-point tensor batch (n, ...)."""
+    inputs = torch.as_tensor(inputs)
+    if inputs.ndim < 2 or inputs.shape[0] == 0:
+        raise ValueError(
+            f"{name} must be a non-empty batch (n, ...), got shape {tuple(inputs.shape)}"
+        )
+    if not inputs.is_floating_point():
+        raise TypeError(f"{name} must be floating point, got {inputs.dtype}")
+    return inputs

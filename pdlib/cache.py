@@ -28,6 +28,7 @@ __all__ = [
     "load_or_compute",
     "Artifact",
     "write_atomically",
+    "is_cached",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -180,13 +181,23 @@ def _note_old_formats(folder: Path) -> None:
         import warnings
 
         warnings.warn(
-            f"the run cache {folder.parent} holds artifacts of older formats "
-            f"({', '.join(old)}); "
-            f"they are not read, and results are recomputed into {folder.name}. Delete "
-            "the old "
+            f"the run cache {folder.parent} holds artifacts of older formats ({', '.join(old)}); "
+            f"they are not read, and results are recomputed into {folder.name}. Delete the old "
             "folders to free space.",
             stacklevel=3,
         )
+
+
+def is_cached(kind: str, config, root: Path | None = None, *, with_weights: bool = False) -> bool:
+    """Whether a complete artifact of ``config`` is cached (and, ``with_weights``, its weights),
+    reading only its metadata: an ensemble asks this of every model before it trains any."""
+    npz_path, meta_path = _paths(kind, config_hash(config), root)
+    if not (meta_path.exists() and npz_path.exists()):
+        return False
+    if not with_weights:
+        return True
+    has_weights = json.loads(meta_path.read_text()).get("has_weights", False)
+    return bool(has_weights) and npz_path.with_suffix(".pt").exists()
 
 
 def load_artifact(kind: str, config, root: Path | None = None) -> Artifact | None:

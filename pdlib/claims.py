@@ -62,17 +62,15 @@ CLAIMS = (
         "Mean PD orders the datasets: Fashion-MNIST < SVHN < CIFAR10 < CIFAR100",
         "ResNet18, training split (Fig. 1 right)",
         "each adjacent pair in the paper's order, separated by 95 % bootstrap intervals; not "
-        "tested "
-        "unless all four datasets ran",
+        "tested unless all four datasets ran",
         "section2_prediction_depth",
     ),
     Claim(
         "seed_consistency",
         "PD agrees across seeds, and more between ResNet18 and VGG16 than with the MLP",
         "qualitative (Fig. 2 left)",
-        "every architecture's seed-to-seed r >= 0.5, and r(ResNet18, VGG16) above both r with "
-        "the MLP "
-        "(95 % intervals)",
+        "every architecture's seed-to-seed r >= 0.5, and r(ResNet18, VGG16) above both r with the "
+        "MLP (95 % intervals)",
         "section2_prediction_depth",
     ),
     Claim(
@@ -80,8 +78,7 @@ CLAIMS = (
         "PD gives a falling linear lower bound on consensus-consistency",
         "qualitative (Fig. 4 left, middle)",
         "the slope of the 2 % lower envelope of C* against rescaled PD is at most -0.1, in the "
-        "ensemble "
-        "and across networks (95 % bootstrap intervals)",
+        "ensemble and across networks (95 % bootstrap intervals)",
         "section3_consistency",
     ),
     Claim(
@@ -89,8 +86,7 @@ CLAIMS = (
         "Predictions made at low PD are more accurate",
         "qualitative (Fig. 4 right)",
         "held-out accuracy in the first third of the PD range exceeds the last third by >= 10 "
-        "points "
-        "(95 % bootstrap interval over points)",
+        "points (95 % bootstrap interval over points)",
         "section3_consistency",
     ),
     Claim(
@@ -105,9 +101,8 @@ CLAIMS = (
         "inference_curve",
         "The inference learning curve repeats the training curve under label noise",
         "qualitative (Fig. 5 middle, right)",
-        "three features (original label first, a crossing, a test-accuracy maximum before the "
-        "end) in both "
-        "curves for every seed",
+        "three features (original label first, a crossing, a test-accuracy maximum before the end) "
+        "in both curves for every seed",
         "section3_learning_margins",
     ),
     Claim(
@@ -121,29 +116,25 @@ CLAIMS = (
         "zero_hinge",
         "Without a reward for margin (0-Hinge) margins vanish and data separate only late",
         "output margin 2.0e-4 ± 2.0e-4 vs 16 ± 5 (CE)",
-        "CE margin >= 1000x the 0-Hinge margin; 0-Hinge mean PD above CE's; 0-Hinge's "
-        "hidden-probe gain "
-        "over the untrained network below a quarter of CE's (95 % bootstrap intervals)",
+        "CE margin >= 1000x the 0-Hinge margin; 0-Hinge mean PD above CE's; 0-Hinge's hidden-probe "
+        "gain over the untrained network below a quarter of CE's (95 % bootstrap intervals)",
         "section3_learning_margins",
     ),
     Claim(
         "difficulty_types",
         "PD_val and PD_train together separate four types of difficulty",
         "qualitative (Fig. 7, 8)",
-        "easy has the highest C*; most of 'looks like a different class' have consensus != "
-        "label; "
+        "easy has the highest C*; most of 'looks like a different class' have consensus != label; "
         "'ambiguous unless the label is given' is more accurate at the middle probe than at the "
-        "softmax; "
-        "'ambiguous' has a lower C* than the two low-PD_val corners (95 % intervals)",
+        "softmax; 'ambiguous' has a lower C* than the two low-PD_val corners (95 % intervals)",
         "section4_difficulty_types",
     ),
     Claim(
         "knn_fix",
         "A mid-layer k-NN probe fixes 'ambiguous unless the label is given' points",
         "25 % (network) vs 98 % (layer-4 probe); CIFAR10, ResNet18",
-        "the middle probe, fixed before the data, beats the network on models that did not "
-        "choose the group "
-        "(Wilson intervals apart), by at least half the paper's gain (36.5 points)",
+        "the middle probe, fixed before the data, beats the network on models that did not choose "
+        "the group (Wilson intervals apart), by at least half the paper's gain (36.5 points)",
         "section4_difficulty_types",
     ),
 )
@@ -275,8 +266,7 @@ def judge_seed_consistency(agreement_by_task: dict) -> tuple[str, str]:
             _test(
                 all(conv[0] > high for _, high in mlp),
                 any(conv[1] < low for low, _ in mlp),
-                f"{task} r(resnet18, vgg16) = {r['resnet18', 'vgg16']:.2f} vs with the "
-                "MLP "
+                f"{task} r(resnet18, vgg16) = {r['resnet18', 'vgg16']:.2f} vs with the MLP "
                 f"{r['resnet18', 'mlp']:.2f}, {r['vgg16', 'mlp']:.2f}",
             )
         )
@@ -378,8 +368,7 @@ def judge_difficulty_types(
         _test(
             m_lo > s_hi,
             m_hi < s_lo,
-            "'unless label' accuracy at the middle probe "
-            f"{unless_middle[0]}/{unless_middle[1]} vs "
+            f"'unless label' accuracy at the middle probe {unless_middle[0]}/{unless_middle[1]} vs "
             f"softmax {unless_softmax[0]}/{unless_softmax[1]}",
         )
     )
@@ -387,9 +376,8 @@ def judge_difficulty_types(
         _test(
             ambiguous[2] < min(easy[1], different[1]),
             ambiguous[1] > max(easy[2], different[2]),
-            f"C* ambiguous {ambiguous[0]:.2f} [{ambiguous[1]:.2f}, {ambiguous[2]:.2f}] "
-            "below easy and "
-            f"'different class'",
+            f"C* ambiguous {ambiguous[0]:.2f} [{ambiguous[1]:.2f}, {ambiguous[2]:.2f}] below easy "
+            "and 'different class'",
         )
     )
     return verdict(tests), _reason(tests)
@@ -404,8 +392,7 @@ def judge_knn_fix(network: tuple, probe: tuple) -> tuple[str, str]:
     n_acc, p_acc = network[0] / max(network[1], 1), probe[0] / max(probe[1], 1)
     text = (
         f"network {100 * n_acc:.1f} % [{100 * n_lo:.1f}, {100 * n_hi:.1f}] vs probe "
-        f"{100 * p_acc:.1f} % "
-        f"[{100 * p_lo:.1f}, {100 * p_hi:.1f}]"
+        f"{100 * p_acc:.1f} % [{100 * p_lo:.1f}, {100 * p_hi:.1f}]"
     )
     better = _test(p_lo > n_hi, p_hi < n_lo, text)
     gain_low, gain_high = p_lo - n_hi, p_hi - n_lo  # conservative interval of the gain

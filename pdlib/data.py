@@ -16,14 +16,15 @@ import pickle
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from pdlib.cache import write_atomically
+from pdlib.datatypes import FILE_PREFIX, DatasetInfo, DatasetNotFoundError, LabelledImages
+from pdlib.sampling import stratified_subset
+from pdlib.userdata import file_info, read_file
 
 #: Where Debian's ``dataset-fashion-mnist`` package installs the gzipped IDX files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -35,34 +36,15 @@ _DIGITS_SEED = (
 _DIGITS_TEST_FRACTION = 0.2
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a model needs to know about a dataset before loading it."""
-
-    name: str  # accepted by load_dataset
-    n_classes: int  # labels are 0 .. n_classes - 1
-    in_channels: int  # image channels C
-    image_size: int  # height = width, in pixels
-    class_names: tuple[str, ...]  # name of each label
-    # Per-channel mean and std of the training images scaled to [0, 1], for normalising.
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-
 _CIFAR100_CLASSES = (
     "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus "
-    "butterfly "
-    "camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab "
-    "crocodile cup "
-    "dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp "
-    "lawn_mower "
-    "leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree "
-    "orange orchid "
-    "otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit "
-    "raccoon ray "
-    "road rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar "
-    "sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip turtle "
-    "wardrobe whale willow_tree wolf woman worm"
+    "butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch "
+    "crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo "
+    "keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse "
+    "mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy "
+    "porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper "
+    "snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television "
+    "tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm"
 ).split()
 
 _DIGIT_NAMES = tuple(str(d) for d in range(10))
@@ -132,22 +114,6 @@ DATASETS: dict[str, DatasetInfo] = {
 _PIXEL_MAX = {"digits": 16.0}
 
 
-class LabelledImages(NamedTuple):
-    """A labelled set of images."""
-
-    inputs: (
-        torch.Tensor
-    )  # (n, C, H, W) float32, normalised per channel with the dataset's mean and std
-    labels: torch.Tensor  # (n,) int64 class indices
-    class_names: tuple[str, ...]  # name of each class index
-    name: str  # dataset name
-
-
-class DatasetNotFoundError(FileNotFoundError, ValueError):
-    """The dataset's files are neither on disk nor downloadable; the message says what to put
-    where."""
-
-
 class _Missing(Exception):
     """Raised by the readers: the files ``files`` are expected in ``folder``."""
 
@@ -213,8 +179,6 @@ def dataset_info(name: str) -> DatasetInfo:
     """The :class:`DatasetInfo` of a dataset of :data:`DATASETS` or of one made from arrays
     (``file:`` names)."""
     if isinstance(name, str) and name.startswith(FILE_PREFIX):
-        from pdlib.userdata import file_info
-
         return file_info(name)
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(
@@ -222,10 +186,6 @@ def dataset_info(name: str) -> DatasetInfo:
             f"dataset; got {name!r}"
         )
     return DATASETS[name]
-
-
-#: Names of datasets made from arrays (:func:`pdlib.userdata.register_arrays`) start with this.
-FILE_PREFIX = "file:"
 
 
 # --- reading: uint8 pixels (n, C, H, W) and int64 labels (n,), or _Missing. Parsed here, not by
@@ -236,7 +196,7 @@ FILE_PREFIX = "file:"
 @functools.lru_cache(maxsize=8)
 def _read(name: str, split: str, root: str) -> tuple[np.ndarray, np.ndarray]:
     if name.startswith(FILE_PREFIX):
-        from pdlib.userdata import read_file as reader
+        reader = read_file
     else:
         reader = _READERS[name]
     pixels, labels = (
@@ -259,8 +219,7 @@ def _read_fashion_mnist(split: str, root: Path):
         raise _Missing(
             raw,
             names,
-            "(plain or .gz; `apt-get install dataset-fashion-mnist` puts "
-            "them in "
+            "(plain or .gz; `apt-get install dataset-fashion-mnist` puts them in "
             f"{DEBIAN_FASHION_MNIST}, which is also searched)",
         )
     images, labels = (
@@ -346,8 +305,6 @@ def _read_digits(split: str, root: Path):
     digits = load_digits()
     labels = digits.target.astype(np.int64)
     test = np.zeros(len(labels), dtype=bool)
-    from pdlib.sampling import stratified_subset
-
     test[stratified_subset(labels, round(_DIGITS_TEST_FRACTION * len(labels)), _DIGITS_SEED)] = True
     keep = test if split == "test" else ~test
     return digits.images[keep, None].astype(np.uint8), labels[keep]
@@ -461,8 +418,7 @@ def _download(name: str, split: str, root: Path, missing: _Missing) -> None:
 def _not_found(name: str, split: str, missing: _Missing, reason: str) -> DatasetNotFoundError:
     hint = f" {missing.hint}" if missing.hint else ""
     return DatasetNotFoundError(
-        f"{name} ({split} split) not found. {reason}Expected {', '.join(missing.files)}{hint} "
-        f"in the folder {missing.folder}. Put them there, or run `python -m pdlib download "
-        f"{name}` once with "
-        f"internet access; set PDLIB_DATA or pass root= to use another data folder."
+        f"{name} ({split} split) not found. {reason}Expected {', '.join(missing.files)}{hint} in "
+        f"the folder {missing.folder}. Put them there, or run `python -m pdlib download {name}` "
+        "once with internet access; set PDLIB_DATA or pass root= to use another data folder."
     )

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from pdlib._progress import progress_bar
-from pdlib.cache import Artifact, load_artifact, provenance, save_artifact
+from pdlib.cache import Artifact, is_cached, load_artifact, provenance, save_artifact
 from pdlib.metrics import (
     consensus_class,
     consensus_consistency,
@@ -48,9 +48,8 @@ def ensemble_configs(template: RunConfig, n_models: int) -> list[RunConfig]:
         raise ValueError(f"n_models must be a positive integer, got {n_models!r}")
     if not 0 < template.holdout_fraction < 1:
         raise ValueError(
-            "template.holdout_fraction must be in (0, 1) for an ensemble (0.1 is "
-            "the paper's 90:10); "
-            f"got {template.holdout_fraction}"
+            "template.holdout_fraction must be in (0, 1) for an ensemble (0.1 is the paper's "
+            f"90:10); got {template.holdout_fraction}"
         )
     return [dataclasses.replace(template, seed=template.seed + i) for i in range(n_models)]
 
@@ -81,12 +80,11 @@ class Ensemble:
     def missing(self, with_weights: int = 0) -> list[RunConfig]:
         """Configs without a complete artifact (or, for the first ``with_weights``, without stored
         weights)."""
-        missing = []
-        for i, config in enumerate(self.configs):
-            artifact = load_artifact(RUNS_KIND, config)
-            if artifact is None or (i < with_weights and artifact.weights_path is None):
-                missing.append(config)
-        return missing
+        return [
+            config
+            for i, config in enumerate(self.configs)
+            if not is_cached(RUNS_KIND, config, with_weights=i < with_weights)
+        ]
 
 
 def _compute(

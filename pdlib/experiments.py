@@ -89,9 +89,8 @@ def plan_tasks(profile: Profile, figure: str) -> tuple[list[str], list[str]]:
     if missing and profile.name.startswith("paper"):
         names = " ".join(sorted({TASKS[task].dataset for task in missing}))
         raise DatasetNotFoundError(
-            f"the {profile.name} profile needs {', '.join(missing)} for "
-            f"{figure}; "
-            f"run `python -m pdlib download {names}` first"
+            f"the {profile.name} profile needs {', '.join(missing)} for {figure}; run `python -m "
+            f"pdlib download {names}` first"
         )
     return found, missing
 
@@ -305,8 +304,7 @@ def figure_footer(
         f"profile {profile.name}",
         task or ", ".join(setup.datasets),
         arch or ", ".join(setup.archs),
-        f"{n_models or setup.n_models} "
-        f"network{'s' if (n_models or setup.n_models) != 1 else ''}"
+        f"{n_models or setup.n_models} network{'s' if (n_models or setup.n_models) != 1 else ''}"
         + (" on 90:10 splits" if setup.kind == "ensemble" else ""),
     ]
     return " · ".join(parts + ([extra] if extra else []))

@@ -291,8 +291,7 @@ def judge_methods(table, reference: str = METHODS[0], measure: str = "AUROC") ->
         best = above[measure].idxmax()
         return "behind", (
             f"{reference} {measure} {mine[measure]:.3f} is below {best} "
-            f"{above.loc[best, measure]:.3f} "
-            "(95 % intervals apart)"
+            f"{above.loc[best, measure]:.3f} (95 % intervals apart)"
         )
     if (mine[f"{measure} low"] > others[f"{measure} high"]).all():
         return (

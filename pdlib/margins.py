@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pdlib._checks import as_array, check_positive_int
-from pdlib.probes import _as_batch, eval_mode, model_device
+from pdlib._checks import as_array, as_input_batch, check_positive_int
+from pdlib.probes import eval_mode, model_device
 
 __all__ = ["output_margin", "input_margin", "zero_hinge_loss"]
 
@@ -75,7 +75,9 @@ def input_margin(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    inputs = _as_batch(inputs if isinstance(inputs, torch.Tensor) else as_array(inputs, "inputs"))
+    inputs = as_input_batch(
+        inputs if isinstance(inputs, torch.Tensor) else as_array(inputs, "inputs")
+    )
     batch_size = check_positive_int(batch_size, "batch_size")
     device = model_device(model) if device is None else torch.device(device)
     parameter = next((p for p in model.parameters() if p.is_floating_point()), None)

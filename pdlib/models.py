@@ -206,8 +206,7 @@ def probe_points(model: nn.Module, probes=None) -> tuple[str, ...]:
         probes = getattr(model, "probe_points", None)
         if probes is None:
             raise ValueError(
-                f"{type(model).__name__} has no probe_points attribute; pass "
-                "probes=[...] with "
+                f"{type(model).__name__} has no probe_points attribute; pass probes=[...] with "
                 "'input', module names from model.named_modules() and 'softmax'"
             )
     if isinstance(probes, str) or not all(isinstance(p, str) for p in probes):
@@ -220,9 +219,8 @@ def probe_points(model: nn.Module, probes=None) -> tuple[str, ...]:
     if unknown:
         available = [name for name in modules if name]
         raise ValueError(
-            f"probes: model {type(model).__name__} has no module named "
-            f"{unknown[0]!r}; "
-            f"available: 'input', 'softmax', {', '.join(map(repr, available[:40]))}"
+            f"probes: model {type(model).__name__} has no module named {unknown[0]!r}; available: "
+            f"'input', 'softmax', {', '.join(map(repr, available[:40]))}"
         )
     if len(set(probes)) != len(probes):
         raise ValueError("probes contains duplicate names")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pdlib._checks import as_labels, check_k
+from pdlib._checks import as_input_batch, as_labels, check_k
 from pdlib._progress import progress_bar
 from pdlib.knn import knn_predict
 from pdlib.metrics import prediction_depth, probe_accuracy
@@ -64,17 +64,6 @@ def eval_mode(model: nn.Module):
         model.train(was_training)
 
 
-def _as_batch(inputs, name: str = "inputs") -> torch.Tensor:
-    inputs = torch.as_tensor(inputs)
-    if inputs.ndim < 2 or inputs.shape[0] == 0:
-        raise ValueError(
-            f"{name} must be a non-empty batch (n, ...), got shape {tuple(inputs.shape)}"
-        )
-    if not inputs.is_floating_point():
-        raise TypeError(f"{name} must be floating point, got {inputs.dtype}")
-    return inputs
-
-
 def capture_embeddings(
     model: nn.Module,
     inputs,
@@ -113,7 +102,7 @@ def capture_embeddings(
     ((2, 5), (2, 3))
     """
     names = probe_points(model, probes)
-    inputs = _as_batch(inputs)
+    inputs = as_input_batch(inputs)
     device = model_device(model) if device is None else torch.device(device)
     n = inputs.shape[0]
     embeddings: dict[str, np.ndarray] = {}
@@ -188,7 +177,7 @@ def captures(
     """Yield ``(group, [Captured of each input set])`` probe group by probe group, within
     ``memory_bytes``."""
     names = probe_points(model, probes)
-    input_sets = [_as_batch(inputs, "input set") for inputs in input_sets]
+    input_sets = [as_input_batch(inputs, "input set") for inputs in input_sets]
     n_points = sum(inputs.shape[0] for inputs in input_sets)
     for group in probe_groups(model, input_sets[0], names, n_points, memory_bytes):
         yield (
@@ -269,8 +258,8 @@ def probe_model(
     ProbeResult
     """
     train_inputs, query_inputs = (
-        _as_batch(train_inputs, "train_inputs"),
-        _as_batch(query_inputs, "query_inputs"),
+        as_input_batch(train_inputs, "train_inputs"),
+        as_input_batch(query_inputs, "query_inputs"),
     )
     labels = as_labels(
         train_labels, "train_labels", length=train_inputs.shape[0], length_name="train_inputs"

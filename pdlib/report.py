@@ -28,8 +28,7 @@ MEANINGS = {
     "easy": "predicted early (low depth) both by networks that held it out and by networks "
     "trained on it",
     "looks like a different class": "decided early when held out, learned late when trained on; "
-    "the paper finds "
-    "mislabeled images here",
+    "the paper finds mislabeled images here",
     "ambiguous unless the label is given": "decided late when held out, learned early when "
     "trained on",
     "ambiguous": "decided late both when held out and when trained on",
@@ -150,10 +149,8 @@ def render_report(
         ),
         "<h2>The prediction-depth plane</h2>",
         "<p>Each image's mean prediction depth when held out (PD_val) against when trained on "
-        "(PD_train), "
-        f"both divided by the largest depth ({max_depth}). Outlines: the images nearest each "
-        "corner. "
-        "Images never held out have no PD_val and are not shown.</p>",
+        f"(PD_train), both divided by the largest depth ({max_depth}). Outlines: the images "
+        "nearest each corner. Images never held out have no PD_val and are not shown.</p>",
         _plane(val, train, given == consensus, max_depth, settings, n_models, len(table))
         if scored.any()
         else "<p>No image was both held out and trained on: train more networks.</p>",
@@ -178,8 +175,7 @@ def render_report(
     body = "\n".join(parts)
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>pdlib audit: "
-        f"{_e(source)}</title>"
-        f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n"
+        f"{_e(source)}</title><style>{_CSS}</style></head><body>\n{body}\n</body></html>\n"
     )
 
 
@@ -213,29 +209,22 @@ def _summary(
     classes = ", ".join(f"{_e(c)} ({counts.get(str(c), 0)})" for c in class_names)
     resumed = f" ({reused} of them found already trained)" if reused else ""
     never_line = (
-        f" <span class='bad'>{never} images were never held out</span> and have no "
-        "consistency or "
+        f" <span class='bad'>{never} images were never held out</span> and have no consistency or "
         "suspicion score: use at least 10 networks."
         if never
         else ""
     )
     return (
-        f"<p><b>{n:,}</b> images in {len(class_names)} classes: {classes}.</p>"
-        f"<p>{n_models} {_e(settings['arch'])} networks (width {settings['width']}, "
-        f"{settings['epochs']} epochs, "
-        f"{settings['image_size']}×{settings['image_size']} {settings['mode']} "
-        f"images){resumed}; each image was "
-        f"held out by {int(held.min())} to {int(held.max())} of them. Wall time "
-        f"{wall_seconds / 60:.1f} min.</p>"
-        f"<p><b>{disagree:,}</b> images ({disagree / n:.1%}) have a consensus class, the "
-        "majority vote of the "
-        f"networks that held them out, different from their given label.{never_line}</p>"
-        "<p class='muted'>Suspicion = (1 − Ĉ) · (1 + (PD_train − PD_val) / max PD) / 2, in "
-        "[0, 1]: the share "
-        "of held-out networks that reject the given label, weighted by how far the image lies "
-        "towards the "
-        "'looks like a different class' corner. It ranks images to check by eye; it is not a "
-        "verdict.</p>"
+        f"<p><b>{n:,}</b> images in {len(class_names)} classes: {classes}.</p><p>{n_models} "
+        f"{_e(settings['arch'])} networks (width {settings['width']}, {settings['epochs']} epochs, "
+        f"{settings['image_size']}×{settings['image_size']} {settings['mode']} images){resumed}; "
+        f"each image was held out by {int(held.min())} to {int(held.max())} of them. Wall time "
+        f"{wall_seconds / 60:.1f} min.</p><p><b>{disagree:,}</b> images ({disagree / n:.1%}) have "
+        "a consensus class, the majority vote of the networks that held them out, different from "
+        f"their given label.{never_line}</p><p class='muted'>Suspicion = (1 − Ĉ) · (1 + (PD_train "
+        "− PD_val) / max PD) / 2, in [0, 1]: the share of held-out networks that reject the given "
+        "label, weighted by how far the image lies towards the 'looks like a different class' "
+        "corner. It ranks images to check by eye; it is not a verdict.</p>"
     )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from pdlib._checks import default_device
-from pdlib.cache import Artifact, load_artifact, load_or_compute
+from pdlib.cache import Artifact, is_cached, load_artifact, load_or_compute
 from pdlib.data import dataset_info, load_dataset
 from pdlib.models import make_model
 from pdlib.probes import probe_model
@@ -295,9 +295,10 @@ def run_model(
         them, held-out points in eval mode, -1 for test points when ``checkpoint_test`` is off).
         ``meta``: names, accuracies, timings, provenance.
     """
-    if keep_weights and use_cache:
-        cached = load_artifact(RUNS_KIND, config)
-        use_cache = cached is None or cached.weights_path is not None
+    if keep_weights and use_cache:  # a cached run without its weights is recomputed once
+        use_cache = not is_cached(RUNS_KIND, config) or is_cached(
+            RUNS_KIND, config, with_weights=True
+        )
     return load_or_compute(
         RUNS_KIND,
         config,
@@ -319,8 +320,7 @@ def load_model(config: RunConfig, *, device=None) -> torch.nn.Module:
         )
     if artifact.weights_path is None:
         raise FileNotFoundError(
-            "run cached without its weights: recompute it with "
-            "run_model(config, "
+            "run cached without its weights: recompute it with run_model(config, "
             f"keep_weights=True) ({artifact.path})"
         )
     info = dataset_info(config.dataset)

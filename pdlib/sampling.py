@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from pdlib._checks import as_labels, check_fraction, check_positive_int
-from pdlib.data import LabelledImages
+from pdlib.datatypes import LabelledImages
 
 __all__ = ["select_classes", "stratified_subset", "corrupt_labels", "train_val_split"]
 

@@ -238,9 +238,8 @@ def train_model(
     steps_per_epoch = -(-n // config.batch_size)
     if config.stop_at_zero_loss and steps_per_epoch != 1:
         raise ValueError(
-            "stop_at_zero_loss needs full-batch training: batch_size "
-            f"({config.batch_size}) "
-            f"must be at least the number of inputs ({n})"
+            f"stop_at_zero_loss needs full-batch training: batch_size ({config.batch_size}) must "
+            f"be at least the number of inputs ({n})"
         )
     total_steps = config.epochs * steps_per_epoch
     optimizer, schedule = _optimiser(model, config, total_steps)
@@ -385,8 +384,7 @@ def _epochs(
             break
         if not np.isfinite(losses[-1]):
             raise FloatingPointError(
-                f"training diverged: the loss is {losses[-1]} after epoch "
-                f"{len(losses)}; "
-                f"lower TrainConfig.lr (now {config.lr})"
+                f"training diverged: the loss is {losses[-1]} after epoch {len(losses)}; lower "
+                f"TrainConfig.lr (now {config.lr})"
             )
     return losses

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pdlib.cache import write_atomically
-from pdlib.data import FILE_PREFIX, DatasetInfo, DatasetNotFoundError
+from pdlib.datatypes import FILE_PREFIX, DatasetInfo, DatasetNotFoundError
 
 __all__ = ["register_arrays", "file_info", "read_file"]
 
@@ -52,14 +52,12 @@ def register_arrays(pixels, labels, class_names, *, folder, is_test=None) -> str
         or not len(pixels) == len(labels) == len(is_test)
     ):
         raise ValueError(
-            "pixels must be (n, C, H, H) uint8 with one label per image (and one "
-            "is_test flag per image); got "
-            f"{pixels.shape}, {labels.shape}, {is_test.shape}"
+            "pixels must be (n, C, H, H) uint8 with one label per image (and one is_test flag per "
+            f"image); got {pixels.shape}, {labels.shape}, {is_test.shape}"
         )
     if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
         raise ValueError(
-            f"labels must be in [0, {len(class_names)}), the indices of class_names; "
-            "found "
+            f"labels must be in [0, {len(class_names)}), the indices of class_names; found "
             f"[{labels.min()}, {labels.max()}]"
         )
     digest = hashlib.sha256()
@@ -97,8 +95,7 @@ def file_path(name: str) -> Path:
     path = Path(folder or ".") / f"{name[len(FILE_PREFIX) :]}.npz"
     if not path.is_file():
         raise DatasetNotFoundError(
-            f"{name}: no {path.name} in $PDLIB_FILE_DATA ({folder}); "
-            "register it with "
+            f"{name}: no {path.name} in $PDLIB_FILE_DATA ({folder}); register it with "
             "pdlib.userdata.register_arrays first"
         )
     return path

@@ -561,8 +561,7 @@ def book_root(request, tmp_path_factory) -> Path:
             f"the {request.param} book did not build within {BUILD_TIMEOUT_S} s:\n{out[-4000:]}"
         )
     assert done.returncode == 0, (
-        f"python book/build.py --profile {request.param} failed (exit "
-        "status "
+        f"python book/build.py --profile {request.param} failed (exit status "
         f"{done.returncode}):\n{_build_report(done.stdout + done.stderr)}"
     )
     return root
@@ -745,8 +744,7 @@ def browser():
     if chromium is None:
         if os.environ.get("CI"):
             pytest.fail(
-                "Chromium is not installed, and CI is set: the offline browser test must "
-                "run in CI "
+                "Chromium is not installed, and CI is set: the offline browser test must run in CI "
                 "(make browser installs Debian's chromium)"
             )
         pytest.skip(
@@ -766,14 +764,12 @@ def test_code_width_probe_finds_a_wide_line(browser):
     found."""
     long = "x = " + "1 + " * 60 + "1"
     page = (
-        "<html><body><main style='width: 600px'><div class='cell'><div "
-        "class='cell_input'><div class='highlight'>"
-        "<pre style='overflow: auto'>short = 1</pre></div></div>"
-        "<div class='cell_output'><div class='highlight'>"
-        f"<pre style='overflow: auto'>{long}</pre></div></div></div>"
-        "<details><summary>more</summary><div class='highlight'><pre style='overflow: "
-        f"auto'>y = 2\n{long}</pre>"
-        "</div></details></main></body></html>"
+        "<html><body><main style='width: 600px'><div class='cell'><div class='cell_input'><div "
+        "class='highlight'><pre style='overflow: auto'>short = 1</pre></div></div><div "
+        "class='cell_output'><div class='highlight'><pre style='overflow: "
+        f"auto'>{long}</pre></div></div></div><details><summary>more</summary><div "
+        "class='highlight'><pre style='overflow: auto'>y = "
+        f"2\n{long}</pre></div></details></main></body></html>"
     )
     _browser.visit(browser, "data:text/html;base64," + base64.b64encode(page.encode()).decode())
     report = _browser.wide_code(browser)
@@ -788,10 +784,8 @@ def test_table_width_probe_finds_a_wide_table(browser):
     row = "".join(f"<th>column {i}</th>" for i in range(40))
     page = (
         "<html><body><main style='width: 600px'><div class='cell'><div class='cell_output' "
-        "style='overflow: auto'>"
-        f"<table><tr>{row}</tr></table></div><div "
-        "class='cell_output'><table><tr><th>narrow</th></tr></table>"
-        "</div></div></main></body></html>"
+        f"style='overflow: auto'><table><tr>{row}</tr></table></div><div "
+        "class='cell_output'><table><tr><th>narrow</th></tr></table></div></div></main></body></html>"
     )
     _browser.visit(browser, "data:text/html;base64," + base64.b64encode(page.encode()).decode())
     tables = _browser.wide_code(browser)["tables"]
@@ -830,14 +824,12 @@ def test_pages_render_offline_in_chromium(browser, server, toc_pages, page_profi
         width = _browser.wide_code(browser)
         found += [
             f"code wider than its column at {width['viewport']} px ({w['scrollWidth']} > "
-            f"{w['clientWidth']} px): "
-            f"{w['line'].strip()[:160]!r}"
+            f"{w['clientWidth']} px): {w['line'].strip()[:160]!r}"
             for w in width["wide"]
         ]
         found += [
             f"table wider than its column at {width['viewport']} px ({t['width']} > "
-            f"{t['clientWidth']} px): "
-            f"{t['header']!r}"
+            f"{t['clientWidth']} px): {t['header']!r}"
             for t in width["tables"]
         ]
         found += [f"request left 127.0.0.1: {url}" for url in remote]

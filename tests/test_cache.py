@@ -17,6 +17,7 @@ from pdlib.cache import (
     Artifact,
     cache_root,
     config_hash,
+    is_cached,
     load_artifact,
     load_or_compute,
     save_artifact,
@@ -192,3 +193,20 @@ def test_old_cache_formats_are_named_once(tmp_path):
     with pytest.warns(UserWarning, match=r"older formats \(runs-v1, runs-v2\)"):
         load_artifact("runs-v3", Config("a", 1), root=tmp_path)
     assert tmp_path in cache._noted
+
+
+def test_is_cached_reads_no_arrays(tmp_path, monkeypatch):
+    """Complete artifacts only (metadata written last marks completion); weights on request; and
+    without opening the arrays (np.load is never called)."""
+    assert not is_cached("runs", Config("c", 1), tmp_path)
+    save_artifact("runs", Config("c", 1), {"x": np.ones(3)}, {}, tmp_path)
+    save_artifact(
+        "runs", Config("c", 2), {"x": np.ones(3)}, {}, tmp_path, weights={"w": torch.ones(2)}
+    )
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("is_cached loaded the arrays"))
+    assert is_cached("runs", Config("c", 1), tmp_path)
+    assert not is_cached("runs", Config("c", 1), tmp_path, with_weights=True)
+    assert is_cached("runs", Config("c", 2), tmp_path, with_weights=True)
+    meta = tmp_path / "runs" / f"{config_hash(Config('c', 1))}.json"
+    meta.unlink()  # an npz without its metadata is an interrupted write
+    assert not is_cached("runs", Config("c", 1), tmp_path)

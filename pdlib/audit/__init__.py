@@ -162,10 +162,8 @@ def audit(
             changed
         ):  # only the number of networks may change: the others would mix two audits in one cache
             raise AuditInputError(
-                f"--out {out} holds a different audit ({'; '.join(changed)}); "
-                "use another "
-                "--out, delete it, or pass --resume to continue it with its own "
-                "settings"
+                f"--out {out} holds a different audit ({'; '.join(changed)}); use another --out, "
+                "delete it, or pass --resume to continue it with its own settings"
             )
         name = _register(images, out, stored["dataset"] if stored else None)
         config = {
@@ -253,9 +251,8 @@ def _stored_config(out: Path) -> dict | None:
     foreign = sorted(name for name in names if name not in _OUTPUTS and not name.startswith("."))
     if foreign:
         raise AuditInputError(
-            f"--out {out} holds files that are not an audit's "
-            f"({', '.join(foreign[:5])}); "
-            "choose a new or empty folder"
+            f"--out {out} holds files that are not an audit's ({', '.join(foreign[:5])}); choose a "
+            "new or empty folder"
         )
     path = out / "config.json"
     try:
@@ -278,9 +275,8 @@ def _register(images: Images, out: Path, expected: str | None) -> str:
             name = register_arrays(images.pixels, images.labels, images.class_names, folder=scratch)
         if name != expected:
             raise AuditInputError(
-                f"--out {out} holds an audit of other data ({expected}; these "
-                "images are "
-                f"{name}); use another --out or delete it"
+                f"--out {out} holds an audit of other data ({expected}; these images are {name}); "
+                "use another --out or delete it"
             )
     return register_arrays(
         images.pixels, images.labels, images.class_names, folder=out / "cache" / "data"

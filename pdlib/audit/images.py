@@ -74,10 +74,8 @@ def read_images(data, settings: dict) -> Images:
     n_train = len(labels) - math.ceil(len(labels) / FOLDS)  # network 0 holds out the largest fold
     if n_train < K + 1:
         raise AuditInputError(
-            f"{len(labels)} images are too few: the k-NN probes use k = {K} "
-            "neighbours, so each "
-            f"network's 90 % training split must hold at least k + 1 = {K + 1} "
-            "images (here "
+            f"{len(labels)} images are too few: the k-NN probes use k = {K} neighbours, so each "
+            f"network's 90 % training split must hold at least k + 1 = {K + 1} images (here "
             f"{n_train}); an audit needs at least 35 images"
         )
     headers = [(image.size, image.mode) for image in (_open(source, False) for source in sources)]
@@ -169,9 +167,8 @@ def _csv(path: Path):
     missing = [column for column in ("path", "label") if column not in table.columns]
     if missing:
         raise AuditInputError(
-            f"{path} has no {' or '.join(missing)} column (it has "
-            f"{', '.join(table.columns)}); "
-            "an audit CSV needs the columns path,label"
+            f"{path} has no {' or '.join(missing)} column (it has {', '.join(table.columns)}); an "
+            "audit CSV needs the columns path,label"
         )
     if table.empty or (table["path"].str.strip() == "").any():
         raise AuditInputError(f"{path}: no rows, or a row without a path")
@@ -205,8 +202,7 @@ def _npz(path: Path):
     names = [str(c) for c in arrays["class_names"]] if "class_names" in arrays else None
     if labels.ndim != 1 or len(images) != len(labels) or not len(labels):
         raise AuditInputError(
-            f"{path}: images has {len(images)} rows and labels has shape "
-            f"{labels.shape}; every "
+            f"{path}: images has {len(images)} rows and labels has shape {labels.shape}; every "
             "image needs one label"
         )
     if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 2, 3, 4)):
