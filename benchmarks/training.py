@@ -139,7 +139,8 @@ def run_case(
     from pdlib import train_model, zero_hinge_loss
     from pdlib.models import make_model
 
-    base = profile.train_config(case.arch)
+    # Cases with held-out images are ensemble members (the noise MLPs are not, and never compile).
+    base = profile.train_config(case.arch, ensemble=case.n_tracked > 0)
     if case.full_batch:
         base = dataclasses.replace(
             base,

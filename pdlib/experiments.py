@@ -159,7 +159,9 @@ def ensemble(
     ``holdout_folds=10`` holds out folds (see :class:`pdlib.runs.RunConfig`).
     """
     setup = profile.setup(figure)
-    train = dataclasses.replace(profile.train_config(arch), n_checkpoints=profile.n_checkpoints)
+    train = dataclasses.replace(
+        profile.train_config(arch, ensemble=True), n_checkpoints=profile.n_checkpoints
+    )
     # checkpoint_test off: the ensembles' figures read the iteration learned of pool points only.
     template = run_config(
         profile,
