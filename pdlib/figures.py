@@ -13,7 +13,15 @@ import numpy as np
 import seaborn as sns
 
 from pdlib.figures_difficulty import fig7_corner_gallery, fig7_difficulty_plane, fig8_group_curves
-from pdlib.plotting import WIDTH, blank_axes, display_images, finish_figure, hist2d, show_image
+from pdlib.plotting import (
+    WIDTH,
+    blank_axes,
+    display_images,
+    finish_figure,
+    hist2d,
+    hist2d_panels,
+    show_image,
+)
 
 __all__ = [
     "display_images",  # re-exported from pdlib.plotting
@@ -189,18 +197,16 @@ def fig3_consistency_vs_depth(
         ("consensus = label", consensus_matches),
         ("consensus ≠ label", ~consensus_matches),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 3.0), sharey=True)
-    for ax, (title, mask) in zip(axes, panels, strict=False):
-        image = hist2d(
-            ax,
-            mean_depth_val[mask],
-            consistency[mask],
-            x_bins=x_bins,
-            y_bins=y_bins,
-            title=title,
-            xlabel="PD_val",
-            ylabel="consistency Ĉ" if ax is axes[0] else "",
-        )
+    fig, axes, image = hist2d_panels(
+        mean_depth_val,
+        consistency,
+        panels,
+        x_bins=x_bins,
+        y_bins=y_bins,
+        height=3.0,
+        xlabel="PD_val",
+        ylabel="consistency Ĉ",
+    )
     fig.colorbar(image, ax=axes, label="points (log)", fraction=0.02)
     return finish_figure(fig, footer, "fig3_consistency_vs_depth")
 

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from pdlib.plotting import WIDTH, blank_axes, finish_figure, hist2d, show_image
+from pdlib.plotting import WIDTH, blank_axes, finish_figure, hist2d_panels, show_image
 
 __all__ = ["fig7_difficulty_plane", "fig7_corner_gallery", "fig8_group_curves"]
 
@@ -32,18 +32,16 @@ def fig7_difficulty_plane(
         ("consensus ≠ label", ~consensus_matches),
         ("consensus = label", consensus_matches),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 3.3), sharey=True)
-    for ax, (title, mask) in zip(axes, panels, strict=False):
-        image = hist2d(
-            ax,
-            x[mask],
-            y[mask],
-            x_bins=edges,
-            y_bins=edges,
-            title=title,
-            xlabel="PD_val / max",
-            ylabel="PD_train / max" if ax is axes[0] else "",
-        )
+    fig, axes, image = hist2d_panels(
+        x,
+        y,
+        panels,
+        x_bins=edges,
+        y_bins=edges,
+        height=3.3,
+        xlabel="PD_val / max",
+        ylabel="PD_train / max",
+    )
     angle = np.linspace(0, 2 * np.pi, 200)
     for colour, (name, index) in zip(sns.color_palette("bright", 4), groups.items(), strict=False):
         cx, cy = CORNERS[name]

@@ -9,11 +9,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.colors import LogNorm
 
-__all__ = ["WIDTH", "finish_figure", "blank_axes", "display_images", "show_image", "hist2d"]
+__all__ = [
+    "WIDTH",
+    "finish_figure",
+    "blank_axes",
+    "display_images",
+    "show_image",
+    "hist2d",
+    "hist2d_panels",
+]
 
 #: Widest figure, in inches: the book's text column at 100 dpi.
 WIDTH = 8.0
@@ -76,3 +85,22 @@ def hist2d(ax, x, y, *, x_bins, y_bins, xlabel="", ylabel="", title=""):
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.set_title(f"{title} (n = {int(keep.sum()):,d})" if title else "", fontsize=9)
     return image
+
+
+def hist2d_panels(x, y, panels, *, x_bins, y_bins, xlabel: str, ylabel: str, height: float):
+    """One :func:`hist2d` of ``(x[mask], y[mask])`` per ``(title, mask)`` of ``panels``, side by
+    side on a shared y axis (labelled on the first). Returns ``(fig, axes, image)``; ``image``, the
+    last panel's, carries the colour scale."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(WIDTH, height), sharey=True)
+    for ax, (title, mask) in zip(axes, panels, strict=True):
+        image = hist2d(
+            ax,
+            x[mask],
+            y[mask],
+            x_bins=x_bins,
+            y_bins=y_bins,
+            title=title,
+            xlabel=xlabel,
+            ylabel=ylabel if ax is axes[0] else "",
+        )
+    return fig, axes, image
