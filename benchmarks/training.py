@@ -60,6 +60,7 @@ class Case:
     target: float  # the minimum ratio plain / pdlib
     loss: str = "cross_entropy"
     full_batch: bool = False  # full-batch gradient descent (0-Hinge), epochs = steps
+    ensemble: bool = False  # a 90:10 ensemble's network (the profile compiles those)
 
 
 def _cases(profile) -> dict[str, Case]:
@@ -76,6 +77,7 @@ def _cases(profile) -> dict[str, Case]:
             pool + n_test,
             per_epoch["vgg16"],
             1.0,
+            ensemble=True,
         ),
         # Fig. 4 middle and Fig. 6 margins: VGG16 on the whole 2,000-image pool, no checkpoints.
         "vgg16_seeds": Case("fig4_middle, fig6_margins", "vgg16", pool, 0, 0, 0.0, 0.9),
@@ -85,7 +87,14 @@ def _cases(profile) -> dict[str, Case]:
         "mlp_seeds": Case("fig2", "mlp", profile.n_pool, 0, 0, 0.0, 0.9),
         # Label errors: 20 MLPs on 90:10 splits of 2,000 images, with checkpoints.
         "mlp_ensemble": Case(
-            "label_errors", "mlp", pool * 9 // 10, pool // 10, pool + n_test, per_epoch["mlp"], 0.9
+            "label_errors",
+            "mlp",
+            pool * 9 // 10,
+            pool // 10,
+            pool + n_test,
+            per_epoch["mlp"],
+            0.9,
+            ensemble=True,
         ),
         # Fig. 5 middle/right: MLPs on the whole pool with noisy labels, 40 checkpoints over twice
         # the epochs, tracking the test images.
@@ -139,8 +148,7 @@ def run_case(
     from pdlib import train_model, zero_hinge_loss
     from pdlib.models import make_model
 
-    # Cases with held-out images are ensemble members (the noise MLPs are not, and never compile).
-    base = profile.train_config(case.arch, ensemble=case.n_tracked > 0)
+    base = profile.train_config(case.arch, ensemble=case.ensemble)
     if case.full_batch:
         base = dataclasses.replace(
             base,

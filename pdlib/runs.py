@@ -180,9 +180,12 @@ def compute_run(
         prepared.in_train,
         prepared.fit_labels,
     )
+    all_inputs = prepared.all_inputs  # pool then test images, concatenated once
     held_out = np.concatenate([~in_train, np.ones(len(data.test_labels), dtype=bool)])
     tracked = held_out.copy()
     tracked[len(in_train) :] = config.checkpoint_test
+    if config.train.n_checkpoints == 0:
+        tracked[:] = False
     fit = train_model(
         model,
         prepared.train_inputs,
@@ -190,7 +193,7 @@ def compute_run(
         config.train,
         seed=config.seed,
         device=device,
-        track_inputs=prepared.all_inputs[torch.as_tensor(tracked)] if tracked.any() else None,
+        track_inputs=all_inputs[torch.as_tensor(tracked)] if tracked.any() else None,
         progress=progress,
     )
     start = time.perf_counter()
@@ -198,7 +201,7 @@ def compute_run(
         model,
         prepared.train_inputs,
         fit_labels[in_train],
-        prepared.all_inputs[torch.as_tensor(held_out)],
+        all_inputs[torch.as_tensor(held_out)],
         k=config.k,
         device=device,
         progress=progress,
