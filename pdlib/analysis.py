@@ -8,19 +8,30 @@ from __future__ import annotations
 
 import numpy as np
 
+from pdlib.intervals import bootstrap_interval, two_level_interval
+from pdlib.learning import (  # noqa: F401  (the chapters read them from analysis too)
+    CURVE_FEATURES,
+    NOISE_SETS,
+    curve_features,
+    feature_counts,
+    hinge_cause,
+    hinge_learning_curves,
+    hinge_summary,
+    iteration_panels,
+    iteration_readings,
+    iteration_table,
+    margin_correlations,
+    noise_curves,
+)
 from pdlib.metrics import (
     accuracy_by_depth,
-    bootstrap_interval,
     consensus_class,
     consensus_consistency,
     depth_correlation_matrix,
     lower_envelope,
     mean_by_depth,
-    pearson,
-    pearson_interval,
     probe_accuracy,
     rescale_depth,
-    softmax_disagreement,
 )
 
 __all__ = [
@@ -34,7 +45,11 @@ __all__ = [
     "ensemble_table",
     "bound_with_interval",
     "cross_model_consensus",
+    "mean_curve_slope",
+    "consensus_bounds",
     "accuracy_gain",
+    "permute_points",
+    "decided_plane",
     "iteration_readings",
     "iteration_table",
     "iteration_panels",
@@ -63,8 +78,8 @@ def show(
 
 
 def runs_table(runs_by_arch: dict):
-    """One row per network (indexed by architecture, seed): fit, accuracy, mean PD, softmax
-    disagreement, time."""
+    """One row per network (indexed by architecture, seed): fit, accuracy, mean PD, the share of
+    undecided points (the softmax probe disagrees with the network), time."""
     import pandas as pd
 
     rows = []
@@ -80,8 +95,7 @@ def runs_table(runs_by_arch: dict):
                     "mean PD (train)": float(run["depth"][train].mean()),
                     "mean PD (test)": float(run["depth"][held_out].mean()),
                     "max PD": len(run.meta["probe_names"]) - 1,
-                    "softmax probe disagrees (%)": 100
-                    * softmax_disagreement(run["probe_predictions"], run["network_predictions"]),
+                    "undecided (%)": 100 * float(run["undecided"].mean()),
                     "train time (s)": run.meta["seconds"]["train"],
                 }
             )
@@ -105,9 +119,11 @@ def gallery(runs: list, config) -> dict:
     }
 
 
-def seed_agreement(runs_by_arch: dict) -> dict:
+def seed_agreement(runs_by_arch: dict, *, permute_seed: int | None = None) -> dict:
     """PD correlation matrices between seeds and architectures: ``names``, ``train``,
-    ``validation``, ``n_*``."""
+    ``validation``, ``n_*``. ``permute_seed``: the negative control, each network's PD permuted
+    across its points (its own seeded permutation)."""
+    rng = None if permute_seed is None else np.random.default_rng(permute_seed)
     out = {}
     for split in ("train", "validation"):
         depths = {
@@ -117,6 +133,8 @@ def seed_agreement(runs_by_arch: dict) -> dict:
             ]
             for arch, runs in runs_by_arch.items()
         }
+        if rng is not None:
+            depths = {arch: [rng.permutation(d) for d in ds] for arch, ds in depths.items()}
         out["names"], out[split] = depth_correlation_matrix(depths)
         out[f"n_{split}"] = len(next(iter(depths.values()))[0])
     return out
@@ -184,7 +202,7 @@ def ensemble_table(stats: dict):
 
 def bound_with_interval(depth, cstar, max_depth: int, *, seed: int = 0, n_boot: int = 200) -> dict:
     """The lower envelope of C* against PD rescaled to [0, 1], with a bootstrap interval of its
-    slope."""
+    slope (points resampled: one PD_val and one C* per point)."""
     x, y = np.asarray(depth, float) / max_depth, np.asarray(cstar, float)
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
@@ -196,245 +214,131 @@ def bound_with_interval(depth, cstar, max_depth: int, *, seed: int = 0, n_boot: 
 
 
 def cross_model_consensus(runs: list) -> dict:
-    """Test points: PD from the first network, consensus and C* from all the others (Fig. 4
-    middle)."""
+    """Fig. 4 (middle) as the paper does it: for each network in turn, PD of the test points from
+    it and their consensus class and C* from all the others.
+
+    Returns ``depth``, ``consensus`` and ``consensus_consistency``, each (r, n_test): row ``i``
+    holds network ``i`` out.
+    """
     if len(runs) < 2:
         raise ValueError(f"runs must hold at least 2 networks, got {len(runs)}")
     test = runs[0]["is_test"]
     labels = runs[0]["labels"][test]
-    others = np.stack([run["network_predictions"][test] for run in runs[1:]]).astype(np.int64)
-    everyone = np.ones_like(others, dtype=bool)
-    consensus = consensus_class(others, everyone, labels, runs[0]["logits"].shape[1])
+    predictions = np.stack([run["network_predictions"][test] for run in runs]).astype(np.int64)
+    n_classes = runs[0]["logits"].shape[1]
+    out = {"depth": [], "consensus": [], "consensus_consistency": []}
+    for i, run in enumerate(runs):
+        others = np.delete(predictions, i, axis=0)
+        everyone = np.ones_like(others, dtype=bool)
+        consensus = consensus_class(others, everyone, labels, n_classes)
+        out["depth"].append(run["depth"][test].astype(np.int64))
+        out["consensus"].append(consensus)
+        out["consensus_consistency"].append(consensus_consistency(others, everyone, consensus))
+    return {name: np.stack(values) for name, values in out.items()}
+
+
+def mean_curve_slope(depth, cstar, n_probes: int, *, min_count: int = 20) -> dict:
+    """The mean of C* at each PD and the least-squares line through it against PD / max.
+
+    Only PD values with at least ``min_count`` pairs enter the line. Returns ``mean``, ``count``
+    (n_probes,), ``slope`` and ``intercept``.
+    """
+    mean, count = mean_by_depth(np.ravel(depth), np.ravel(cstar).astype(np.float64), n_probes)
+    used = count >= min_count
+    if used.sum() < 2:
+        return {"mean": mean, "count": count, "slope": np.nan, "intercept": np.nan}
+    x = np.arange(n_probes)[used] / (n_probes - 1)
+    slope, intercept = np.polyfit(x, mean[used], 1)
+    return {"mean": mean, "count": count, "slope": float(slope), "intercept": float(intercept)}
+
+
+def consensus_bounds(stats: dict, cross: dict, *, permute_seed: int | None = None) -> dict:
+    """Fig. 4 left and middle, judged: the ensemble's lower envelope (``envelope``,
+    :func:`bound_with_interval`) and the mean C* per PD of :func:`cross_model_consensus` with a
+    slope interval resampling networks and points (``mean_curve``); ``median_appearances``.
+
+    ``permute_seed``: the negative control, PD permuted across points in both.
+    """
+    n_probes = stats["n_probes"]
+    seen = stats["n_held_out"] > 0
+    depth_val, depth = stats["depth_val"][seen], cross["depth"]
+    if permute_seed is not None:
+        rng = np.random.default_rng(permute_seed)
+        depth_val, depth = rng.permutation(depth_val), depth[:, rng.permutation(depth.shape[1])]
+    cstar = cross["consensus_consistency"]
+    curve = mean_curve_slope(depth, cstar, n_probes)
+    interval = two_level_interval(
+        lambda d, c: mean_curve_slope(d, c, n_probes)["slope"], depth, cstar, n_boot=200
+    )
     return {
-        "depth": runs[0]["depth"][test].astype(np.int64),
-        "consensus": consensus,
-        "consensus_consistency": consensus_consistency(others, everyone, consensus),
+        "envelope": bound_with_interval(
+            depth_val, stats["consensus_consistency"][seen], n_probes - 1
+        ),
+        "mean_curve": {**curve, "slope_low": interval[0], "slope_high": interval[1]},
+        "median_appearances": float(np.median(stats["n_held_out"][seen])),
     }
 
 
-def accuracy_gain(stats: dict, *, seed: int = 0) -> dict:
+def permute_points(stats: dict, seed: int) -> dict:
+    """The negative control of the PD claims: ``stats`` with every PD quantity (``depth``,
+    ``undecided``, ``depth_val``, ``depth_train``) moved to another point by one seeded permutation;
+    labels, predictions and held-out masks stay where they were."""
+    order = np.random.default_rng(seed).permutation(len(stats["labels"]))
+    permuted = {key: stats[key][:, order] for key in ("depth", "undecided") if key in stats}
+    return {
+        **stats,
+        **permuted,
+        "depth_val": stats["depth_val"][order],
+        "depth_train": stats["depth_train"][order],
+    }
+
+
+def accuracy_gain(stats: dict, *, seed: int = 0, n_boot: int = 300) -> dict:
     """Held-out accuracy against PD (Fig. 4 right) and low- minus high-PD accuracy (first vs last
     third).
 
-    The interval resamples points (all appearances of a point together).
+    ``gain_low``/``gain_high``: interval resampling networks and points; ``gain_decided``: the gain
+    over appearances with a depth only (value, low, high).
     """
-    held, n_probes = stats["held_out"], stats["n_probes"]
-    model, point = np.nonzero(held)
-    depth = stats["depth"][model, point].astype(np.int64)
-    correct = stats["predictions"][model, point] == stats["labels"][point]
-    accuracy, count = accuracy_by_depth(depth, correct, n_probes)
-    max_depth = n_probes - 1
-    low, high = depth <= max_depth // 3, depth >= 2 * max_depth // 3
+    n_probes, max_depth = stats["n_probes"], stats["n_probes"] - 1
+    held, depth = stats["held_out"], stats["depth"].astype(np.int64)
+    correct = stats["predictions"] == stats["labels"][None, :]
+    undecided = stats.get("undecided", np.zeros_like(held))
 
-    def gain(d, c):
+    def gain(d, c, mask):
+        d, c = d[mask], c[mask]
         lo, hi = d <= max_depth // 3, d >= 2 * max_depth // 3
         return c[lo].mean() - c[hi].mean() if lo.any() and hi.any() else np.nan
 
-    interval = bootstrap_interval(gain, depth, correct, n_boot=300, seed=seed, groups=point)
+    def measure(mask):
+        interval = two_level_interval(gain, depth, correct, mask, n_boot=n_boot, seed=seed)
+        return (float(gain(depth, correct, mask)), *interval)
+
+    accuracy, count = accuracy_by_depth(depth[held], correct[held], n_probes)
+    low, high = depth[held] <= max_depth // 3, depth[held] >= 2 * max_depth // 3
+    value, gain_low, gain_high = measure(held)
     return {
         "accuracy": accuracy,
         "count": count,
-        "acc_low": float(correct[low].mean()) if low.any() else np.nan,
-        "acc_high": float(correct[high].mean()) if high.any() else np.nan,
+        "acc_low": float(correct[held][low].mean()) if low.any() else np.nan,
+        "acc_high": float(correct[held][high].mean()) if high.any() else np.nan,
         "share_low": float(low.mean()),
-        "gain": float(gain(depth, correct)),
-        "gain_low": interval[0],
-        "gain_high": interval[1],
+        "undecided": float(undecided[held].mean()),
+        "gain": value,
+        "gain_low": gain_low,
+        "gain_high": gain_high,
+        "gain_decided": measure(held & ~undecided),
     }
 
 
-# --- Section 3.2 and 3.3 --------------------------------------------------------------------------
-
-
-def iteration_readings(stats: dict) -> dict:
-    """Pearson r of PD and rescaled iteration learned: reading -> (r, low, high, n).
-
-    Per appearance (Fig. 5 left; held-out or trained (model, point) pairs) and per point (PD_val).
-    """
-    out = {}
-    for reading, mask in (
-        ("per appearance, validation", stats["held_out"]),
-        ("per appearance, training", ~stats["held_out"]),
-    ):
-        r = pearson(stats["depth"][mask], stats["iteration"][mask])
-        n = int(np.isfinite(stats["iteration"][mask]).sum())
-        out[reading] = (r, *pearson_interval(r, n), n)
-    r = pearson(stats["depth_val"], stats["iteration_val"])
-    n = int((np.isfinite(stats["depth_val"]) & np.isfinite(stats["iteration_val"])).sum())
-    out["per point, validation"] = (r, *pearson_interval(r, n), n)
-    return out
-
-
-def iteration_table(readings: dict, paper: dict):
-    """One row per (dataset, reading) of :func:`iteration_readings`, beside the paper's r."""
-    import pandas as pd
-
-    return pd.DataFrame(
-        [
-            {
-                "dataset": task,
-                "reading": name,
-                "r": r,
-                "95 % CI low": low,
-                "95 % CI high": high,
-                "pairs": n,
-                "paper": paper.get(task, np.nan),
-            }
-            for task, by_reading in readings.items()
-            for name, (r, low, high, n) in by_reading.items()
-        ]
-    )
-
-
-def iteration_panels(stats_by_name: dict) -> dict:
-    """Fig. 5 left: per panel (validation / training appearances), per ensemble, (mean iteration,
-    share, r)."""
-    panels = {"validation-split appearances": {}, "training-split appearances": {}}
-    for name, stats in stats_by_name.items():
-        for title, mask in (
-            ("validation-split appearances", stats["held_out"]),
-            ("training-split appearances", ~stats["held_out"]),
-        ):
-            depth, iteration = stats["depth"][mask].astype(np.int64), stats["iteration"][mask]
-            mean, count = mean_by_depth(depth, iteration, stats["n_probes"])
-            panels[title][name] = (mean, count / max(count.sum(), 1), pearson(depth, iteration))
-    return panels
-
-
-def margin_correlations(margins: dict) -> dict:
-    """Per test point, mean PD and each margin's geometric mean over networks, and r:
-    ``mean_depth``,
-    ``geometric``, ``r`` {name: (r, low, high)}; zero or infinite margins are left out of r.
-    """
-    mean_depth = margins["depth"].mean(axis=0)
-    geometric, r = {}, {}
-    for name, key in (("output margin", "output_margin"), ("input margin", "input_margin")):
-        with np.errstate(divide="ignore"):
-            logs = np.log10(margins[key])
-        values = logs.mean(axis=0)
-        geometric[name] = 10**values
-        value = pearson(mean_depth, np.where(np.isfinite(values), values, np.nan))
-        r[name] = (value, *pearson_interval(value, int(np.isfinite(values).sum())))
-    return {"mean_depth": mean_depth, "geometric": geometric, "r": r}
-
-
-#: The four sets of Fig. 5 (middle and right), in plotting order.
-NOISE_SETS = (
-    "clean training points",
-    "corrupted, scored against the new label",
-    "corrupted, scored against the original label",
-    "test points",
-)
-
-
-def _noise_sets(run) -> dict:
-    corrupted, train = run["corrupted"], run["in_train"] & ~run["is_test"]
-    return {
-        NOISE_SETS[0]: (train & ~corrupted, run["labels"]),
-        NOISE_SETS[1]: (train & corrupted, run["fit_labels"]),
-        NOISE_SETS[2]: (train & corrupted, run["labels"]),
-        NOISE_SETS[3]: (run["is_test"], run["labels"]),
-    }
-
-
-def noise_curves(run) -> tuple[dict, dict]:
-    """Fig. 5 middle and right: ``(training, inference)`` accuracy of each set per checkpoint /
-    probe.
-
-    ``training`` also has ``steps``; training points are scored leave-one-out against corrupted
-    labels.
-    """
-    history = run["checkpoint_predictions"]
-    if not history.size:
-        raise ValueError("the run has no checkpoints: train it with TrainConfig(n_checkpoints > 0)")
-    training, inference = {"steps": run["checkpoint_steps"]}, {}
-    for name, (mask, target) in _noise_sets(run).items():
-        training[name] = (history[:, mask] == target[mask]).mean(axis=1)
-        inference[name] = probe_accuracy(run["probe_predictions"][:, mask], target[mask])
-    return training, inference
-
-
-def curve_features(curves: dict, *, margin: float = 0.02) -> dict:
-    """The paper's three features of a learning curve (after its first point), beyond ``margin``:
-    ``original first`` (original class ahead of the new one somewhere), ``crossing`` (and behind at
-    the end), ``test maximum before the end``.
-    """
-    gap = curves[NOISE_SETS[2]][1:] - curves[NOISE_SETS[1]][1:]
-    test = curves[NOISE_SETS[3]][1:]
-    return {
-        "original first": bool(gap.max() > margin),
-        "crossing": bool(gap.max() > 0 and gap[-1] < 0),
-        "test maximum before the end": bool(test.max() - test[-1] > margin),
-        "gap": float(gap.max()),
-        "drop": float(test.max() - test[-1]),
-        "peak": int(np.argmax(test)) + 1,
-    }
-
-
-def hinge_summary(runs: dict, *, seed: int = 0) -> dict:
-    """Fig. 6 right: per network ("untrained", "0-Hinge", "cross-entropy") probe curves and margins.
-
-    Returns ``table``, ``curves`` {network: {split: (n_probes,)}} and ``by_split`` (the same,
-    transposed), ``margin_ratio``, ``pd_gap`` and ``gain_excess`` (value, low, high), and
-    ``softmax_only``: the 0-Hinge training points whose softmax probe disagrees with the network.
-    """
-    import pandas as pd
-
-    rows, curves, per_point = [], {}, {}
-    for name, run in runs.items():
-        train, test = run["in_train"] & ~run["is_test"], run["is_test"]
-        curves[name] = {
-            "training split (leave-one-out)": probe_accuracy(
-                run["probe_predictions"][:, train], run["fit_labels"][train]
-            ),
-            "test split": probe_accuracy(
-                run["probe_predictions"][:, test], run["fit_labels"][test]
-            ),
-        }
-        margin = np.diff(np.sort(run["logits"][train], axis=1)[:, -2:], axis=1)[:, 0].astype(
-            np.float64
+def decided_plane(stats: dict) -> dict:
+    """``stats`` with PD_val and PD_train averaged over decided appearances only (NaN where a point
+    has none): the difficulty plane without undecided points."""
+    depth, held = stats["depth"].astype(np.float64), stats["held_out"]
+    decided = ~stats["undecided"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        val, train = (
+            np.where(mask, depth, 0).sum(axis=0) / mask.sum(axis=0)
+            for mask in (held & decided, ~held & decided)
         )
-        hidden_hits = (run["probe_predictions"][1:-1, train] == run["fit_labels"][train]).mean(
-            axis=0
-        )
-        per_point[name] = (margin, run["depth"][train].astype(np.float64), hidden_hits)
-        rows.append(
-            {
-                "network": name,
-                "training accuracy": run.meta["train_accuracy"],
-                "test accuracy": run.meta["test_accuracy"],
-                "output margin, mean": margin.mean(),
-                "output margin, std": margin.std(),
-                "mean PD (train)": run["depth"][train].mean(),
-                "mean PD (test)": run["depth"][test].mean(),
-                "steps": int(run["checkpoint_steps"][-1]) if run["checkpoint_steps"].size else 0,
-            }
-        )
-    (m_h, d_h, h_h), (m_c, d_c, h_c), (_, _, h_u) = (
-        per_point[n] for n in ("0-Hinge", "cross-entropy", "untrained")
-    )
-
-    def measure(statistic, *arrays):
-        return (
-            float(statistic(*arrays)),
-            *bootstrap_interval(statistic, *arrays, n_boot=300, seed=seed),
-        )
-
-    hinge = runs["0-Hinge"]
-    train = hinge["in_train"] & ~hinge["is_test"]
-    by_split = {
-        split: {net: c[split] for net, c in curves.items()} for split in next(iter(curves.values()))
-    }
-    return {
-        "table": pd.DataFrame(rows).set_index("network"),
-        "curves": curves,
-        "by_split": by_split,
-        "margin_ratio": measure(lambda h, c: c.mean() / max(h.mean(), 1e-30), m_h, m_c),
-        "pd_gap": measure(lambda h, c: h.mean() - c.mean(), d_h, d_c),
-        "gain_excess": measure(
-            lambda h, c, u: (h - u).mean() - 0.25 * (c - u).mean(), h_h, h_c, h_u
-        ),
-        "softmax_only": softmax_disagreement(
-            hinge["probe_predictions"][:, train], hinge["network_predictions"][train]
-        ),
-    }
+    return {**stats, "depth_val": val, "depth_train": train}

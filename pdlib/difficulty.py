@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pdlib._checks import check_positive_int
-from pdlib.metrics import bootstrap_interval, wilson_interval
+from pdlib.intervals import bootstrap_interval, wilson_interval
 
 if TYPE_CHECKING:
     import pandas
@@ -27,6 +27,9 @@ __all__ = [
     "group_probe_curves",
     "middle_probe",
     "probe_fix",
+    "paired_comparison",
+    "random_group",
+    "corner_evidence",
     "choose_probe_layer",
     "pd_switch_rule",
     "fix_table",
@@ -87,8 +90,8 @@ def corner_groups(depth_val, depth_train, max_depth: int, *, n: int = 100, candi
 
 
 def corner_table(stats: dict, groups: dict, max_depth: int, *, seed: int = 0):
-    """Per corner group: size, distance, mean PDs, C* (95 % interval), Ĉ, consensus ≠ label; a
-    DataFrame."""
+    """Per corner group: size, distance, mean PDs, C* (95 % interval), Ĉ, consensus ≠ label and the
+    share of its held-out appearances without a depth; a DataFrame."""
     import pandas as pd
 
     rows = []
@@ -120,6 +123,10 @@ def corner_table(stats: dict, groups: dict, max_depth: int, *, seed: int = 0):
                 "consensus ≠ label": int(
                     np.sum(stats["consensus"][index] != stats["labels"][index])
                 ),
+                "undecided appearances (%)": 100
+                * float(stats["undecided"][:, index][stats["held_out"][:, index]].mean())
+                if "undecided" in stats
+                else np.nan,
             }
         )
     return pd.DataFrame(rows).set_index("corner")
@@ -195,6 +202,75 @@ def probe_fix(counts: dict, points, *, target: str, layer: int) -> dict:
         "points": len(points),
         **_reports(counts, target, points, "probe", counts["hits"][target][layer, points]),
     }
+
+
+def paired_comparison(
+    counts: dict, points, *, target: str, layer: int, against: int | None = None, seed: int = 0
+) -> dict:
+    """Probe ``layer`` against the network (``against=None``) or probe ``against``, paired on the
+    same held-out appearances of ``points``.
+
+    Returns ``accuracy`` and ``baseline_accuracy`` (fractions), ``trials``, and ``gain`` (accuracy
+    minus the baseline's) and ``error_reduction`` (the fraction of the baseline's errors removed),
+    each ``(value, low, high)`` with a 95 % interval resampling points, so that a point's
+    appearances stay together.
+    """
+    points = np.asarray(points, dtype=np.int64)
+    trials = counts["n_held_out"][points].astype(np.float64)
+    hits = counts["hits"][target][layer, points].astype(np.float64)
+    baseline = (
+        counts["network_hits"][target][points]
+        if against is None
+        else counts["hits"][target][against, points]
+    ).astype(np.float64)
+
+    def gain(n, h, b):
+        return (h.sum() - b.sum()) / n.sum() if n.sum() else np.nan
+
+    def reduction(n, h, b):
+        errors = n.sum() - b.sum()
+        return 1 - (n.sum() - h.sum()) / errors if errors else np.nan
+
+    def measure(statistic):
+        interval = bootstrap_interval(statistic, trials, hits, baseline, n_boot=1000, seed=seed)
+        return (float(statistic(trials, hits, baseline)), *interval)
+
+    total = trials.sum()
+    return {
+        "accuracy": hits.sum() / total if total else np.nan,
+        "baseline_accuracy": baseline.sum() / total if total else np.nan,
+        "trials": int(total),
+        "gain": measure(gain),
+        "error_reduction": measure(reduction),
+    }
+
+
+def random_group(candidates, size: int, seed: int) -> np.ndarray:
+    """``size`` points drawn without replacement from ``candidates`` (seeded, sorted): the negative
+    control of a corner group."""
+    candidates = np.asarray(candidates, dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(candidates, size, replace=False))
+
+
+def corner_evidence(plane: dict, counts: dict, *, n: int, target: str = "ground truth"):
+    """What :func:`pdlib.verdicts.judge_difficulty_types` reads for one difficulty plane:
+    ``(corners, unless)``, the :func:`corner_table` of the ``n`` points nearest each corner and the
+    middle probe against the softmax probe on "ambiguous unless the label is given"
+    (:func:`paired_comparison`).
+
+    ``plane``: :func:`pdlib.ensembles.ensemble_statistics` (or a permuted or decided-only copy);
+    ``counts``: :func:`pdlib.ensembles.held_out_probe_counts` of the same ensemble.
+    """
+    n_probes = plane["n_probes"]
+    groups = corner_groups(plane["depth_val"], plane["depth_train"], n_probes - 1, n=n)
+    unless = paired_comparison(
+        counts,
+        groups["ambiguous unless the label is given"],
+        target=target,
+        layer=middle_probe(n_probes),
+        against=n_probes - 1,
+    )
+    return corner_table(plane, groups, n_probes - 1), unless
 
 
 def choose_probe_layer(counts: dict, points, *, target: str, seed: int = 0) -> dict:

@@ -206,10 +206,11 @@ def ensemble_statistics(ensemble: Ensemble, *, reference: str = "labels") -> dic
     truth) or ``"fit_labels"`` (the labels trained on). Returns, over the ``n`` pool points:
     ``labels``, ``n_held_out``, ``n_trained``, ``consistency`` (Eq. 1), ``consensus`` (-1 if never
     held out), ``consensus_consistency`` (Eq. 2), ``depth_val``/``depth_train`` and
-    ``iteration_val``/``iteration_train`` (n,); ``depth``, ``iteration``, ``held_out`` and
-    ``predictions`` (r, n); ``n_models``, ``n_probes``, ``n_classes`` and ``train_accuracy`` (r,).
+    ``iteration_val``/``iteration_train`` (n,); ``depth``, ``undecided`` (no depth: the softmax
+    probe disagrees with the network), ``iteration``, ``held_out`` and ``predictions`` (r, n);
+    ``n_models``, ``n_probes``, ``n_classes`` and ``train_accuracy`` (r,).
     """
-    rows = {"predictions": [], "held_out": [], "depth": [], "iteration": []}
+    rows = {"predictions": [], "held_out": [], "depth": [], "undecided": [], "iteration": []}
     train_accuracy, labels, n_probes, n_classes = [], None, 0, 0
     for artifact in ensemble.artifacts():
         pool = ~artifact["is_test"]
@@ -222,6 +223,9 @@ def ensemble_statistics(ensemble: Ensemble, *, reference: str = "labels") -> dic
         rows["predictions"].append(artifact["network_predictions"][pool])
         rows["held_out"].append(~artifact["in_train"][pool])
         rows["depth"].append(artifact["depth"][pool])
+        rows["undecided"].append(
+            artifact["probe_predictions"][-1, pool] != artifact["network_predictions"][pool]
+        )
         rows["iteration"].append(
             rescale_iteration(iteration_learned(history[:, pool])).astype(np.float32)
             if history.size

@@ -201,17 +201,21 @@ def noisy_label_runs(
     noise: float = 0.4,
     epoch_factor: int = 2,
     n_checkpoints: int = 40,
+    untrained: bool = False,
     progress: bool | None = None,
 ) -> list[Artifact]:
     """Networks trained on the whole pool with a fraction ``noise`` of its labels randomised (Fig.
     5).
 
     Every seed sees the same corruption (``data_seed``) and trains ``epoch_factor`` times the
-    profile's epochs.
+    profile's epochs; ``untrained``: the networks at initialisation, probed on the same labels (the
+    inference curve's negative control).
     """
     base = profile.train_config(arch)
     train = dataclasses.replace(
-        base, epochs=epoch_factor * base.epochs, n_checkpoints=n_checkpoints
+        base,
+        epochs=0 if untrained else epoch_factor * base.epochs,
+        n_checkpoints=0 if untrained else n_checkpoints,
     )
     return [
         run_model(
@@ -237,7 +241,10 @@ def zero_hinge_configs(
     ``untrained``; ``0-Hinge``: full-batch GD with momentum at a constant ``lr`` (0: the profile's
     ``hinge_lr``), no weight decay, up to ``profile.hinge_steps`` steps, stopping at zero loss;
     ``cross-entropy``: the profile's SGD for twice its epochs. The head's initial weights are scaled
-    by ``head_init_scale``, which with ``lr`` sets the size of 0-Hinge margins.
+    by ``head_init_scale``, which with ``lr`` sets the size of 0-Hinge margins. Two controls
+    separate the loss from the regime: ``cross-entropy, 0-Hinge regime`` (the 0-Hinge optimiser,
+    steps and head, cross-entropy loss) and ``0-Hinge, default head`` (the head left at its default
+    initialisation, on its own initial weights otherwise the same).
     """
     base = profile.train_config(arch)
     ce = dataclasses.replace(base, epochs=2 * base.epochs, n_checkpoints=profile.n_checkpoints)
@@ -255,11 +262,19 @@ def zero_hinge_configs(
         micro_batch=profile.hinge_micro_batch,
     )
     untrained = dataclasses.replace(hinge, epochs=0, n_checkpoints=0)
+    ce_regime = dataclasses.replace(hinge, loss="cross_entropy", stop_at_zero_loss=False)
+    networks = (
+        ("untrained", untrained, head_init_scale),
+        ("0-Hinge", hinge, head_init_scale),
+        ("cross-entropy", ce, head_init_scale),
+        ("cross-entropy, 0-Hinge regime", ce_regime, head_init_scale),
+        ("0-Hinge, default head", hinge, 1.0),
+    )
     return {
         name: run_config(
-            profile, task, arch, seed, n_pool=n_train, train=train, head_init_scale=head_init_scale
+            profile, task, arch, seed, n_pool=n_train, train=train, head_init_scale=scale
         )
-        for name, train in (("untrained", untrained), ("0-Hinge", hinge), ("cross-entropy", ce))
+        for name, train, scale in networks
     }
 
 
@@ -312,30 +327,30 @@ def figure_footer(
     return " · ".join(parts + ([extra] if extra else []))
 
 
-def fig4_panels(profile: Profile, *, executor: str = "local") -> tuple[dict, dict]:
-    """Fig. 4 left and middle: ``(panels, bounds)``, panels {title: (PD (n,), C* (n,))} and lower
-    envelopes.
+def fig4_panels(
+    profile: Profile, *, executor: str = "local", control_seed: int = 0
+) -> tuple[dict, dict, dict]:
+    """Fig. 4 left and middle: ``(panels, bounds, control)``.
 
-    Left: the ensemble of ``fig4_left``; middle: per task, one full-pool network's PD against the
-    others' C* (test points).
+    ``panels`` {title: (PD, C*)}: the ensemble of ``fig4_left`` (one value per point) and, for the
+    first task of ``fig4_middle``, PD of the test points from each full-pool network against C* of
+    the others (every rotation). ``bounds``: :func:`pdlib.analysis.consensus_bounds`.
+    ``permute_seed``: the negative control (PD permuted across points).
     """
-    from pdlib.analysis import bound_with_interval, cross_model_consensus
+    from pdlib.analysis import consensus_bounds, cross_model_consensus
 
     left, middle = profile.setup("fig4_left"), profile.setup("fig4_middle")
     stats = ensemble_stats(profile, "fig4_left", left.datasets[0], left.archs[0], executor=executor)
-    seen, max_depth = stats["n_held_out"] > 0, stats["n_probes"] - 1
+    task = plan_tasks(profile, "fig4_middle")[0][0]
+    cross = cross_model_consensus(seed_runs(profile, "fig4_middle", task, middle.archs[0]))
+    bounds = consensus_bounds(stats, cross)
+    control = consensus_bounds(stats, cross, permute_seed=control_seed)
+    seen = stats["n_held_out"] > 0
     panels = {
         f"ensemble, {left.datasets[0]}": (
             stats["depth_val"][seen],
             stats["consensus_consistency"][seen],
-        )
+        ),
+        f"1 vs others, {task}": (cross["depth"].ravel(), cross["consensus_consistency"].ravel()),
     }
-    bounds = {"ensemble": bound_with_interval(*panels[f"ensemble, {left.datasets[0]}"], max_depth)}
-    for task in plan_tasks(profile, "fig4_middle")[0]:
-        cross = cross_model_consensus(seed_runs(profile, "fig4_middle", task, middle.archs[0]))
-        panels[f"1 vs others, {task}"] = (cross["depth"], cross["consensus_consistency"])
-        bounds.setdefault(
-            "across networks",
-            bound_with_interval(cross["depth"], cross["consensus_consistency"], max_depth),
-        )
-    return panels, bounds
+    return panels, bounds, control

@@ -212,10 +212,11 @@ def fig3_consistency_vs_depth(
 
 
 def fig4_consensus_consistency(
-    panels: dict, *, max_depth: int, footer: str, bound: dict | None = None
+    panels: dict, *, max_depth: int, footer: str, bounds: dict | None = None
 ):
-    """C* against PD per panel ({title: (depth, C*)}); ``bound`` (a lower envelope) drawn on the
-    first."""
+    """C* against PD per panel ({title: (depth, C*)}); with ``bounds``
+    (:func:`pdlib.analysis.consensus_bounds`), the ensemble's lower envelope on the first panel and
+    the mean C* per PD with its line on the second."""
     x_bins, y_bins = (
         np.linspace(-0.5, max_depth + 0.5, 2 * max_depth + 2),
         np.linspace(-0.025, 1.025, 22),
@@ -238,16 +239,38 @@ def fig4_consensus_consistency(
     for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     fig.colorbar(image, ax=axes, fraction=0.025, label="points (log)")
-    if bound is not None and np.isfinite(bound["slope"]):
-        xs = np.array([0.0, 1.0])
+    xs = np.array([0.0, 1.0])
+    envelope = (bounds or {}).get("envelope")
+    if envelope is not None and np.isfinite(envelope["slope"]):
         axes[0, 0].plot(
             xs * max_depth,
-            bound["intercept"] + bound["slope"] * xs,
+            envelope["intercept"] + envelope["slope"] * xs,
             color="crimson",
             lw=1.5,
-            label=f"C* ≥ {bound['intercept']:.2f} {bound['slope']:+.2f}·PD/max",
+            label=f"2 % envelope {envelope['intercept']:.2f} {envelope['slope']:+.2f}·PD/max",
         )
         axes[0, 0].legend(fontsize=7, loc="lower left")
+    curve = (bounds or {}).get("mean_curve")
+    if curve is not None and len(panels) > 1:
+        ax = axes.flat[1]
+        used = curve["count"] >= 20
+        ax.plot(
+            np.flatnonzero(used),
+            curve["mean"][used],
+            "o",
+            color="black",
+            ms=4,
+            label="mean C* per PD",
+        )
+        if np.isfinite(curve["slope"]):
+            ax.plot(
+                xs * max_depth,
+                curve["intercept"] + curve["slope"] * xs,
+                color="crimson",
+                lw=1.5,
+                label=f"{curve['intercept']:.2f} {curve['slope']:+.2f}·PD/max",
+            )
+        ax.legend(fontsize=7, loc="lower left")
     return finish_figure(fig, footer, "fig4_consensus_consistency")
 
 
@@ -269,6 +292,18 @@ def fig4_accuracy_vs_depth(accuracy: dict, counts: dict, *, footer: str):
     ax.legend(fontsize=8, title="marker area ∝ share of predictions", title_fontsize=7)
     fig.tight_layout()
     return finish_figure(fig, footer, "fig4_accuracy_vs_depth")
+
+
+def hinge_learning_curves(curves: dict, *, footer: str):
+    """Training accuracy against full-batch step for each network ({name: (steps, accuracy)}): the
+    0-Hinge network and its controls (the paper's Appendix A.7)."""
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.7, 3.2))
+    for name, (steps, accuracy) in curves.items():
+        ax.plot(steps, accuracy, lw=1.2, label=name)
+    ax.set(xlabel="full-batch step", ylabel="training accuracy", ylim=(0, 1.02))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return finish_figure(fig, footer, "fig6_hinge_learning_curves")
 
 
 def fig5_iteration_vs_depth(panels: dict, *, footer: str):

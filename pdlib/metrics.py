@@ -20,9 +20,15 @@ from pdlib._checks import (
     check_fraction,
     check_positive_int,
 )
+from pdlib.intervals import (  # noqa: F401  (re-exported: metrics' public names)
+    bootstrap_interval,
+    pearson_interval,
+    wilson_interval,
+)
 
 __all__ = [
     "prediction_depth",
+    "undecided_depth",
     "probe_accuracy",
     "softmax_disagreement",
     "rescale_depth",
@@ -59,10 +65,15 @@ def prediction_depth(probe_predictions, final_prediction) -> np.ndarray:
     """Earliest probe from which every later probe predicts the network's final class: (n_probes,
     n), (n,) -> (n,).
 
-    All agree: 0 (the input); even the softmax probe disagrees: ``n_probes - 1``.
+    All agree: 0 (the input). Where even the last (softmax) probe disagrees no probe satisfies the
+    definition and the point is *undecided*: it gets ``n_probes - 1``, the index of the softmax
+    probe, so that means and histograms keep it; :func:`undecided_depth` marks these points, and
+    statistics they would distort are reported with and without them.
 
     >>> prediction_depth([[0, 1, 2], [1, 1, 0], [1, 1, 1]], [1, 1, 1]).tolist()
     [1, 0, 2]
+    >>> prediction_depth([[0], [0], [0]], [1]).tolist()  # undecided: every probe disagrees
+    [2]
     """
     probes = as_classes(probe_predictions, "probe_predictions", 2)
     final = as_classes(final_prediction, "final_prediction", 1)
@@ -76,6 +87,23 @@ def prediction_depth(probe_predictions, final_prediction) -> np.ndarray:
     # Index of the last disagreeing probe (argmax on the reversed rows), -1 when all agree.
     last = np.where(disagrees.any(axis=0), n_probes - 1 - np.argmax(disagrees[::-1], axis=0), -1)
     return np.minimum(last + 1, n_probes - 1).astype(np.int64)
+
+
+def undecided_depth(probe_predictions, final_prediction) -> np.ndarray:
+    """Points without a prediction depth, whose last probe disagrees with the network: (n_probes,
+    n), (n,) -> (n,) bool.
+
+    >>> undecided_depth([[0, 1], [1, 1], [1, 0]], [1, 1]).tolist()
+    [False, True]
+    """
+    probes = as_classes(probe_predictions, "probe_predictions", 2)
+    final = as_classes(final_prediction, "final_prediction", 1)
+    if probes.shape[1] != final.shape[0]:
+        raise ValueError(
+            f"probe_predictions has {probes.shape[1]} points but final_prediction "
+            f"has {final.shape[0]}"
+        )
+    return probes[-1] != final
 
 
 def probe_accuracy(probe_predictions, labels) -> np.ndarray:
@@ -93,10 +121,8 @@ def probe_accuracy(probe_predictions, labels) -> np.ndarray:
 
 
 def softmax_disagreement(probe_predictions, network_predictions) -> float:
-    """Fraction of points whose last (softmax) probe disagrees with the network (their PD is the
-    last)."""
-    probes = as_array(probe_predictions, "probe_predictions")
-    return float((probes[-1] != as_array(network_predictions, "network_predictions")).mean())
+    """Fraction of undecided points (:func:`undecided_depth`): their softmax probe disagrees."""
+    return float(undecided_depth(probe_predictions, network_predictions).mean())
 
 
 def rescale_depth(depth, n_probes: int) -> np.ndarray:
@@ -275,10 +301,12 @@ def rank_correlation(x, y) -> float:
     >>> rank_correlation([1, 2, 3, 4], [1, 4, 9, 16])
     1.0
     """
-    from scipy.stats import rankdata
+    from scipy.stats import spearmanr
 
     x, y = _finite_pairs(x, y)
-    return pearson(rankdata(x), rankdata(y)) if len(x) >= 3 else float("nan")
+    if len(x) < 3 or x.std() == 0 or y.std() == 0:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
 
 
 def depth_correlation_matrix(depths_by_group: dict) -> tuple[list[str], np.ndarray]:
@@ -370,86 +398,3 @@ def mean_by_depth(depth, values, n_probes: int) -> tuple[np.ndarray, np.ndarray]
 def accuracy_by_depth(depth, correct, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy of the predictions made at each PD (:func:`mean_by_depth` of ``correct``)."""
     return mean_by_depth(depth, as_array(correct, "correct").astype(np.float64), n_probes)
-
-
-# --- uncertainty ----------------------------------------------------------------------------------
-
-
-def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion; (NaN, NaN) without trials.
-
-    >>> [round(v, 3) for v in wilson_interval(8, 10)]
-    [0.49, 0.943]
-    """
-    if trials <= 0:
-        return (math.nan, math.nan)
-    if not 0 <= successes <= trials:
-        raise ValueError(f"successes must be in [0, trials], got {successes} of {trials}")
-    from statistics import NormalDist
-
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / trials
-    denominator = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    # At p = 0 or 1 the interval touches the bound exactly; rounding must not move it.
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == trials else min(1.0, centre + half)
-    return (min(low, p), max(high, p))
-
-
-def pearson_interval(r: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Fisher-z interval of a Pearson correlation over ``n`` independent pairs; (NaN, NaN) if
-    undefined.
-
-    >>> [round(v, 3) for v in pearson_interval(0.5, 100)]
-    [0.337, 0.634]
-    """
-    if math.isnan(r) or n < 4:
-        return (math.nan, math.nan)
-    from statistics import NormalDist
-
-    z, half = (
-        math.atanh(min(max(r, -0.999999), 0.999999)),
-        NormalDist().inv_cdf(0.5 + confidence / 2) / math.sqrt(n - 3),
-    )
-    low, high = math.tanh(z - half), math.tanh(z + half)
-    return (-1.0 if r <= -1 else low, 1.0 if r >= 1 else high)  # a perfect correlation stays inside
-
-
-def bootstrap_interval(
-    statistic, *arrays, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0, groups=None
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(*arrays)``; rows (or whole ``groups``) resampled
-    together.
-
-    >>> x = np.arange(100.0)
-    >>> low, high = bootstrap_interval(np.mean, x, n_boot=200)
-    >>> bool(low < 49.5 < high)
-    True
-    """
-    arrays = [np.asarray(a) for a in arrays]
-    n = len(arrays[0]) if arrays else 0
-    if n == 0:
-        raise ValueError("bootstrap_interval needs non-empty arrays, got an empty one")
-    if any(len(a) != n for a in arrays):
-        raise ValueError(
-            f"bootstrap_interval needs arrays of the same length, got {[len(a) for a in arrays]}"
-        )
-    if groups is not None and len(groups) != n:
-        raise ValueError(f"groups has {len(groups)} entries but the arrays have {n}")
-    rng = np.random.default_rng(seed)
-    if groups is None:
-        draws = (rng.integers(0, n, n) for _ in range(n_boot))
-    else:
-        groups = np.asarray(groups)
-        members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-        draws = (
-            np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
-            for _ in range(n_boot)
-        )
-    values = np.array([statistic(*(a[rows] for a in arrays)) for rows in draws], dtype=np.float64)
-    if np.isnan(values).all():  # the statistic is undefined on every resample (e.g. a constant PD)
-        return (float("nan"), float("nan"))
-    alpha = (1 - confidence) / 2
-    return (float(np.nanquantile(values, alpha)), float(np.nanquantile(values, 1 - alpha)))

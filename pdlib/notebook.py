@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["glue"]
+__all__ = ["glue", "glue_all", "glue_judgement"]
 
 
 def glue(name: str, value, display: bool = False) -> None:
@@ -17,3 +17,16 @@ def glue(name: str, value, display: bool = False) -> None:
     if isinstance(value, float) and abs(value) < 1e-12:  # round-off (-4.9e-17) would print as -0.00
         value = 0.0
     myst_glue(name, value, display=display)
+
+
+def glue_all(values: dict) -> None:
+    """:func:`glue` every ``name: value`` of ``values``."""
+    for name, value in values.items():
+        glue(name, value)
+
+
+def glue_judgement(prefix: str, judgement) -> None:
+    """Glue a :class:`~pdlib.verdicts.Judgement`'s verdict and reason as ``{prefix}_verdict`` and
+    ``{prefix}_reason``."""
+    glue(f"{prefix}_verdict", judgement.verdict)
+    glue(f"{prefix}_reason", judgement.reason)

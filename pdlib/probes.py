@@ -20,7 +20,7 @@ from torch import nn
 from pdlib._checks import as_input_batch, as_labels, check_k
 from pdlib._progress import progress_bar
 from pdlib.knn import knn_predict
-from pdlib.metrics import prediction_depth, probe_accuracy
+from pdlib.metrics import prediction_depth, probe_accuracy, undecided_depth
 from pdlib.models import INPUT, SOFTMAX, probe_points
 
 __all__ = [
@@ -198,7 +198,9 @@ class ProbeResult:
     Training points are probed leave-one-out, query points against the whole training split.
     ``*_probe_predictions`` (n_probes, n) int64; ``*_votes`` (n_probes, n, n_classes) uint8 (uint16
     if k > 255); ``*_network_predictions`` and ``*_depth`` (n,) int64; ``*_logits`` (n, n_classes)
-    float32; ``seconds``: wall time of the capture and of the k-NN probes.
+    float32; ``*_undecided`` (n,) bool: no depth, the softmax probe disagrees with the network
+    (their ``*_depth`` is ``n_probes - 1``, see :func:`pdlib.metrics.prediction_depth`);
+    ``seconds``: wall time of the capture and of the k-NN probes.
     """
 
     probe_names: tuple[str, ...]
@@ -212,6 +214,8 @@ class ProbeResult:
     query_logits: np.ndarray
     train_depth: np.ndarray
     query_depth: np.ndarray
+    train_undecided: np.ndarray
+    query_undecided: np.ndarray
     seconds: dict = field(default_factory=dict)
 
     def probe_accuracy(self, split: str, labels) -> np.ndarray:
@@ -306,6 +310,7 @@ def probe_model(
                 f"{split}_network_predictions": network,
                 f"{split}_logits": logits[split],
                 f"{split}_depth": prediction_depth(stacked, network),
+                f"{split}_undecided": undecided_depth(stacked, network),
             }
         )
     return ProbeResult(probe_names=names, seconds=seconds, **fields)

@@ -246,6 +246,7 @@ def compute_run(
         "network_predictions": network.astype(np.int16),
         "logits": merge(probed.train_logits, probed.query_logits, 0),
         "depth": merge(probed.train_depth, probed.query_depth, 0).astype(np.int8),
+        "undecided": merge(probed.train_undecided, probed.query_undecided, 0),
         "aum": aum,
         "loss_history": fit.loss_history,
         "checkpoint_steps": fit.checkpoint_steps,
@@ -292,7 +293,8 @@ def run_model(
         Over ``n = n_pool + n_test`` points, pool first: ``labels``, ``fit_labels`` (trained on),
         ``corrupted``, ``is_test``, ``in_train``, ``dataset_index`` (n,); ``probe_predictions``
         (n_probes, n) int16 and ``votes`` (n_probes, n, n_classes) (training points leave-one-out);
-        ``network_predictions`` (n,) int16, ``logits`` (n, n_classes), ``depth`` (n,) int8, ``aum``
+        ``network_predictions`` (n,) int16, ``logits`` (n, n_classes), ``depth`` (n,) int8,
+        ``undecided`` (n,) bool (no depth: the softmax probe disagrees with the network), ``aum``
         (n,) (NaN off the training split); ``loss_history``, ``checkpoint_steps`` (T+1,) and
         ``checkpoint_predictions`` (T+1, n) (training points as their latest mini-batch predicted
         them, held-out points in eval mode, -1 for test points when ``checkpoint_test`` is off).
@@ -302,12 +304,15 @@ def run_model(
         use_cache = not is_cached(RUNS_KIND, config) or is_cached(
             RUNS_KIND, config, with_weights=True
         )
-    return load_or_compute(
+    run = load_or_compute(
         RUNS_KIND,
         config,
         lambda: compute_run(config, device, progress, keep_weights),
         use_cache=use_cache,
     )
+    if "undecided" not in run.arrays:  # cached before runs stored it; the same from what they hold
+        run.arrays["undecided"] = run["probe_predictions"][-1] != run["network_predictions"]
+    return run
 
 
 def load_model(config: RunConfig, *, device=None) -> torch.nn.Module:

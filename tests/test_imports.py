@@ -24,6 +24,7 @@ LAYERS = {
         "userdata",
         "models",
         "knn",
+        "intervals",
         "metrics",
         "plotting",
     },
@@ -31,6 +32,7 @@ LAYERS = {
     "science": {
         "analysis",
         "claims",
+        "verdicts",
         "difficulty",
         "figures",
         "figures_difficulty",
