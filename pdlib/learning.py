@@ -30,10 +30,10 @@ __all__ = [
 
 
 def _held_mean(values, mask) -> np.ndarray:
-    """Per column, the mean of ``values`` where ``mask`` (NaN skipped): (r, n), (r, n) -> (n,)."""
-    keep = mask & np.isfinite(values)
+    """Per column, the mean of ``values`` where ``mask``, as :func:`pdlib.metrics.split_means`
+    takes it (a NaN makes the mean NaN): (r, n), (r, n) -> (n,)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(keep, values, 0).sum(axis=0) / keep.sum(axis=0)
+        return np.where(mask, values, 0).sum(axis=0) / mask.sum(axis=0)
 
 
 def iteration_readings(stats: dict, *, n_boot: int = 300, seed: int = 0) -> dict:
@@ -43,30 +43,28 @@ def iteration_readings(stats: dict, *, n_boot: int = 300, seed: int = 0) -> dict
     against the mean iteration over the same appearances). Intervals resample networks and points.
     """
     depth, iteration = stats["depth"].astype(np.float64), stats["iteration"].astype(np.float64)
-    readings = {
-        "per appearance, validation": (
-            lambda d, it, held: pearson(d[held], it[held]),
-            stats["held_out"],
-        ),
-        "per appearance, training": (
-            lambda d, it, held: pearson(d[~held], it[~held]),
-            stats["held_out"],
-        ),
-        "per point, validation": (
-            lambda d, it, held: pearson(_held_mean(d, held), _held_mean(it, held)),
-            stats["held_out"],
+    held = stats["held_out"]
+    statistics = {
+        "per appearance, validation": lambda d, it, h: pearson(d[h], it[h]),
+        "per appearance, training": lambda d, it, h: pearson(d[~h], it[~h]),
+        "per point, validation": lambda d, it, h: pearson(_held_mean(d, h), _held_mean(it, h)),
+    }
+    pairs = {
+        "per appearance, validation": int((held & np.isfinite(iteration)).sum()),
+        "per appearance, training": int((~held & np.isfinite(iteration)).sum()),
+        "per point, validation": int(
+            (np.isfinite(stats["depth_val"]) & np.isfinite(stats["iteration_val"])).sum()
         ),
     }
     out = {}
-    for reading, (statistic, held) in readings.items():
-        mask = ~held if "training" in reading else held
-        n = (
-            int((mask & np.isfinite(iteration)).sum())
-            if "appearance" in reading
-            else int(np.isfinite(_held_mean(iteration, held)).sum())
-        )
+    for reading, statistic in statistics.items():
         interval = two_level_interval(statistic, depth, iteration, held, n_boot=n_boot, seed=seed)
-        out[reading] = (statistic(depth, iteration, held), *interval, n)
+        value = (  # the point reading from the ensemble's own PD_val and iteration_val
+            pearson(stats["depth_val"], stats["iteration_val"])
+            if reading == "per point, validation"
+            else statistic(depth, iteration, held)
+        )
+        out[reading] = (value, *interval, pairs[reading])
     return out
 
 

@@ -136,7 +136,9 @@ def size_test(low: float, high: float, paper: float, tolerance: float, what: str
     """
     zone_low, zone_high = paper - tolerance, paper + tolerance
     text = f"{what} 95 % CI [{low:.2f}, {high:.2f}] vs the paper's {paper:.2f} ± {tolerance:.2f}"
-    return _test(zone_low <= low and high <= zone_high, high < zone_low or low > zone_high, text)
+    slack = 1e-9  # -0.7 - 0.1 is -0.7999999999999999 in floating point: the boundary is inside
+    inside = zone_low - slack <= low and high <= zone_high + slack
+    return _test(inside, high < zone_low - slack or low > zone_high + slack, text)
 
 
 def correlation_test(r: float, low: float, high: float, paper: float, what: str) -> list[Test]:

@@ -257,6 +257,37 @@ def test_probe_fix_sums_the_held_out_appearances():
     )  # layer 2 is far better in the simulation
 
 
+def test_paired_comparison_matches_a_loop_over_points():
+    counts = simulated_counts(1)
+    points = np.arange(30)
+    for against in (None, 0):
+        out = difficulty.paired_comparison(counts, points, target="truth", layer=2, against=against)
+        trials = counts["n_held_out"][points]
+        hits = counts["hits"]["truth"][2, points]
+        base = (
+            counts["network_hits"]["truth"][points]
+            if against is None
+            else counts["hits"]["truth"][against, points]
+        )
+        n, h, b = (sum(int(x) for x in values) for values in (trials, hits, base))
+        assert out["trials"] == n and out["accuracy"] == pytest.approx(h / n)
+        assert out["baseline_accuracy"] == pytest.approx(b / n)
+        assert out["gain"][0] == pytest.approx((h - b) / n)
+        assert out["error_reduction"][0] == pytest.approx(1 - (n - h) / (n - b))
+        for value, low, high in (out["gain"], out["error_reduction"]):
+            assert low <= value <= high
+    # the interval resamples points: a single point gives no spread
+    seen = np.flatnonzero(counts["n_held_out"] > 0)[:1]
+    one = difficulty.paired_comparison(counts, seen, target="truth", layer=2)
+    assert one["gain"][1] == pytest.approx(one["gain"][2])
+
+
+def test_random_group_and_corner_evidence():
+    group = difficulty.random_group(np.arange(100, 200), 10, seed=0)
+    assert len(set(group.tolist())) == 10 and group.min() >= 100 and (np.diff(group) > 0).all()
+    np.testing.assert_array_equal(group, difficulty.random_group(np.arange(100, 200), 10, seed=0))
+
+
 def test_split_points_is_a_seeded_partition():
     first, second = difficulty.split_points(np.arange(11) * 3, seed=4)
     assert len(first) == 6 and len(second) == 5

@@ -99,13 +99,25 @@ def test_noisy_label_runs_and_their_curves():
 
 def test_zero_hinge_configs():
     hinge = experiments.zero_hinge_configs(PROFILE, "digits", "mlp", n_train=50, lr=0.001)
-    assert list(hinge) == ["untrained", "0-Hinge", "cross-entropy"]
+    assert list(hinge) == [
+        "untrained",
+        "0-Hinge",
+        "cross-entropy",
+        "cross-entropy, 0-Hinge regime",
+        "0-Hinge, default head",
+    ]
     assert len({c.seed for c in hinge.values()}) == 1 and all(
         c.n_pool == 50 for c in hinge.values()
     )
-    assert all(
-        c.head_init_scale == 1e-4 for c in hinge.values()
-    )  # the same initialisation for all three
+    # the same initialisation, head included, for all but the default-head control
+    scaled = [name for name, c in hinge.items() if c.head_init_scale == 1e-4]
+    assert scaled == list(hinge)[:4] and hinge["0-Hinge, default head"].head_init_scale == 1.0
+    assert hinge["0-Hinge, default head"].train == hinge["0-Hinge"].train
+    regime = hinge["cross-entropy, 0-Hinge regime"].train
+    assert regime.loss == "cross_entropy" and not regime.stop_at_zero_loss
+    assert dataclasses.replace(regime, loss="zero_hinge", stop_at_zero_loss=True) == (
+        hinge["0-Hinge"].train
+    )
     zero = hinge["0-Hinge"].train
     assert zero.loss == "zero_hinge" and zero.batch_size == 50 and zero.stop_at_zero_loss
     assert zero.schedule == "constant" and zero.weight_decay == 0 and zero.lr == 0.001

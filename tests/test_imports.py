@@ -33,6 +33,7 @@ LAYERS = {
         "analysis",
         "claims",
         "verdicts",
+        "learning",
         "difficulty",
         "figures",
         "figures_difficulty",

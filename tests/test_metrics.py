@@ -38,6 +38,7 @@ from pdlib.metrics import (
     rescale_iteration,
     softmax_disagreement,
     split_means,
+    undecided_depth,
     wilson_interval,
 )
 
@@ -101,6 +102,19 @@ def test_range_and_last_probe(table):
     assert ((0 <= depth) & (depth < probes.shape[0])).all()
     # a disagreeing softmax probe pins the depth to the last index
     assert (depth[probes[-1] != final] == probes.shape[0] - 1).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(probe_tables)
+def test_undecided_points_are_those_no_probe_decides(table):
+    """Undecided iff no probe index satisfies the definition (checked by a loop over indices)."""
+    probes, final = table
+    undecided = undecided_depth(probes, final)
+    n_probes = probes.shape[0]
+    for i in range(len(final)):
+        decided_at = [p for p in range(n_probes) if (probes[p:, i] == final[i]).all()]
+        assert undecided[i] == (not decided_at)
+    assert softmax_disagreement(probes, final) == pytest.approx(undecided.mean())
 
 
 def test_depth_known_cases():

@@ -220,6 +220,12 @@ def test_probe_model_matches_sklearn_per_probe(trained):
         result.train_depth,
         prediction_depth(result.train_probe_predictions, result.train_network_predictions),
     )
+    for split in ("train", "query"):  # undecided: the softmax probe disagrees with the network
+        np.testing.assert_array_equal(
+            getattr(result, f"{split}_undecided"),
+            getattr(result, f"{split}_probe_predictions")[-1]
+            != getattr(result, f"{split}_network_predictions"),
+        )
     assert result.train_votes.dtype == np.uint8 and result.train_votes.shape == (9, 300, 4)
     assert result.query_depth.shape == (100,) and result.query_depth.max() <= 8
     # a clean, well-separated task is decided early
