@@ -43,6 +43,9 @@ __all__ = [
     "mean_with_interval",
     "mean_depth_per_point",
     "ensemble_table",
+    "ensemble_numbers",
+    "fig3_numbers",
+    "bound_lines",
     "bound_with_interval",
     "cross_model_consensus",
     "mean_curve_slope",
@@ -198,6 +201,46 @@ def ensemble_table(stats: dict):
         ),
     ]
     return pd.DataFrame(rows, columns=["quantity", "value"])
+
+
+def ensemble_numbers(stats: dict) -> dict:
+    """What the text quotes about an ensemble: ``n_models``, ``mean_held_out`` and
+    ``median_held_out`` (appearances per point seen at least once) and ``undecided_val`` (% of the
+    held-out appearances without a depth)."""
+    seen = stats["n_held_out"][stats["n_held_out"] > 0]
+    return {
+        "n_models": stats["n_models"],
+        "mean_held_out": float(seen.mean()),
+        "median_held_out": float(np.median(seen)),
+        "undecided_val": 100 * float(stats["undecided"][stats["held_out"]].mean()),
+    }
+
+
+def fig3_numbers(stats: dict) -> dict:
+    """Fig. 3's reading: among points with PD_val in the first third, the % with consistency >= ½
+    where the consensus is the label (``low_pd_right``) and <= ½ where it is not
+    (``low_pd_wrong``, NaN without such points); ``n_differs``: points whose consensus differs."""
+    seen = stats["n_held_out"] > 0
+    matches = stats["consensus"] == stats["labels"]
+    low = seen & (stats["depth_val"] <= (stats["n_probes"] - 1) / 3)
+    consistency = stats["consistency"]
+    wrong = low & ~matches
+    return {
+        "low_pd_right": 100 * float(np.mean(consistency[low & matches] >= 0.5)),
+        "low_pd_wrong": 100 * float(np.mean(consistency[wrong] <= 0.5)) if wrong.any() else np.nan,
+        "n_differs": int((seen & ~matches).sum()),
+    }
+
+
+def bound_lines(bounds: dict) -> dict:
+    """The two lines of :func:`consensus_bounds` as text, "a − b" (``bound_line``: the envelope,
+    ``cross_line``: the mean curve)."""
+
+    def line(fit):
+        sign = "−" if fit["slope"] < 0 else "+"
+        return f"{fit['intercept']:.2f} {sign} {abs(fit['slope']):.2f}"
+
+    return {"bound_line": line(bounds["envelope"]), "cross_line": line(bounds["mean_curve"])}
 
 
 def bound_with_interval(depth, cstar, max_depth: int, *, seed: int = 0, n_boot: int = 200) -> dict:

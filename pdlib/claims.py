@@ -27,6 +27,7 @@ __all__ = [
     "load",
     "load_controls",
     "claims_table",
+    "verdict_counts",
     "controls_table",
     "show_table",
 ]
@@ -239,6 +240,14 @@ def claims_table(profile: str):
             }
         )
     return pd.DataFrame(rows)
+
+
+def verdict_counts(table) -> dict:
+    """``n_<verdict>`` (spaces as underscores) -> number of rows of ``table`` with that verdict,
+    for every verdict, and ``n_claims``: the numbers the discussion quotes."""
+    counts = table["verdict"].value_counts()
+    numbers = {f"n_{v.replace(' ', '_')}": int(counts.get(v, 0)) for v in VERDICTS}
+    return numbers | {"n_claims": len(table)}
 
 
 def controls_table(profile: str):

@@ -18,6 +18,8 @@ from pdlib.probes import captures
 from pdlib.runs import RunConfig, load_model, run_data, run_model
 
 __all__ = [
+    "variant_numbers",
+    "reduced_numbers",
     "DEFAULT_VARIANT",
     "neighbour_variants",
     "reduced_embedding_variants",
@@ -251,3 +253,41 @@ def reduced_tables(reduced: dict):
         ]
     ).set_index("variant")
     return per_probe, summary
+
+
+def variant_numbers(reprobed: list, variants) -> dict:
+    """The numbers the appendix quotes from :func:`variants_table`: ``reproduced`` (% of cached
+    PDs the default variant reproduces), ``n_reprobed`` and per variant ``rho_train_*``,
+    ``rho_held_*`` and ``pd_train_*`` (keyed by the variant's name without spaces or "=")."""
+    numbers = {
+        "reproduced": 100
+        * float(
+            np.mean(
+                [np.mean(r["variants"][DEFAULT_VARIANT][1] == r["cached_depth"]) for r in reprobed]
+            )
+        ),
+        "n_reprobed": len(reprobed),
+    }
+    for name, row in variants.iterrows():
+        key = name.split(",")[0].replace(" ", "").replace("=", "")
+        numbers[f"rho_train_{key}"] = row["rank corr. with default (train)"]
+        numbers[f"rho_held_{key}"] = row["rank corr. with default (held out)"]
+        numbers[f"pd_train_{key}"] = row["mean PD (train)"]
+    return numbers
+
+
+def reduced_numbers(reduced: dict, per_probe, summary) -> dict:
+    """The numbers the appendix quotes from :func:`reduced_tables`: probes reduced, and per
+    reduction (``pool``: pooled, ``proj``: projected) the mean and least label agreement with the
+    exact embedding over probes, the PD agreement and the rank correlation of PD."""
+    pooled, projected = [v for v in reduced["variants"] if v != "exact"]
+    agreement = per_probe.groupby("variant")["label agreement with exact (%)"].agg(["mean", "min"])
+    numbers = {"n_wide": len(reduced["reduced"]), "n_conv_probes": len(reduced["probe_names"])}
+    for name, key in ((pooled, "pool"), (projected, "proj")):
+        for stat in ("mean", "min"):
+            numbers[f"agree_{key}_{stat}"] = (
+                agreement.loc[name, stat] if name in agreement.index else float("nan")
+            )
+        numbers[f"pd_agree_{key}"] = summary.loc[name, "PD agreement with exact (%)"]
+        numbers[f"rho_{key}"] = summary.loc[name, "rank corr. of PD with exact"]
+    return numbers

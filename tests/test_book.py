@@ -468,6 +468,28 @@ def test_code_line_check_reports_the_long_line():
     ]
 
 
+def test_discussion_renders_contrary_verdicts_and_stops_on_a_passing_control(tmp_path, monkeypatch):
+    """The verdict path on contrary data: every claim recorded "not reproduced" renders as such and
+    the page builds; a control that reads "partly reproduced" stops it (the design gate)."""
+    from pdlib import claims
+    from pdlib.verdicts import Judgement
+
+    monkeypatch.setenv("PDLIB_CACHE", str(tmp_path / "cache"))
+    contrary = Judgement("not reproduced", "measured against the paper (fail)", "contrary data")
+    for claim in claims.CLAIMS:
+        claims.record(claim.key, contrary, profile="smoke", setting="synthetic")
+        if claim.key in claims.CONTROLS:
+            claims.record_control(claim.key, contrary, profile="smoke")
+    source = REPO / "notebooks" / "discussion.md"
+    build.execute_chapter(source, tmp_path / "discussion.ipynb", "smoke", REPO, kind="refs")
+    text = (tmp_path / "discussion.ipynb").read_text()
+    assert text.count("not reproduced") >= 2 * len(claims.CLAIMS)
+    assert "none reads reproduced or partly reproduced: True" in text
+    claims.record_control("knn_fix", Judgement("partly reproduced", "", ""), profile="smoke")
+    with pytest.raises(Exception, match="a control passed"):
+        build.execute_chapter(source, tmp_path / "gate.ipynb", "smoke", REPO, kind="refs")
+
+
 def test_toc_chapters_have_sources():
     missing = [
         stem for stem in build.toc_chapters(REPO) if stem not in build.notebook_sources(REPO)

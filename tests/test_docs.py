@@ -1,7 +1,10 @@
-"""The prose keeps up with the code: the Reproduce page's plan table, the README's module list."""
+"""The prose keeps up with the code: the Reproduce page's plan table, the README's module list, and
+chapters whose hidden cells stay small."""
 
 import re
 from pathlib import Path
+
+import pytest
 
 from pdlib.profiles import FIGURES, PROFILES, plan_table
 
@@ -37,3 +40,39 @@ def test_no_module_is_too_long():
         lines = len(module.read_text().splitlines())
         name = module.relative_to(REPO)
         assert lines <= 500, f"{name} has {lines} lines (limit 500)"
+
+
+def code_lines(chapter: Path) -> tuple[int, int]:
+    """(hidden, visible) code lines of a chapter: non-blank, non-comment lines of its code cells,
+    the papermill parameters cell left out; a cell is hidden when tagged ``remove-*``."""
+    hidden = visible = 0
+    for body in re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", chapter.read_text(), re.S):
+        lines = body.split("\n")
+        tags = next((line for line in lines if line.startswith(":tags:")), "")
+        if "parameters" in tags:
+            continue
+        code = [
+            line
+            for line in lines
+            if line.strip() and not line.startswith(":") and not line.strip().startswith("#")
+        ]
+        if "remove-" in tags:
+            hidden += len(code)
+        else:
+            visible += len(code)
+    return hidden, visible
+
+
+@pytest.mark.parametrize(
+    "chapter", sorted((REPO / "notebooks").glob("*.md")), ids=lambda path: path.stem
+)
+def test_chapters_narrate_hidden_code_is_no_more_than_the_visible(chapter):
+    """Hidden cells only glue, record and check sanity (issue #23): per chapter, no more hidden
+    code lines than visible ones, or at most 10."""
+    if chapter.name == "README.md":
+        return
+    hidden, visible = code_lines(chapter)
+    assert hidden <= max(visible, 10), (
+        f"{chapter.name}: {hidden} hidden code lines against {visible} visible; move the "
+        "computation into pdlib or show it"
+    )
