@@ -391,29 +391,40 @@ def judge_difficulty_types(corners, unless: dict) -> Judgement:
     return Judgement.of(tests, measured, values | {"middle_gain": list(gain)})
 
 
-def judge_knn_fix(comparison: dict) -> Judgement:
+def judge_knn_fix(comparison: dict, pool: dict) -> Judgement:
     """The k-NN fix from :func:`pdlib.difficulty.paired_comparison` of the middle probe against the
-    network on the group, scored on models that did not choose it: ``error_reduction`` ``(value,
-    low, high)``, the fraction of the network's errors the probe removes (paired on the same
-    appearances, points resampled). Tests: it removes errors at all, and at least half the paper's
-    :data:`PAPER_KNN_ERROR_REDUCTION` (97 %), a share any baseline accuracy can reach.
+    network, on models that did not choose the group: ``comparison`` on the group, ``pool`` on
+    every point those models held out. ``error_reduction`` ``(value, low, high)`` is the fraction
+    of the network's errors the probe removes (paired on the same appearances, points resampled).
 
+    Tests: the probe removes more of the errors on the group than on the pool (intervals apart: a
+    probe that is simply better than an underfit network fixes any group), and at least half the
+    paper's :data:`PAPER_KNN_ERROR_REDUCTION` (97 %), a share any baseline accuracy can reach.
+
+    >>> pool = {"error_reduction": (-0.5, -0.6, -0.4)}
     >>> judge_knn_fix({"error_reduction": (0.95, 0.9, 0.98), "baseline_accuracy": 0.9,
-    ...                "accuracy": 0.995, "trials": 1000}).verdict
+    ...                "accuracy": 0.995, "trials": 1000}, pool).verdict
     'reproduced'
     """
-    reduction = comparison["error_reduction"]
+    reduction, reference = comparison["error_reduction"], pool["error_reduction"]
     half = PAPER_KNN_ERROR_REDUCTION / 2
     what = f"error reduction {100 * reduction[0]:.0f} %"
     tests = [
-        interval_test(reduction[1], reduction[2], 0.0, what),
+        _test(
+            reduction[1] > reference[2],
+            reduction[2] < reference[1],
+            f"{what} {_interval(*reduction)} on the group vs {_interval(*reference)} on every "
+            "held-out point",
+        ),
         interval_test(reduction[1], reduction[2], half, what),
     ]
     measured = (
         f"network {100 * comparison['baseline_accuracy']:.1f} % vs probe "
         f"{100 * comparison['accuracy']:.1f} % on {comparison['trials']} appearances: "
         f"{100 * reduction[0]:.0f} % of the errors removed [{100 * reduction[1]:.0f}, "
-        f"{100 * reduction[2]:.0f}] (paper {100 * PAPER_KNN_ERROR_REDUCTION:.0f} %)"
+        f"{100 * reduction[2]:.0f}] (paper {100 * PAPER_KNN_ERROR_REDUCTION:.0f} %; every held-out "
+        f"point {100 * reference[0]:.0f} %)"
     )
     values = {key: comparison[key] for key in ("baseline_accuracy", "accuracy", "trials")}
-    return Judgement.of(tests, measured, values | {"error_reduction": list(reduction)})
+    values |= {"error_reduction": list(reduction), "pool_error_reduction": list(reference)}
+    return Judgement.of(tests, measured, values)

@@ -522,43 +522,59 @@ def test_difficulty_types_and_their_permuted_control(ensemble):
     assert control.verdict in CONTROL_OK, control.reason
 
 
+POOL = {"error_reduction": (-0.3, -0.35, -0.25)}  # the probe is worse than the network overall
+
+
 def test_judge_knn_fix_at_the_paper_and_at_a_high_baseline():
     assert PAPER_KNN_ERROR_REDUCTION == pytest.approx(1 - 0.02 / 0.75)
     # the paper: 25 % -> 98 % right, 97 % of the errors removed
     paper = comparison(reduction=(0.973, 0.95, 0.99), accuracy=0.98, baseline=0.25)
-    assert judge_knn_fix(paper).verdict == "reproduced"
+    assert judge_knn_fix(paper, POOL).verdict == "reproduced"
     # a network already right on 90 %: a probe at 99.5 % removes 95 % of its errors. A gain in
     # points (at most 10 here) could never reach the paper's 73; the error reduction can.
     high = comparison(reduction=(0.95, 0.9, 0.98), accuracy=0.995, baseline=0.90)
-    judged = judge_knn_fix(high)
+    judged = judge_knn_fix(high, POOL)
     assert judged.verdict == "reproduced" and "95 % of the errors removed" in judged.measured
 
 
 @pytest.mark.parametrize(
-    "reduction, expected",
+    "reduction, pool, expected",
     [
-        ((0.57, 0.35, 0.75), "inconclusive"),  # the laptop's numbers: removes errors, size unsure
-        ((0.30, 0.15, 0.45), "partly reproduced"),  # removes errors, fewer than half the paper's
-        ((-0.2, -0.4, -0.05), "not reproduced"),  # the probe adds errors
-        ((0.04, -0.13, 0.19), "not reproduced"),  # the random-group control
-        ((math.nan, math.nan, math.nan), "inconclusive"),  # no errors to remove
-        ((0.60, PAPER_KNN_ERROR_REDUCTION / 2, 0.7), "inconclusive"),  # touching is not beyond
+        ((0.57, 0.35, 0.75), (-0.3, -0.35, -0.25), "inconclusive"),  # the laptop's size: unsure
+        ((0.30, 0.15, 0.45), (-0.3, -0.35, -0.25), "partly reproduced"),  # specific but small
+        ((-0.2, -0.4, -0.05), (0.1, 0.05, 0.15), "not reproduced"),  # the probe adds errors
+        # the random-group control: no more than on the pool, far from the paper's size
+        ((0.17, 0.04, 0.34), (0.15, 0.1, 0.2), "not reproduced"),
+        # a probe better than an underfit network everywhere: the group is not special
+        ((0.95, 0.9, 0.98), (0.93, 0.9, 0.96), "inconclusive"),
+        ((0.95, 0.9, 0.98), (0.99, 0.985, 0.995), "partly reproduced"),
+        ((math.nan, math.nan, math.nan), (-0.3, -0.35, -0.25), "inconclusive"),  # nothing to fix
+        # touching is not beyond, for both tests
+        ((0.60, PAPER_KNN_ERROR_REDUCTION / 2, 0.7), (-0.3, -0.35, -0.25), "inconclusive"),
+        ((0.60, 0.55, 0.7), (0.5, 0.45, 0.55), "inconclusive"),
     ],
 )
-def test_judge_knn_fix(reduction, expected):
-    assert judge_knn_fix(comparison(reduction=reduction)).verdict == expected
+def test_judge_knn_fix(reduction, pool, expected):
+    judged = judge_knn_fix(comparison(reduction=reduction), {"error_reduction": pool})
+    assert judged.verdict == expected and "every held-out point" in judged.reason
 
 
 def test_knn_fix_on_a_group_and_its_random_control(ensemble):
     d = ensemble["depth_val"] / 5
     counts = counts_for(ensemble, middle_fixes(lambda v, t: v > 0.9))
     group = np.flatnonzero(d > 0.9)
-    found = difficulty.paired_comparison(counts, group, target="ground truth", layer=2)
-    assert judge_knn_fix(found).verdict == "reproduced"
     candidates = np.flatnonzero(counts["n_held_out"] > 0)
+    pool = difficulty.paired_comparison(counts, candidates, target="ground truth", layer=2)
+    found = difficulty.paired_comparison(counts, group, target="ground truth", layer=2)
+    assert judge_knn_fix(found, pool).verdict == "reproduced"
     random = difficulty.random_group(candidates, len(group), seed=0)
     control = difficulty.paired_comparison(counts, random, target="ground truth", layer=2)
-    assert judge_knn_fix(control).verdict in CONTROL_OK
+    assert judge_knn_fix(control, pool).verdict in CONTROL_OK
+    # a probe better than the network everywhere (an underfit network) fixes no group specially
+    everywhere = counts_for(ensemble, lambda p, v, t: np.full_like(v, 0.95 if p == 2 else 0.6))
+    pool = difficulty.paired_comparison(everywhere, candidates, target="ground truth", layer=2)
+    random = difficulty.paired_comparison(everywhere, random, target="ground truth", layer=2)
+    assert judge_knn_fix(random, pool).verdict in CONTROL_OK
 
 
 def test_every_verdict_is_one_of_the_five():
