@@ -61,6 +61,17 @@ def _ratio(numerator, count) -> np.ndarray:
 # --- prediction depth (Section 2.1) -------------------------------------------------------------
 
 
+def _probes_and_final(probe_predictions, final_prediction) -> tuple[np.ndarray, np.ndarray]:
+    probes = as_classes(probe_predictions, "probe_predictions", 2)
+    final = as_classes(final_prediction, "final_prediction", 1)
+    if probes.shape[1] != final.shape[0]:
+        raise ValueError(
+            f"probe_predictions has {probes.shape[1]} points but final_prediction "
+            f"has {final.shape[0]}"
+        )
+    return probes, final
+
+
 def prediction_depth(probe_predictions, final_prediction) -> np.ndarray:
     """Earliest probe from which every later probe predicts the network's final class: (n_probes,
     n), (n,) -> (n,).
@@ -75,13 +86,7 @@ def prediction_depth(probe_predictions, final_prediction) -> np.ndarray:
     >>> prediction_depth([[0], [0], [0]], [1]).tolist()  # undecided: every probe disagrees
     [2]
     """
-    probes = as_classes(probe_predictions, "probe_predictions", 2)
-    final = as_classes(final_prediction, "final_prediction", 1)
-    if probes.shape[1] != final.shape[0]:
-        raise ValueError(
-            f"probe_predictions has {probes.shape[1]} points but final_prediction "
-            f"has {final.shape[0]}"
-        )
+    probes, final = _probes_and_final(probe_predictions, final_prediction)
     n_probes = probes.shape[0]
     disagrees = probes != final[None, :]
     # Index of the last disagreeing probe (argmax on the reversed rows), -1 when all agree.
@@ -96,13 +101,7 @@ def undecided_depth(probe_predictions, final_prediction) -> np.ndarray:
     >>> undecided_depth([[0, 1], [1, 1], [1, 0]], [1, 1]).tolist()
     [False, True]
     """
-    probes = as_classes(probe_predictions, "probe_predictions", 2)
-    final = as_classes(final_prediction, "final_prediction", 1)
-    if probes.shape[1] != final.shape[0]:
-        raise ValueError(
-            f"probe_predictions has {probes.shape[1]} points but final_prediction "
-            f"has {final.shape[0]}"
-        )
+    probes, final = _probes_and_final(probe_predictions, final_prediction)
     return probes[-1] != final
 
 

@@ -14,6 +14,7 @@ import functools
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -259,17 +260,19 @@ def train_model(
     torch.set_flush_denormal(True)
     try:
         losses = _epochs(
-            forward,
-            x_device,
-            y_device,
-            config,
-            optimizer,
-            schedule,
-            generator,
-            steps_per_epoch,
-            margin_sum,
-            tracker,
-            progress,
+            _Loop(
+                forward,
+                x_device,
+                y_device,
+                config,
+                optimizer,
+                schedule,
+                generator,
+                steps_per_epoch,
+                margin_sum,
+                tracker,
+                progress,
+            )
         )
     finally:
         torch.set_flush_denormal(False)
@@ -336,30 +339,38 @@ class _Checkpoints:
         return np.stack(rows) if rows else np.zeros((0, 0), np.int16)
 
 
-def _epochs(
-    forward,
-    x_device,
-    y_device,
-    config,
-    optimizer,
-    schedule,
-    generator,
-    steps_per_epoch,
-    margin_sum,
-    tracker,
-    progress,
-) -> list:
+@dataclass
+class _Loop:
+    """What the training loop works on: the compiled or eager forward pass, the data on the device,
+    the optimiser and its schedule, the batch order's generator, the per-input margin sums (AUM)
+    and the checkpoint tracker."""
+
+    forward: Callable
+    x: torch.Tensor
+    y: torch.Tensor
+    config: TrainConfig
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+    steps_per_epoch: int
+    margin_sum: torch.Tensor
+    tracker: _Checkpoints
+    progress: bool | None
+
+
+def _epochs(loop: _Loop) -> list:
     """The training loop of :func:`train_model`; returns the epochs' mean losses."""
-    n, device = x_device.shape[0], x_device.device
+    config, tracker, margin_sum = loop.config, loop.tracker, loop.margin_sum
+    n, device = loop.x.shape[0], loop.x.device
     losses, step, fitted = [], 0, False
-    for _ in progress_bar(range(config.epochs), desc="train", enabled=progress):
-        order = torch.randperm(n, generator=generator).to(device)
+    for _ in progress_bar(range(config.epochs), desc="train", enabled=loop.progress):
+        order = torch.randperm(n, generator=loop.generator).to(device)
         epoch_loss = torch.zeros((), device=device)
-        for batch in order.tensor_split(steps_per_epoch):
-            optimizer.zero_grad(set_to_none=True)
+        for batch in order.tensor_split(loop.steps_per_epoch):
+            loop.optimizer.zero_grad(set_to_none=True)
             batch_loss = torch.zeros((), device=device)
             for part in batch.split(config.micro_batch or len(batch)):
-                loss, margins, predicted = forward(x_device[part], y_device[part])
+                loss, margins, predicted = loop.forward(loop.x[part], loop.y[part])
                 if len(part) < len(batch):
                     # Each pass's mean loss weighted by its share: the gradient of the batch's mean
                     # loss.
@@ -371,8 +382,8 @@ def _epochs(
             if config.stop_at_zero_loss and float(batch_loss) == 0.0:
                 fitted = True  # the gradient is exactly zero: stop before stepping
                 break
-            optimizer.step()
-            schedule.step()
+            loop.optimizer.step()
+            loop.schedule.step()
             step += 1
             epoch_loss += batch_loss * len(batch)
             if tracker.due(step):
