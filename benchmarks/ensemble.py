@@ -29,6 +29,7 @@ import numpy as np
 def aggregate_worker(profile: str, n_models: int) -> None:
     """Subprocess body: ensemble statistics of the cached ensemble, report peak extra memory."""
     from pdlib import experiments
+    from pdlib.ensembles import ensemble_statistics
     from pdlib.profiles import get_profile
 
     config = get_profile(profile)
@@ -41,7 +42,9 @@ def aggregate_worker(profile: str, n_models: int) -> None:
     reset_peak_rss()
     before = current_rss_bytes()
     start = time.perf_counter()
-    experiments.ensemble_stats(config, "fig3", setup.datasets[0], setup.archs[0], n_models)
+    ensemble_statistics(
+        experiments.ensemble(config, "fig3", setup.datasets[0], setup.archs[0], n_models)
+    )
     seconds = time.perf_counter() - start
     peak = peak_rss_bytes() - before
     print(json.dumps({"aggregate_seconds": seconds, "aggregate_extra_mb": peak / 2**20}))

@@ -61,10 +61,16 @@ __all__ = [
 
 
 def show(
-    table, caption: str, *, formats: dict | None = None, precision: int = 3, index: bool = True
+    table,
+    caption: str,
+    *,
+    formats: dict | None = None,
+    precision: int = 3,
+    index: bool = True,
+    text: bool = False,
 ):
     """A DataFrame as the book shows it (a pandas Styler): a caption, integers as integers, floats
-    at ``precision``."""
+    at ``precision``; ``text``: cells of prose (the claims tables), aligned left and on top."""
     import pandas as pd
 
     formats = dict(formats or {})
@@ -74,6 +80,8 @@ def show(
         elif column not in formats and pd.api.types.is_integer_dtype(table[column]):
             formats[column] = "{:,d}"
     styler = table.style.format(formats, na_rep="—").set_caption(caption)
+    if text:
+        styler = styler.set_properties(**{"text-align": "left", "vertical-align": "top"})
     return styler if index else styler.hide(axis="index")
 
 

@@ -28,7 +28,9 @@ __all__ = [
     "load_or_compute",
     "Artifact",
     "write_atomically",
+    "stamp",
     "is_cached",
+    "artifact_version",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +77,12 @@ def _git_sha() -> str | None:
         return (sha + ("-dirty" if dirty else "")) or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def stamp(meta: dict, seconds: float) -> dict:
+    """``meta`` with the computation's wall time (``seconds_total``) and the :func:`provenance` of
+    this process, which computed it (on the ``meta["device"]`` it names)."""
+    return {**meta, "seconds_total": seconds, "provenance": provenance(meta.get("device"))}
 
 
 def provenance(device: str | None = None) -> dict:
@@ -200,6 +208,16 @@ def is_cached(kind: str, config, root: Path | None = None, *, with_weights: bool
     return bool(has_weights) and npz_path.with_suffix(".pt").exists()
 
 
+def artifact_version(kind: str, config, root: Path | None = None) -> int | None:
+    """When ``config``'s cached arrays were last written (ns), or ``None`` if they are not cached:
+    a key for results derived from them."""
+    npz_path, _ = _paths(kind, config_hash(config), root)
+    try:
+        return npz_path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
 def load_artifact(kind: str, config, root: Path | None = None) -> Artifact | None:
     """The cached artifact for ``config``, or ``None`` when there is no complete one."""
     npz_path, meta_path = _paths(kind, config_hash(config), root)
@@ -270,9 +288,5 @@ def load_or_compute(
             return cached
     start = time.perf_counter()
     arrays, meta, *weights = compute()
-    meta = {
-        **meta,
-        "seconds_total": time.perf_counter() - start,
-        "provenance": provenance(meta.get("device")),
-    }
+    meta = stamp(meta, time.perf_counter() - start)
     return save_artifact(kind, config, arrays, meta, root, weights=weights[0] if weights else None)

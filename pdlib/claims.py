@@ -4,7 +4,7 @@ Each chapter judges the claims it tests with a function of :mod:`pdlib.verdicts`
 :class:`~pdlib.verdicts.Judgement`, and stores it with :func:`record`; it runs the same function on
 the claim's negative control (:data:`CONTROLS`, data on which the claim is false) and stores that
 with :func:`record_control`. The discussion reads both back with :func:`claims_table` and
-:func:`controls_table`.
+:func:`controls_table` (shown with :func:`pdlib.analysis.show`, ``text=True``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ __all__ = [
     "claims_table",
     "verdict_counts",
     "controls_table",
-    "show_table",
 ]
 
 #: A control on which the claim reads one of these has failed: the criterion cannot tell the
@@ -272,13 +271,3 @@ def controls_table(profile: str):
             }
         )
     return pd.DataFrame(rows)
-
-
-def show_table(table, caption: str):
-    """A claims or controls table as the book shows it: a caption, no index, text aligned left and
-    on top."""
-    return (
-        table.style.hide(axis="index")
-        .set_caption(caption)
-        .set_properties(**{"text-align": "left", "vertical-align": "top"})
-    )

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CORNERS",
     "corner_groups",
+    "corner_distances",
     "corner_table",
     "split_points",
     "group_probe_curves",
@@ -43,6 +44,18 @@ CORNERS = {
     "ambiguous unless the label is given": (1.0, 0.0),
     "ambiguous": (1.0, 1.0),
 }
+
+
+def corner_distances(depth_val, depth_train, max_depth: int) -> np.ndarray:
+    """Distance of each point to each corner of the rescaled (PD_val, PD_train) plane: (n,), (n,)
+    -> (4, n), corners in the order of :data:`CORNERS` (NaN where a PD is NaN).
+
+    >>> corner_distances([0.0, 4.0], [0.0, 4.0], 4)[:, 0].round(3).tolist()
+    [0.0, 1.0, 1.0, 1.414]
+    """
+    x = np.asarray(depth_val, dtype=np.float64) / max_depth
+    y = np.asarray(depth_train, dtype=np.float64) / max_depth
+    return np.stack([np.hypot(x - cx, y - cy) for cx, cy in CORNERS.values()])
 
 
 def corner_groups(depth_val, depth_train, max_depth: int, *, n: int = 100, candidates=None) -> dict:
@@ -80,10 +93,9 @@ def corner_groups(depth_val, depth_train, max_depth: int, *, n: int = 100, candi
             raise ValueError(f"candidates has shape {candidates.shape}, expected {val.shape}")
         eligible &= candidates
     index = np.flatnonzero(eligible)
-    x, y = val[index] / max_depth, train[index] / max_depth
+    distances = corner_distances(val[index], train[index], max_depth)
     groups = {}
-    for name, (cx, cy) in CORNERS.items():
-        distance = np.hypot(x - cx, y - cy)
+    for name, distance in zip(CORNERS, distances, strict=True):
         order = np.lexsort((index, distance))[:n]  # ties by index: deterministic
         groups[name] = index[order]
     return groups
@@ -95,8 +107,14 @@ def corner_table(stats: dict, groups: dict, max_depth: int, *, seed: int = 0):
     import pandas as pd
 
     rows = []
+    distances = dict(
+        zip(
+            CORNERS,
+            corner_distances(stats["depth_val"], stats["depth_train"], max_depth),
+            strict=True,
+        )
+    )
     for name, index in groups.items():
-        cx, cy = CORNERS[name]
         cstar = stats["consensus_consistency"][index]
         cstar = cstar[np.isfinite(cstar)]
         low, high = (
@@ -108,12 +126,7 @@ def corner_table(stats: dict, groups: dict, max_depth: int, *, seed: int = 0):
             {
                 "corner": name,
                 "points": len(index),
-                "mean distance to corner": float(
-                    np.hypot(
-                        stats["depth_val"][index] / max_depth - cx,
-                        stats["depth_train"][index] / max_depth - cy,
-                    ).mean()
-                ),
+                "mean distance to corner": float(distances[name][index].mean()),
                 "mean PD_val": float(stats["depth_val"][index].mean()),
                 "mean PD_train": float(stats["depth_train"][index].mean()),
                 "C*": float(cstar.mean()) if len(cstar) else np.nan,

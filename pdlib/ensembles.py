@@ -18,7 +18,15 @@ import numpy as np
 import torch
 
 from pdlib._progress import progress_bar
-from pdlib.cache import Artifact, is_cached, load_artifact, provenance, save_artifact
+from pdlib.cache import (
+    Artifact,
+    artifact_version,
+    config_hash,
+    is_cached,
+    load_artifact,
+    save_artifact,
+    stamp,
+)
 from pdlib.metrics import (
     consensus_class,
     consensus_consistency,
@@ -98,11 +106,7 @@ def _compute(
         config, device=device, progress=False, keep_weights=keep_weights
     )
     # Provenance of the process (and machine) that computed the model, not of the driver.
-    meta = {
-        **meta,
-        "seconds_total": time.perf_counter() - start,
-        "provenance": provenance(meta.get("device")),
-    }
+    meta = stamp(meta, time.perf_counter() - start)
     return arrays, meta, ({k: v.cpu() for k, v in weights[0].items()} if weights else None)
 
 
@@ -198,6 +202,12 @@ def _execute(pending, executor, device, keep, ray_address, threads):
         yield refs.pop(done[0]), ray.get(done[0])
 
 
+#: The statistics of the last few ensembles read, keyed by their models' configs and cache
+#: versions: a chapter asks for the same ensemble's statistics for several figures.
+_STATISTICS: dict = {}
+_KEEP_STATISTICS = 2
+
+
 def ensemble_statistics(ensemble: Ensemble, *, reference: str = "labels") -> dict:
     """Per-point statistics of an ensemble (the models' stacked (r, n) arrays through
     :mod:`pdlib.metrics`).
@@ -208,8 +218,22 @@ def ensemble_statistics(ensemble: Ensemble, *, reference: str = "labels") -> dic
     held out), ``consensus_consistency`` (Eq. 2), ``depth_val``/``depth_train`` and
     ``iteration_val``/``iteration_train`` (n,); ``depth``, ``undecided`` (no depth: the softmax
     probe disagrees with the network), ``iteration``, ``held_out`` and ``predictions`` (r, n);
-    ``n_models``, ``n_probes``, ``n_classes`` and ``train_accuracy`` (r,).
+    ``n_models``, ``n_probes``, ``n_classes`` and ``train_accuracy`` (r,). The result is kept
+    for the same models until their cached artifacts change: treat it as read-only.
     """
+    versions = tuple(
+        (config_hash(config), artifact_version(RUNS_KIND, config)) for config in ensemble.configs
+    )
+    key = (reference, versions)
+    if key not in _STATISTICS:
+        while len(_STATISTICS) >= _KEEP_STATISTICS:
+            _STATISTICS.pop(next(iter(_STATISTICS)))
+        _STATISTICS[key] = _ensemble_statistics(ensemble, reference)
+    return _STATISTICS[key]
+
+
+def _ensemble_statistics(ensemble: Ensemble, reference: str) -> dict:
+    """:func:`ensemble_statistics`, computed (the models' artifacts streamed once)."""
     rows = {"predictions": [], "held_out": [], "depth": [], "undecided": [], "iteration": []}
     train_accuracy, labels, n_probes, n_classes = [], None, 0, 0
     for artifact in ensemble.artifacts():

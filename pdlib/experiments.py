@@ -29,7 +29,6 @@ __all__ = [
     "seed_configs",
     "seed_runs",
     "ensemble",
-    "ensemble_stats",
     "KEEP_WEIGHTS",
     "noisy_label_runs",
     "zero_hinge_configs",
@@ -184,14 +183,6 @@ def ensemble(
     )
 
 
-def ensemble_stats(
-    profile: Profile, figure: str, task: str, arch: str, n_models: int = 0, **kwargs
-) -> dict:
-    """:func:`pdlib.ensembles.ensemble_statistics` of :func:`ensemble` (trained first where
-    missing)."""
-    return ensemble_statistics(ensemble(profile, figure, task, arch, n_models, **kwargs))
-
-
 def noisy_label_runs(
     profile: Profile,
     task: str,
@@ -340,7 +331,9 @@ def fig4_panels(
     from pdlib.analysis import consensus_bounds, cross_model_consensus
 
     left, middle = profile.setup("fig4_left"), profile.setup("fig4_middle")
-    stats = ensemble_stats(profile, "fig4_left", left.datasets[0], left.archs[0], executor=executor)
+    stats = ensemble_statistics(
+        ensemble(profile, "fig4_left", left.datasets[0], left.archs[0], executor=executor)
+    )
     task = plan_tasks(profile, "fig4_middle")[0][0]
     cross = cross_model_consensus(seed_runs(profile, "fig4_middle", task, middle.archs[0]))
     bounds = consensus_bounds(stats, cross)

@@ -17,6 +17,7 @@ from pdlib.plotting import (
     WIDTH,
     blank_axes,
     display_images,
+    figure_legend,
     finish_figure,
     hist2d,
     hist2d_panels,
@@ -361,14 +362,7 @@ def fig5_noise_curves(training: list, inference: list, probe_labels, *, footer: 
     right.set_xticklabels(probe_labels, rotation=70, fontsize=6.5)
     right.set_title("inference learning curve (k-NN probes)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.86))
-    fig.legend(
-        *left.get_legend_handles_labels(),
-        loc="upper center",
-        ncol=2,
-        fontsize=7,
-        bbox_to_anchor=(0.5, 1.0),
-        frameon=False,
-    )
+    figure_legend(fig, left, ncol=2)
     return finish_figure(
         fig, footer + f" · {len(training)} seeds, one line each", "fig5_noise_curves"
     )

@@ -10,7 +10,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from pdlib.plotting import WIDTH, blank_axes, finish_figure, hist2d_panels, show_image
+from pdlib.plotting import (
+    WIDTH,
+    blank_axes,
+    figure_legend,
+    finish_figure,
+    hist2d_panels,
+    show_image,
+)
 
 __all__ = ["fig7_difficulty_plane", "fig7_corner_gallery", "fig8_group_curves"]
 
@@ -23,7 +30,7 @@ def fig7_difficulty_plane(
     A corner group is the ``n`` points nearest its corner, so it is exactly the points inside the
     quarter circle around the corner through its farthest member, which is what is drawn.
     """
-    from pdlib.difficulty import CORNERS
+    from pdlib.difficulty import CORNERS, corner_distances
 
     x, y = depth_val / max_depth, depth_train / max_depth
     edges = np.linspace(-0.5 / max_depth, 1 + 0.5 / max_depth, 2 * max_depth + 2)
@@ -43,9 +50,10 @@ def fig7_difficulty_plane(
         ylabel="PD_train / max",
     )
     angle = np.linspace(0, 2 * np.pi, 200)
+    distances = dict(zip(CORNERS, corner_distances(x, y, 1), strict=True))  # x, y are rescaled
     for colour, (name, index) in zip(sns.color_palette("bright", 4), groups.items(), strict=False):
         cx, cy = CORNERS[name]
-        radius = np.hypot(x[index] - cx, y[index] - cy).max() if len(index) else 0
+        radius = distances[name][index].max() if len(index) else 0
         arc_x, arc_y = cx + radius * np.cos(angle), cy + radius * np.sin(angle)
         inside = (arc_x >= -0.02) & (arc_x <= 1.02) & (arc_y >= -0.02) & (arc_y <= 1.02)
         axes[0].plot(
@@ -57,14 +65,7 @@ def fig7_difficulty_plane(
         )
     for ax in axes:
         ax.set(xlim=(edges[0], edges[-1]), ylim=(edges[0], edges[-1]), aspect="equal")
-    fig.legend(
-        *axes[0].get_legend_handles_labels(),
-        loc="lower center",
-        ncol=4,
-        fontsize=7,
-        bbox_to_anchor=(0.45, 0.93),
-        frameon=False,
-    )
+    figure_legend(fig, axes[0], ncol=4, top=False, x=0.45, y=0.93)
     fig.colorbar(image, ax=axes, label="points (log)", fraction=0.02)
     return finish_figure(fig, footer + " · outlines: the corner groups", "fig7_difficulty_plane")
 
@@ -134,12 +135,5 @@ def fig8_group_curves(curves: dict, probe_labels, *, footer: str):
         ax.set_xticklabels(probe_labels, rotation=70, fontsize=6.5)
     axes[0].set(ylabel="confidence (solid), accuracy (dotted)", ylim=(-0.02, 1.02))
     fig.tight_layout(rect=(0, 0, 1, 0.9))
-    fig.legend(
-        *axes[0].get_legend_handles_labels(),
-        loc="upper center",
-        ncol=2,
-        fontsize=7,
-        bbox_to_anchor=(0.5, 1.0),
-        frameon=False,
-    )
+    figure_legend(fig, axes[0], ncol=2)
     return finish_figure(fig, footer + " · validation-split appearances", "fig8_group_curves")

@@ -17,7 +17,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from pdlib._checks import as_embeddings, as_labels, check_k, default_device
 
-__all__ = ["knn_predict", "knn_neighbours", "vote", "KNNProbe"]
+__all__ = ["DEFAULT_K", "knn_predict", "knn_neighbours", "vote", "KNNProbe"]
+
+#: The paper's number of neighbours per probe (Section 2.1).
+DEFAULT_K = 30
 
 #: Bytes of one chunk's block of scores; peak extra memory is about twice this.
 DEFAULT_BLOCK_BYTES = 256 * 2**20
@@ -65,7 +68,7 @@ def knn_neighbours(
     reference,
     queries=None,
     *,
-    k: int = 30,
+    k: int = DEFAULT_K,
     device: str | torch.device | None = None,
     block_bytes: int | None = None,
 ) -> np.ndarray:
@@ -152,7 +155,7 @@ def knn_predict(
     labels,
     queries=None,
     *,
-    k: int = 30,
+    k: int = DEFAULT_K,
     n_classes: int | None = None,
     device: str | torch.device | None = None,
     block_bytes: int | None = None,
@@ -204,7 +207,7 @@ class KNNProbe(ClassifierMixin, BaseEstimator):
     ['a', 'b']
     """
 
-    def __init__(self, n_neighbors: int = 30, device: str | None = None):
+    def __init__(self, n_neighbors: int = DEFAULT_K, device: str | None = None):
         self.n_neighbors = n_neighbors
         self.device = device
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pdlib.difficulty import CORNERS
+from pdlib.difficulty import CORNERS, corner_distances
 from pdlib.ensembles import Ensemble, ensemble_statistics
-from pdlib.metrics import bootstrap_interval
+from pdlib.intervals import bootstrap_interval
+from pdlib.margins import output_margin
 
 __all__ = [
     "suspicion_score",
@@ -27,7 +28,7 @@ __all__ = [
     "average_precision",
     "precision_at_k",
     "detection_table",
-    "judge_methods",
+    "rank_methods",
     "fig_detection",
     "summary_table",
     "top_suspects",
@@ -50,18 +51,18 @@ def suspicion_score(consistency, depth_val, depth_train, max_depth: int) -> np.n
 def _held_out_means(ensemble: Ensemble) -> dict:
     """Out-of-fold softmax probabilities and output margins, AUM and training loss, averaged per
     point."""
+    from scipy.special import log_softmax
+
     sums = {"probabilities": 0.0, "margin": 0.0, "aum": 0.0, "loss": 0.0}
     held_count = train_count = 0
     for artifact in ensemble.artifacts():
         pool = ~artifact["is_test"]
         held = ~artifact["in_train"][pool]
         logits = artifact["logits"][pool].astype(np.float64)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        log_p = log_softmax(logits, axis=1)
         given = artifact["fit_labels"][pool]
-        top_two = np.sort(logits, axis=1)[:, -2:]
         sums["probabilities"] = sums["probabilities"] + np.where(held[:, None], np.exp(log_p), 0.0)
-        sums["margin"] = sums["margin"] + np.where(held, top_two[:, 1] - top_two[:, 0], 0.0)
+        sums["margin"] = sums["margin"] + np.where(held, output_margin(logits), 0.0)
         sums["aum"] = sums["aum"] + np.where(
             held, 0.0, np.nan_to_num(artifact["aum"][pool].astype(np.float64))
         )
@@ -90,9 +91,9 @@ def example_scores(ensemble: Ensemble, *, class_names=None):
     stats = ensemble_statistics(ensemble, reference="fit_labels")
     max_depth = stats["n_probes"] - 1
     means = _held_out_means(ensemble)
-    x, y = stats["depth_val"] / max_depth, stats["depth_train"] / max_depth
+    n = len(stats["labels"])
     corners = list(CORNERS)
-    distance = np.stack([np.hypot(x - cx, y - cy) for cx, cy in CORNERS.values()])
+    distance = corner_distances(stats["depth_val"], stats["depth_train"], max_depth)
     placed = np.isfinite(distance).all(
         axis=0
     )  # points never held out (or never trained on) have no place
@@ -103,7 +104,7 @@ def example_scores(ensemble: Ensemble, *, class_names=None):
     iteration = (
         np.nanmean(stats["iteration"], axis=0)
         if np.isfinite(stats["iteration"]).any()
-        else np.full(len(x), np.nan)
+        else np.full(n, np.nan)
     )
     table = pd.DataFrame(
         {
@@ -120,7 +121,7 @@ def example_scores(ensemble: Ensemble, *, class_names=None):
             "difficulty type": [
                 corners[i] if ok else "" for i, ok in zip(nearest, placed, strict=False)
             ],
-            "distance to corner": np.where(placed, distance[nearest, np.arange(len(x))], np.nan),
+            "distance to corner": np.where(placed, distance[nearest, np.arange(n)], np.nan),
             "suspicion": suspicion_score(
                 stats["consistency"], stats["depth_val"], stats["depth_train"], max_depth
             ),
@@ -166,11 +167,11 @@ def method_scores(table) -> dict:
     probabilities = np.nan_to_num(
         table.attrs["probabilities"], nan=1.0 / table.attrs["probabilities"].shape[1]
     )
-    cx, cy = CORNERS["looks like a different class"]
     max_depth = table.attrs["max_depth"]
-    corner = -np.hypot(
-        table["PD_val"].to_numpy() / max_depth - cx, table["PD_train"].to_numpy() / max_depth - cy
+    distances = corner_distances(
+        table["PD_val"].to_numpy(), table["PD_train"].to_numpy(), max_depth
     )
+    corner = -distances[list(CORNERS).index("looks like a different class")]
     cstar = table["C*"].to_numpy()
     scores = {
         METHODS[0]: table["suspicion"].to_numpy(),
@@ -271,7 +272,7 @@ def detection_table(scores: dict, corrupted, *, n_boot: int = 200, seed: int = 0
     return table
 
 
-def judge_methods(table, reference: str = METHODS[0], measure: str = "AUROC") -> tuple[str, str]:
+def rank_methods(table, reference: str = METHODS[0], measure: str = "AUROC") -> tuple[str, str]:
     """Where ``reference`` stands among the methods of :func:`detection_table` on ``measure``:
     ``(standing, reason)``.
 
@@ -281,7 +282,7 @@ def judge_methods(table, reference: str = METHODS[0], measure: str = "AUROC") ->
     >>> import pandas as pd
     >>> t = pd.DataFrame({"AUROC": [0.9, 0.7], "AUROC low": [0.85, 0.6], "AUROC high": [0.95, 0.8]},
     ...                  index=["a", "b"])
-    >>> judge_methods(t, "a")[0], judge_methods(t, "b")[0]
+    >>> rank_methods(t, "a")[0], rank_methods(t, "b")[0]
     ('best', 'behind')
     """
     mine = table.loc[reference]
@@ -314,7 +315,7 @@ def fig_detection(
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from pdlib.plotting import WIDTH, finish_figure
+    from pdlib.plotting import WIDTH, figure_legend, finish_figure
 
     settings = list(tables)
     fig, axes = plt.subplots(
@@ -342,14 +343,7 @@ def fig_detection(
     )
     axes[0].invert_yaxis()
     fig.tight_layout(rect=(0, 0, 1, 0.9))
-    fig.legend(
-        *axes[0].get_legend_handles_labels(),
-        loc="upper center",
-        ncol=len(settings),
-        fontsize=7,
-        bbox_to_anchor=(0.5, 1.0),
-        frameon=False,
-    )
+    figure_legend(fig, axes[0], ncol=len(settings))
     return finish_figure(fig, footer, "label_error_detection")
 
 

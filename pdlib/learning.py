@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from pdlib.intervals import bootstrap_interval, two_level_interval
+from pdlib.margins import output_margin
 from pdlib.metrics import mean_by_depth, pearson, probe_accuracy
 
 __all__ = [
@@ -225,8 +226,7 @@ def hinge_summary(runs: dict, *, seed: int = 0) -> dict:
                 run["probe_predictions"][:, test], run["fit_labels"][test]
             ),
         }
-        top_two = np.sort(run["logits"][train], axis=1)[:, -2:].astype(np.float64)
-        margin = top_two[:, 1] - top_two[:, 0]
+        margin = output_margin(run["logits"][train])
         probes = run["probe_predictions"][:, train]
         hidden_hits = (probes[1:-1] == run["fit_labels"][train]).mean(axis=0)
         undecided = run["undecided"][train]

@@ -15,6 +15,7 @@ import seaborn as sns
 from matplotlib.colors import LogNorm
 
 __all__ = [
+    "figure_legend",
     "WIDTH",
     "finish_figure",
     "blank_axes",
@@ -27,6 +28,19 @@ __all__ = [
 #: Widest figure, in inches: the book's text column at 100 dpi.
 WIDTH = 8.0
 sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
+
+
+def figure_legend(fig, ax, *, ncol: int, top: bool = True, x: float = 0.5, y: float = 1.0):
+    """One legend for the whole figure, from ``ax``'s labelled artists, centred above the panels
+    (``top``) or with its lower edge at ``y``."""
+    fig.legend(
+        *ax.get_legend_handles_labels(),
+        loc="upper center" if top else "lower center",
+        ncol=ncol,
+        fontsize=7,
+        bbox_to_anchor=(x, y),
+        frameon=False,
+    )
 
 
 def finish_figure(fig, footer: str, name: str):

@@ -19,7 +19,7 @@ from torch import nn
 
 from pdlib._checks import as_input_batch, as_labels, check_k
 from pdlib._progress import progress_bar
-from pdlib.knn import knn_predict
+from pdlib.knn import DEFAULT_K, knn_predict
 from pdlib.metrics import prediction_depth, probe_accuracy, undecided_depth
 from pdlib.models import INPUT, SOFTMAX, probe_points
 
@@ -230,7 +230,7 @@ def probe_model(
     train_labels,
     query_inputs,
     *,
-    k: int = 30,
+    k: int = DEFAULT_K,
     probes=None,
     batch_size: int = 500,
     device: str | torch.device | None = None,

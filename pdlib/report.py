@@ -162,14 +162,14 @@ def render_report(
         _provenance(
             settings,
             provenance,
-            dataset,
-            source,
-            executor,
-            wall_seconds,
-            arch,
-            probe_names,
-            n_models,
-            reused_models,
+            {
+                "input": source,
+                "data fingerprint": dataset,
+                "networks": f"{n_models} ({reused_models} reused from the cache)",
+                "executor": executor,
+                "wall time": f"{wall_seconds:.0f} s",
+                "probes": ", ".join(probe_names) or arch,
+            },
         ),
     ]
     body = "\n".join(parts)
@@ -338,18 +338,9 @@ def _suspects(table, pixels, n_suspects: int) -> str:
     )
 
 
-def _provenance(
-    settings,
-    provenance,
-    dataset,
-    source,
-    executor,
-    wall_seconds,
-    arch,
-    probe_names,
-    n_models,
-    reused,
-) -> str:
+def _provenance(settings: dict, provenance: dict, run: dict) -> str:
+    """The provenance table: the ``run``'s facts (input, networks, ...), where and with what it ran
+    (``provenance``), then the settings."""
     import importlib.metadata as metadata
 
     versions = dict(provenance.get("versions", {}))
@@ -359,18 +350,13 @@ def _provenance(
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
     facts = {
-        "input": source,
-        "data fingerprint": dataset,
+        **run,
         "git SHA": provenance.get("git_sha") or "none",
-        "networks": f"{n_models} ({reused} reused from the cache)",
-        "executor": executor,
         "device": f"{provenance.get('device')} ({provenance.get('device_name')})",
         "CPU cores, torch threads": f"{provenance.get('cpu_count')}, "
         f"{provenance.get('torch_threads')}",
         "host": provenance.get("host"),
         "finished": provenance.get("created"),
-        "wall time": f"{wall_seconds:.0f} s",
-        "probes": ", ".join(probe_names) or arch,
         "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
     }
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts.items())

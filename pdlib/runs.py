@@ -16,6 +16,7 @@ import torch
 from pdlib._checks import default_device
 from pdlib.cache import Artifact, is_cached, load_artifact, load_or_compute
 from pdlib.data import dataset_info, load_dataset
+from pdlib.knn import DEFAULT_K
 from pdlib.models import make_model
 from pdlib.probes import probe_model
 from pdlib.sampling import corrupt_labels, select_classes, stratified_subset, train_val_split
@@ -64,7 +65,7 @@ class RunConfig:
     ] = ()  # (a, b): flip labels only between classes a and b; () = uniform noise
     seed: int = 0  # seeds initialisation, batch order and the holdout split
     data_seed: int = 0  # seeds the choice of the pool and test subsets
-    k: int = 30  # neighbours per k-NN probe
+    k: int = DEFAULT_K  # neighbours per k-NN probe
     head_init_scale: float = (
         1.0  # factor on the last layer's initial weights (its bias is 0); 0-Hinge uses 1e-4
     )

@@ -1,3 +1,6 @@
+"""Fixtures and factories shared by the test modules (``from conftest import ...`` for the
+factories: pytest puts tests/ on the path)."""
+
 import os
 import tempfile
 
@@ -25,3 +28,29 @@ def one_thread():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def digits_run_config(**changes):
+    """A small, fast :class:`~pdlib.runs.RunConfig` on the digits set (an MLP of width 16 on 200
+    pool and 40 test images, a 90:10 split, 3 epochs, k = 5); ``changes`` replace its fields, and
+    ``train`` may be a dict of :class:`~pdlib.training.TrainConfig` changes."""
+    import dataclasses
+
+    from pdlib.runs import RunConfig
+    from pdlib.training import TrainConfig
+
+    train = TrainConfig(epochs=3, batch_size=40, lr=0.05, n_checkpoints=3)
+    if isinstance(changes.get("train"), dict):
+        changes["train"] = dataclasses.replace(train, **changes["train"])
+    fields = dict(
+        dataset="digits",
+        arch="mlp",
+        width=16,
+        n_pool=200,
+        n_test=40,
+        holdout_fraction=0.1,
+        train=train,
+        seed=3,
+        k=5,
+    )
+    return RunConfig(**{**fields, **changes})

@@ -49,7 +49,10 @@ def test_record_load_and_claims_table_round_trip(cache):
     # a record is replaced, not appended
     claims.record("margins", Judgement("reproduced", "", "r = -0.7"), profile="smoke", setting="")
     assert claims.load("smoke")["margins"]["verdict"] == "reproduced"
-    assert claims.show_table(table, "Claims").caption == "Claims"
+    from pdlib.analysis import show
+
+    html = show(table, "Claims", index=False, text=True).to_html()
+    assert "Claims" in html and "text-align: left" in html
 
 
 def test_controls_are_recorded_beside_their_claims(cache):

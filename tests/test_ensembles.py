@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import digits_run_config
 
 from pdlib import difficulty
 from pdlib.ensembles import (
@@ -43,16 +44,12 @@ TEMPLATE = RunConfig(
 )
 # Faster models for the kill-and-resume test (still about 0.1 s each, far longer than the 10 ms
 # poll).
-KILLED = RunConfig(
-    dataset="digits",
-    arch="mlp",
+KILLED = digits_run_config(
     width=8,
     n_pool=150,
     n_test=30,
-    holdout_fraction=0.1,
-    train=TrainConfig(epochs=2, batch_size=50, lr=0.05, n_checkpoints=2),
+    train={"epochs": 2, "batch_size": 50, "n_checkpoints": 2},
     seed=40,
-    k=5,
 )
 
 
@@ -368,16 +365,11 @@ def test_kill_minus_nine_then_resume(tmp_path, monkeypatch):
 )
 def test_ray_is_bit_identical_to_local(tmp_path, monkeypatch):
     ray = __import__("ray") if os.environ.get("CI") else pytest.importorskip("ray")
-    small = RunConfig(
-        dataset="digits",
-        arch="mlp",
+    small = digits_run_config(
         width=8,
         n_pool=120,
         n_test=20,
-        holdout_fraction=0.1,
         train=TrainConfig(epochs=2, batch_size=40, n_checkpoints=2),
-        k=5,
-        seed=3,
     )
     monkeypatch.setenv("PDLIB_CACHE", str(tmp_path / "local"))
     local = arrays_of(run_ensemble(small, 2, progress=False))

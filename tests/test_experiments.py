@@ -9,6 +9,7 @@ import pytest
 
 from pdlib import analysis, experiments
 from pdlib.data import DatasetNotFoundError
+from pdlib.ensembles import ensemble_statistics
 from pdlib.profiles import get_profile
 from pdlib.training import TrainConfig
 
@@ -179,8 +180,8 @@ def test_ensemble_and_seed_runs_share_the_cache():
         run.weights_path is not None for run in runs
     )  # the first KEEP_WEIGHTS models keep them
     assert runs[0]["checkpoint_predictions"].shape[0] == 3
-    stats = experiments.ensemble_stats(
-        tiny, "fig3", "digits", "mlp", n_models=2
+    stats = ensemble_statistics(
+        experiments.ensemble(tiny, "fig3", "digits", "mlp", n_models=2)
     )  # cached: nothing retrained
     assert stats["n_models"] == 2 and stats["held_out"].shape == (2, 100)
     assert (

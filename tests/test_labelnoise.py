@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import digits_run_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -13,8 +14,6 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from pdlib import labelnoise
 from pdlib.difficulty import CORNERS
 from pdlib.ensembles import ensemble_statistics, run_ensemble
-from pdlib.runs import RunConfig
-from pdlib.training import TrainConfig
 
 # --- the suspicion score -----------------------------------------------------------------------
 
@@ -156,15 +155,15 @@ def test_precision_at_k_of_a_constant_score_is_the_noise_rate():
     assert table.loc["flat", "precision at k"] == 0.5 and table.loc["flat", "AUROC"] == 0.5
 
 
-def test_judge_methods_and_summary_table():
+def test_rank_methods_and_summary_table():
     table = pd.DataFrame(
         {"AUROC": [0.9, 0.7, 0.85], "AUROC low": [0.85, 0.6, 0.8], "AUROC high": [0.95, 0.8, 0.9]},
         index=["a", "b", "c"],
     )
-    assert labelnoise.judge_methods(table, "b")[0] == "behind"
-    standing, reason = labelnoise.judge_methods(table, "a")
+    assert labelnoise.rank_methods(table, "b")[0] == "behind"
+    standing, reason = labelnoise.rank_methods(table, "a")
     assert standing == "tied" and "c" in reason  # a and c overlap
-    assert labelnoise.judge_methods(table.drop(index="c"), "a")[0] == "best"
+    assert labelnoise.rank_methods(table.drop(index="c"), "a")[0] == "best"
     full = labelnoise.detection_table(
         {"x": np.arange(6.0), "y": -np.arange(6.0)}, np.arange(6) >= 3, n_boot=10
     )
@@ -175,16 +174,11 @@ def test_judge_methods_and_summary_table():
 
 # --- scores of a small ensemble with flipped labels --------------------------------------------
 
-NOISY = RunConfig(
-    dataset="digits",
-    arch="mlp",
-    width=16,
-    n_pool=200,
+NOISY = digits_run_config(
     n_test=20,
     holdout_fraction=0.25,
     label_noise=0.2,
-    train=TrainConfig(epochs=6, batch_size=40, lr=0.05, n_checkpoints=2),
-    k=5,
+    train={"epochs": 6, "n_checkpoints": 2},
     seed=30,
 )
 

@@ -4,6 +4,7 @@ noise."""
 import numpy as np
 import pytest
 import torch
+from conftest import digits_run_config
 
 from pdlib.cache import load_artifact
 from pdlib.metrics import prediction_depth
@@ -11,17 +12,7 @@ from pdlib.runs import RUNS_KIND, RunConfig, load_model, run_data, run_model
 from pdlib.training import TrainConfig
 from pdlib.userdata import register_arrays
 
-SMALL = RunConfig(
-    dataset="digits",
-    arch="mlp",
-    width=16,
-    n_pool=200,
-    n_test=40,
-    holdout_fraction=0.1,
-    train=TrainConfig(epochs=3, batch_size=40, lr=0.05, n_checkpoints=3),
-    seed=3,
-    k=5,
-)
+SMALL = digits_run_config()
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -4,6 +4,7 @@ choices."""
 import numpy as np
 import pytest
 import torch
+from conftest import digits_run_config
 
 from pdlib import sensitivity
 from pdlib.knn import knn_neighbours, vote
@@ -13,15 +14,8 @@ from pdlib.training import TrainConfig
 
 # Trained to fit: a barely trained net has dead units, hence many exactly tied distances,
 # where two exact k-NN searches may keep different members of a tie.
-SMALL = RunConfig(
-    dataset="digits",
-    arch="mlp",
-    width=32,
-    n_pool=300,
-    n_test=60,
-    holdout_fraction=0.1,
-    train=TrainConfig(epochs=20, batch_size=32, lr=0.05),
-    seed=3,
+SMALL = digits_run_config(
+    width=32, n_pool=300, n_test=60, train=TrainConfig(epochs=20, batch_size=32, lr=0.05), k=30
 )
 
 

@@ -16,11 +16,13 @@ from PIL import Image, ImageOps
 
 from pdlib._progress import progress_bar
 from pdlib.data import DATASETS, dataset_info, load_dataset
+from pdlib.knn import DEFAULT_K
+from pdlib.plotting import display_images
 from pdlib.sampling import stratified_subset
 
 __all__ = ["AuditInputError", "Images", "read_images", "K", "FOLDS", "MODES", "IMAGE_SUFFIXES"]
 
-K = 30  # neighbours of every k-NN probe (the paper's)
+K = DEFAULT_K  # neighbours of every k-NN probe (the paper's)
 FOLDS = (
     10  # the 90:10 protocol as 10 fixed folds: every image is held out by n_models / 10 networks
 )
@@ -102,11 +104,9 @@ def _sources(data):
         info, loaded = dataset_info(data), load_dataset(data, "train")
         # Undo load_dataset's fixed normalisation: the audit normalises with the images' own
         # statistics.
-        values = (
-            loaded.inputs.numpy() * np.array(info.std)[:, None, None]
-            + np.array(info.mean)[:, None, None]
-        )
-        images = np.rint(np.clip(values, 0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+        pixels = display_images(loaded.inputs.numpy(), info.mean, info.std)
+        pixels = pixels if pixels.ndim == 4 else pixels[..., None]  # keep the channel axis
+        images = np.rint(pixels * 255).astype(np.uint8)
         raw = [info.class_names[c] for c in loaded.labels.tolist()]
         return images, raw, list(info.class_names), None, np.arange(len(raw))
     path = Path(data).expanduser()
