@@ -76,3 +76,37 @@ def test_chapters_narrate_hidden_code_is_no_more_than_the_visible(chapter):
         f"{chapter.name}: {hidden} hidden code lines against {visible} visible; move the "
         "computation into pdlib or show it"
     )
+
+
+#: The audit feature (`python -m pdlib audit`) as opposed to the paper's core.
+AUDIT_MODULES = (
+    "audit/__init__.py",
+    "audit/images.py",
+    "report.py",
+    "labelnoise.py",
+    "userdata.py",
+)
+
+
+def library_sizes() -> dict:
+    """Lines of pdlib (as formatted), rounded to the hundred: total, core and audit feature."""
+    lines = {
+        str(path.relative_to(REPO / "pdlib")): len(path.read_text().splitlines())
+        for path in (REPO / "pdlib").rglob("*.py")
+    }
+    audit = sum(lines[name] for name in AUDIT_MODULES)
+    total = sum(lines.values())
+    return {
+        name: round(n, -2)
+        for name, n in (("total", total), ("core", total - audit), ("audit", audit))
+    }
+
+
+def test_readme_reports_the_library_size():
+    sizes = library_sizes()
+    expected = (
+        f"about {sizes['total']:,d} lines: {sizes['core']:,d} for the paper's core and "
+        f"{sizes['audit']:,d} for the audit feature"
+    )
+    readme = re.sub(r"\s+", " ", (REPO / "README.md").read_text())
+    assert expected in readme, f"README.md should say: {expected}"
