@@ -136,7 +136,7 @@ def corner_table(stats: dict, groups: dict, max_depth: int, *, seed: int = 0):
                 "consensus ≠ label": int(
                     np.sum(stats["consensus"][index] != stats["labels"][index])
                 ),
-                "undecided appearances (%)": 100
+                "undecided (%)": 100
                 * float(stats["undecided"][:, index][stats["held_out"][:, index]].mean())
                 if "undecided" in stats
                 else np.nan,

@@ -240,11 +240,8 @@ def hinge_summary(runs: dict, *, seed: int = 0) -> dict:
                 "output margin, mean": margin.mean(),
                 "output margin, std": margin.std(),
                 "mean PD (train)": depth.mean(),
-                "mean PD (train, decided)": depth[~undecided].mean()
-                if (~undecided).any()
-                else np.nan,
-                "undecided (train, %)": 100 * undecided.mean(),
-                "mean PD (test)": run["depth"][test].mean(),
+                "mean PD, decided": depth[~undecided].mean() if (~undecided).any() else np.nan,
+                "undecided (%)": 100 * undecided.mean(),
                 "steps": int(run["checkpoint_steps"][-1]) if run["checkpoint_steps"].size else 0,
             }
         )

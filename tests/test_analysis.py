@@ -559,8 +559,8 @@ def test_hinge_summary_with_known_margins_and_depths():
     out = analysis.hinge_summary(runs)
     assert out["pd_gap"][0] == pytest.approx(3.0) and out["softmax_only"] == pytest.approx(10 / 40)
     assert out["pd_gap_all"][0] == pytest.approx((30 * 4 + 10 * 5) / 40 - 1)
-    assert table.loc["0-Hinge", "undecided (train, %)"] == 0.0
-    assert analysis.hinge_summary(runs)["table"].loc["0-Hinge", "undecided (train, %)"] == 25.0
+    assert table.loc["0-Hinge", "undecided (%)"] == 0.0
+    assert analysis.hinge_summary(runs)["table"].loc["0-Hinge", "undecided (%)"] == 25.0
     from pdlib.verdicts import judge_zero_hinge
 
     assert judge_zero_hinge(out).verdict in VERDICTS
