@@ -24,6 +24,7 @@ __all__ = [
     "corner_groups",
     "corner_distances",
     "corner_table",
+    "corner_display",
     "split_points",
     "group_probe_curves",
     "middle_probe",
@@ -126,7 +127,7 @@ def corner_table(stats: dict, groups: dict, max_depth: int, *, seed: int = 0):
             {
                 "corner": name,
                 "points": len(index),
-                "mean distance to corner": float(distances[name][index].mean()),
+                "distance to corner": float(distances[name][index].mean()),
                 "mean PD_val": float(stats["depth_val"][index].mean()),
                 "mean PD_train": float(stats["depth_train"][index].mean()),
                 "C*": float(cstar.mean()) if len(cstar) else np.nan,
@@ -143,6 +144,17 @@ def corner_table(stats: dict, groups: dict, max_depth: int, *, seed: int = 0):
             }
         )
     return pd.DataFrame(rows).set_index("corner")
+
+
+def corner_display(corners):
+    """:func:`corner_table` as the book shows it: C* and its interval in one column, "0.72 [0.67,
+    0.76]", so that the table fits the page's column."""
+    shown = corners.drop(columns=["C* low", "C* high"])
+    shown["C*"] = [
+        f"{row['C*']:.2f} [{row['C* low']:.2f}, {row['C* high']:.2f}]"
+        for _, row in corners.iterrows()
+    ]
+    return shown
 
 
 def split_points(points, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -151,7 +151,7 @@ def test_corner_table(rng):
             row["C*"] == pytest.approx(np.mean(cstar))
             and row["C* low"] <= row["C*"] <= row["C* high"]
         )
-        assert row["mean distance to corner"] == pytest.approx(
+        assert row["distance to corner"] == pytest.approx(
             np.mean(
                 [
                     np.hypot(stats["depth_val"][i] / 10 - cx, stats["depth_train"][i] / 10 - cy)
@@ -383,3 +383,16 @@ def test_fix_and_rule_tables():
     assert row["rule"].startswith(f"use {names[rule['layer']]} when ")
     never = difficulty.rule_table({**rule, "threshold": 5}, names, 5).iloc[0]
     assert never["rule"].endswith("when never")
+
+
+def test_corner_display_puts_the_interval_beside_c_star():
+    import pandas as pd
+
+    corners = pd.DataFrame(
+        {"points": [3], "C*": [0.72], "C* low": [0.671], "C* high": [0.764]}, index=["ambiguous"]
+    )
+    shown = difficulty.corner_display(corners)
+    assert list(shown.columns) == ["points", "C*"] and shown.loc["ambiguous", "C*"] == (
+        "0.72 [0.67, 0.76]"
+    )
+    assert "C* low" in corners  # the verdict's table is left as it is
