@@ -19,6 +19,8 @@ from pdlib.intervals import bootstrap_interval, wilson_interval
 if TYPE_CHECKING:
     import pandas
 
+    from pdlib.ensembles import ProbeCounts
+
 __all__ = [
     "CORNERS",
     "corner_groups",
@@ -165,7 +167,7 @@ def split_points(points, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(shuffled[:half]), np.sort(shuffled[half:])
 
 
-def group_probe_curves(counts: dict, points, target: str) -> dict:
+def group_probe_curves(counts: ProbeCounts, points, target: str) -> dict:
     """Fig. 8: a group's mean probe confidence and accuracy for one target class, layer by layer.
 
     ``counts`` is :func:`pdlib.ensembles.held_out_probe_counts`, ``points`` the group's pool indices
@@ -173,14 +175,14 @@ def group_probe_curves(counts: dict, points, target: str) -> dict:
     over the group's held-out appearances, ``network_accuracy`` (float) and ``appearances`` (int).
     """
     points = np.asarray(points, dtype=np.int64)
-    appearances = int(counts["n_held_out"][points].sum())
+    appearances = int(counts.n_held_out[points].sum())
     if appearances == 0:
-        nan = np.full(counts["n_probes"], np.nan)
+        nan = np.full(counts.n_probes, np.nan)
         return {"confidence": nan, "accuracy": nan, "network_accuracy": math.nan, "appearances": 0}
     return {
-        "confidence": counts["votes"][target][:, points].sum(axis=1) / (counts["k"] * appearances),
-        "accuracy": counts["hits"][target][:, points].sum(axis=1) / appearances,
-        "network_accuracy": float(counts["network_hits"][target][points].sum() / appearances),
+        "confidence": counts.votes[target][:, points].sum(axis=1) / (counts.k * appearances),
+        "accuracy": counts.hits[target][:, points].sum(axis=1) / appearances,
+        "network_accuracy": float(counts.network_hits[target][points].sum() / appearances),
         "appearances": appearances,
     }
 
@@ -196,11 +198,11 @@ def _accuracy_report(hits: int, trials: int) -> dict:
     }
 
 
-def _reports(counts: dict, target: str, points, name: str, hits) -> dict:
+def _reports(counts: ProbeCounts, target: str, points, name: str, hits) -> dict:
     """``network`` and ``name`` accuracy reports over the held-out appearances of ``points``."""
-    trials = int(counts["n_held_out"][points].sum())
+    trials = int(counts.n_held_out[points].sum())
     return {
-        "network": _accuracy_report(int(counts["network_hits"][target][points].sum()), trials),
+        "network": _accuracy_report(int(counts.network_hits[target][points].sum()), trials),
         name: _accuracy_report(int(hits.sum()), trials),
     }
 
@@ -215,7 +217,7 @@ def middle_probe(n_probes: int) -> int:
     return (n_probes - 1) // 2
 
 
-def probe_fix(counts: dict, points, *, target: str, layer: int) -> dict:
+def probe_fix(counts: ProbeCounts, points, *, target: str, layer: int) -> dict:
     """Accuracy of the network and of probe ``layer`` over the held-out appearances of ``points``.
 
     ``counts`` should come from models that did not choose ``points``. Returns ``network`` and
@@ -225,12 +227,18 @@ def probe_fix(counts: dict, points, *, target: str, layer: int) -> dict:
     return {
         "layer": layer,
         "points": len(points),
-        **_reports(counts, target, points, "probe", counts["hits"][target][layer, points]),
+        **_reports(counts, target, points, "probe", counts.hits[target][layer, points]),
     }
 
 
 def paired_comparison(
-    counts: dict, points, *, target: str, layer: int, against: int | None = None, seed: int = 0
+    counts: ProbeCounts,
+    points,
+    *,
+    target: str,
+    layer: int,
+    against: int | None = None,
+    seed: int = 0,
 ) -> dict:
     """Probe ``layer`` against the network (``against=None``) or probe ``against``, paired on the
     same held-out appearances of ``points``.
@@ -241,12 +249,12 @@ def paired_comparison(
     appearances stay together.
     """
     points = np.asarray(points, dtype=np.int64)
-    trials = counts["n_held_out"][points].astype(np.float64)
-    hits = counts["hits"][target][layer, points].astype(np.float64)
+    trials = counts.n_held_out[points].astype(np.float64)
+    hits = counts.hits[target][layer, points].astype(np.float64)
     baseline = (
-        counts["network_hits"][target][points]
+        counts.network_hits[target][points]
         if against is None
-        else counts["hits"][target][against, points]
+        else counts.hits[target][against, points]
     ).astype(np.float64)
 
     def gain(n, h, b):
@@ -277,7 +285,7 @@ def random_group(candidates, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(candidates, size, replace=False))
 
 
-def corner_evidence(plane: dict, counts: dict, *, n: int, target: str = "ground truth"):
+def corner_evidence(plane: dict, counts: ProbeCounts, *, n: int, target: str = "ground truth"):
     """What :func:`pdlib.verdicts.judge_difficulty_types` reads for one difficulty plane:
     ``(corners, unless)``, the :func:`corner_table` of the ``n`` points nearest each corner and the
     middle probe against the softmax probe on "ambiguous unless the label is given"
@@ -298,7 +306,7 @@ def corner_evidence(plane: dict, counts: dict, *, n: int, target: str = "ground 
     return corner_table(plane, groups, n_probes - 1), unless
 
 
-def choose_probe_layer(counts: dict, points, *, target: str, seed: int = 0) -> dict:
+def choose_probe_layer(counts: ProbeCounts, points, *, target: str, seed: int = 0) -> dict:
     """Pick the probe on one (seeded) half of a group and score it on the other half.
 
     Returns ``layer`` (best held-out accuracy on the selection half, ties to the earlier probe),
@@ -306,21 +314,21 @@ def choose_probe_layer(counts: dict, points, *, target: str, seed: int = 0) -> d
     ``probe`` reports of :func:`probe_fix` on the evaluation half.
     """
     select, evaluate = split_points(points, seed)
-    trials_select = counts["n_held_out"][select].sum()
-    if trials_select == 0 or counts["n_held_out"][evaluate].sum() == 0:
+    trials_select = counts.n_held_out[select].sum()
+    if trials_select == 0 or counts.n_held_out[evaluate].sum() == 0:
         raise ValueError("both halves of the group need held-out appearances")
-    accuracy = counts["hits"][target][:, select].sum(axis=1) / trials_select
+    accuracy = counts.hits[target][:, select].sum(axis=1) / trials_select
     layer = int(np.argmax(accuracy))
     return {
         "layer": layer,
         "selection_accuracy": accuracy,
         "selection": len(select),
         "evaluation": len(evaluate),
-        **_reports(counts, target, evaluate, "probe", counts["hits"][target][layer, evaluate]),
+        **_reports(counts, target, evaluate, "probe", counts.hits[target][layer, evaluate]),
     }
 
 
-def pd_switch_rule(counts: dict, points, *, target: str, seed: int = 0) -> dict:
+def pd_switch_rule(counts: ProbeCounts, points, *, target: str, seed: int = 0) -> dict:
     """Choose "use probe ``p`` instead of the network when its PD is at least ``t``" on one half,
     score on the other.
 
@@ -328,15 +336,15 @@ def pd_switch_rule(counts: dict, points, *, target: str, seed: int = 0) -> dict:
     preferred on ties), ``selection``/``evaluation`` counts and ``network`` and ``rule`` reports.
     """
     select, evaluate = split_points(points, seed)
-    rule = counts["rule_hits"]
-    trials_select = counts["n_held_out"][select].sum()
+    rule = counts.rule_hits
+    trials_select = counts.n_held_out[select].sum()
     if trials_select == 0:
         raise ValueError("the selection half has no held-out appearances")
     accuracy = rule[:, :, select].sum(axis=2) / trials_select  # (n_probes, n_probes + 1)
     # Prefer "never switch" on ties, then the earliest layer: no change without evidence.
     best = accuracy.max()
     candidates = np.argwhere(np.isclose(accuracy, best, rtol=0, atol=1e-12))
-    never = [tuple(c) for c in candidates if c[1] == counts["n_probes"]]
+    never = [tuple(c) for c in candidates if c[1] == counts.n_probes]
     layer, threshold = never[0] if never else tuple(candidates[0])
     return {
         "layer": int(layer),

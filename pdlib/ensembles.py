@@ -43,6 +43,7 @@ __all__ = [
     "run_ensemble",
     "ensemble_statistics",
     "held_out_probe_counts",
+    "ProbeCounts",
     "EXECUTORS",
 ]
 
@@ -282,7 +283,61 @@ def _ensemble_statistics(ensemble: Ensemble, reference: str) -> dict:
     }
 
 
-def held_out_probe_counts(ensemble: Ensemble, targets: dict) -> dict:
+@dataclass
+class ProbeCounts:
+    """Per-point, per-probe k-NN counts over an ensemble's held-out appearances
+    (:func:`held_out_probe_counts`), summed over the models.
+
+    ``n_held_out`` (n_pool,): appearances of each point; per target class array ``t``:
+    ``votes[t]`` and ``hits[t]`` (n_probes, n_pool), the probes' votes for and predictions of the
+    target, and ``network_hits[t]`` (n_pool,); ``rule_hits`` (n_probes, n_probes + 1, n_pool):
+    hits on the *first* target of "probe ``p`` if PD >= ``t`` else the network" (``t =
+    n_probes``: never the probe); ``k``: neighbours per probe; ``n_probes``.
+    """
+
+    n_held_out: np.ndarray
+    votes: dict
+    hits: dict
+    network_hits: dict
+    rule_hits: np.ndarray
+    k: int
+    n_probes: int
+
+    @classmethod
+    def zeros(cls, targets: dict, n_pool: int, n_probes: int, k: int) -> ProbeCounts:
+        """Empty counts for ``targets`` (name -> classes (n_pool,))."""
+        return cls(
+            n_held_out=np.zeros(n_pool, np.int64),
+            votes={name: np.zeros((n_probes, n_pool), np.int64) for name in targets},
+            hits={name: np.zeros((n_probes, n_pool), np.int64) for name in targets},
+            network_hits={name: np.zeros(n_pool, np.int64) for name in targets},
+            rule_hits=np.zeros((n_probes, n_probes + 1, n_pool), np.int64),
+            k=k,
+            n_probes=n_probes,
+        )
+
+    def add(self, points, probe_predictions, probe_votes, network, depth, targets: dict) -> None:
+        """Add one model's held-out ``points`` (m,): its probes' predictions (n_probes, m) and
+        votes (n_probes, m, n_classes), the network's predictions and PD (m,)."""
+        self.n_held_out[points] += 1
+        for name, value in targets.items():
+            target = value[points]
+            valid = target >= 0
+            safe = np.maximum(target, 0)
+            self.votes[name][:, points] += np.where(
+                valid, np.take_along_axis(probe_votes, safe[None, :, None], 2)[..., 0], 0
+            )
+            self.hits[name][:, points] += (probe_predictions == target) & valid
+            self.network_hits[name][points] += (network == target) & valid
+        first = targets[next(iter(targets))][points]
+        probe_right, network_right = probe_predictions == first, network == first
+        for threshold in range(self.n_probes + 1):
+            self.rule_hits[:, threshold, points] += np.where(
+                depth >= threshold, probe_right, network_right
+            )
+
+
+def held_out_probe_counts(ensemble: Ensemble, targets: dict) -> ProbeCounts:
     """Per-point, per-probe k-NN votes and hits over held-out appearances (streaming, O(n_probes^2 *
     n)).
 
@@ -294,63 +349,31 @@ def held_out_probe_counts(ensemble: Ensemble, targets: dict) -> dict:
 
     Returns
     -------
-    dict
-        ``n_held_out`` (n_pool,); per target ``votes[name]`` and ``hits[name]`` (n_probes, n_pool)
-        (the probe's votes for / predictions of the target) and ``network_hits[name]`` (n_pool,);
-        ``rule_hits`` (n_probes, n_probes + 1, n_pool): hits of "probe ``p`` if PD >= ``t`` else the
-        network" on the *first* target (``t = n_probes``: never the probe); ``k`` and ``n_probes``.
+    ProbeCounts
     """
-    n_held_out = votes = hits = network_hits = rule_hits = None
-    k = n_probes = 0
+    counts = None
+    classes = {name: np.asarray(value, dtype=np.int64) for name, value in targets.items()}
     for artifact in ensemble.artifacts():
         pool = ~artifact["is_test"]
-        held_out = ~artifact["in_train"][pool]
-        points = np.flatnonzero(held_out)
+        points = np.flatnonzero(~artifact["in_train"][pool])
         probe_predictions = artifact["probe_predictions"][:, pool][:, points].astype(np.int64)
-        probe_votes = artifact["votes"][:, pool][:, points]
-        network = artifact["network_predictions"][pool][points].astype(np.int64)
-        depth = artifact["depth"][pool][points].astype(np.int64)
-        if n_held_out is None:
-            n_pool, n_probes = int(pool.sum()), probe_predictions.shape[0]
-            k = int(artifact.meta["config"]["k"])
-            classes = {name: np.asarray(value, dtype=np.int64) for name, value in targets.items()}
+        if counts is None:
+            n_pool = int(pool.sum())
             for name, value in classes.items():
                 if value.shape != (n_pool,):
                     raise ValueError(
                         f"targets[{name!r}] has shape {value.shape}, expected ({n_pool},)"
                     )
-            n_held_out = np.zeros(n_pool, np.int64)
-            votes = {name: np.zeros((n_probes, n_pool), np.int64) for name in classes}
-            hits = {name: np.zeros((n_probes, n_pool), np.int64) for name in classes}
-            network_hits = {name: np.zeros(n_pool, np.int64) for name in classes}
-            rule_hits = np.zeros((n_probes, n_probes + 1, n_pool), np.int64)
-        n_held_out[points] += 1
-        for name, value in classes.items():
-            target = value[points]
-            valid = target >= 0
-            safe = np.maximum(target, 0)
-            votes[name][:, points] += np.where(
-                valid, np.take_along_axis(probe_votes, safe[None, :, None], 2)[..., 0], 0
-            )
-            hits[name][:, points] += (probe_predictions == target) & valid
-            network_hits[name][points] += (network == target) & valid
-        first = classes[next(iter(classes))][points]
-        probe_right, network_right = (
-            probe_predictions == first,
-            network == first,
-        )  # (n_probes, m), (m,)
-        for threshold in range(n_probes + 1):
-            rule_hits[:, threshold, points] += np.where(
-                depth >= threshold, probe_right, network_right
-            )
-    if n_held_out is None:
+            k = int(artifact.meta["config"]["k"])
+            counts = ProbeCounts.zeros(classes, n_pool, probe_predictions.shape[0], k)
+        counts.add(
+            points,
+            probe_predictions,
+            artifact["votes"][:, pool][:, points],
+            artifact["network_predictions"][pool][points].astype(np.int64),
+            artifact["depth"][pool][points].astype(np.int64),
+            classes,
+        )
+    if counts is None:
         raise ValueError("the ensemble has no models")
-    return {
-        "n_held_out": n_held_out,
-        "votes": votes,
-        "hits": hits,
-        "network_hits": network_hits,
-        "rule_hits": rule_hits,
-        "k": k,
-        "n_probes": n_probes,
-    }
+    return counts

@@ -17,6 +17,7 @@ import pytest
 
 from pdlib import analysis, claims, difficulty
 from pdlib.claims import CLAIMS, CONTROLS
+from pdlib.ensembles import ProbeCounts
 from pdlib.verdicts import (
     MIN_APPEARANCES_FOR_ENVELOPE,
     PAPER_KNN_ERROR_REDUCTION,
@@ -479,14 +480,13 @@ def counts_for(stats, probe_right):
     n_probes, trials = stats["n_probes"], stats["n_held_out"]
     val, train = (stats[key] / (n_probes - 1) for key in ("depth_val", "depth_train"))
     hits = np.stack([rng.binomial(trials, probe_right(p, val, train)) for p in range(n_probes)])
-    return {
-        "n_held_out": trials,
-        "hits": {"ground truth": hits},
-        "network_hits": {
-            "ground truth": rng.binomial(trials, probe_right(n_probes - 1, val, train))
-        },
-        "n_probes": n_probes,
-    }
+    network = rng.binomial(trials, probe_right(n_probes - 1, val, train))
+    counts = ProbeCounts.zeros(
+        {"ground truth": np.zeros(len(trials), int)}, len(trials), n_probes, 30
+    )
+    counts.n_held_out, counts.hits["ground truth"] = trials, hits
+    counts.network_hits["ground truth"] = network
+    return counts
 
 
 def middle_fixes(corner):
@@ -566,7 +566,7 @@ def test_knn_fix_on_a_group_and_its_random_control(ensemble):
     d = ensemble["depth_val"] / 5
     counts = counts_for(ensemble, middle_fixes(lambda v, t: v > 0.9))
     group = np.flatnonzero(d > 0.9)
-    candidates = np.flatnonzero(counts["n_held_out"] > 0)
+    candidates = np.flatnonzero(counts.n_held_out > 0)
     pool = difficulty.paired_comparison(counts, candidates, target="ground truth", layer=2)
     found = difficulty.paired_comparison(counts, group, target="ground truth", layer=2)
     assert judge_knn_fix(found, pool).verdict == "reproduced"

@@ -11,6 +11,7 @@ import pytest
 
 from pdlib import difficulty, make_model
 from pdlib.difficulty import CORNERS
+from pdlib.ensembles import ProbeCounts
 from pdlib.metrics import wilson_interval
 
 # --- corner groups -----------------------------------------------------------------------------
@@ -175,21 +176,13 @@ def simulated_counts(seed, *, n=60, n_probes=5, n_classes=3, k=7, r=8, good_laye
     often."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, n_classes, n)
-    counts = {
-        "n_held_out": np.zeros(n, np.int64),
-        "k": k,
-        "n_probes": n_probes,
-        "votes": {"truth": np.zeros((n_probes, n), np.int64)},
-        "hits": {"truth": np.zeros((n_probes, n), np.int64)},
-        "network_hits": {"truth": np.zeros(n, np.int64)},
-        "rule_hits": np.zeros((n_probes, n_probes + 1, n), np.int64),
-    }
+    counts = ProbeCounts.zeros({"truth": labels}, n, n_probes, k)
     right_rate = np.full(n_probes, 0.4)
     right_rate[good_layer] = 0.9
     for _ in range(r):
         for i in np.flatnonzero(rng.random(n) < 0.4):
             y = labels[i]
-            counts["n_held_out"][i] += 1
+            counts.n_held_out[i] += 1
             network = y if rng.random() < 0.3 else (y + 1) % n_classes
             depth = rng.integers(0, n_probes)
             for p in range(n_probes):
@@ -198,11 +191,11 @@ def simulated_counts(seed, *, n=60, n_probes=5, n_classes=3, k=7, r=8, good_laye
                 votes_for_y = (
                     rng.integers(k // 2 + 1, k + 1) if correct else rng.integers(0, k // 2)
                 )
-                counts["votes"]["truth"][p, i] += votes_for_y
-                counts["hits"]["truth"][p, i] += predicted == y
+                counts.votes["truth"][p, i] += votes_for_y
+                counts.hits["truth"][p, i] += predicted == y
                 for t in range(n_probes + 1):
-                    counts["rule_hits"][p, t, i] += (predicted if depth >= t else network) == y
-            counts["network_hits"]["truth"][i] += network == y
+                    counts.rule_hits[p, t, i] += (predicted if depth >= t else network) == y
+            counts.network_hits["truth"][i] += network == y
     return counts
 
 
@@ -210,20 +203,20 @@ def test_group_probe_curves():
     counts = simulated_counts(0)
     points = np.arange(0, 60, 3)
     curves = difficulty.group_probe_curves(counts, points, "truth")
-    appearances = sum(counts["n_held_out"][i] for i in points)
+    appearances = sum(counts.n_held_out[i] for i in points)
     assert curves["appearances"] == appearances
-    for p in range(counts["n_probes"]):
+    for p in range(counts.n_probes):
         assert curves["accuracy"][p] == pytest.approx(
-            sum(counts["hits"]["truth"][p, i] for i in points) / appearances
+            sum(counts.hits["truth"][p, i] for i in points) / appearances
         )
         assert curves["confidence"][p] == pytest.approx(
-            sum(counts["votes"]["truth"][p, i] for i in points) / (counts["k"] * appearances)
+            sum(counts.votes["truth"][p, i] for i in points) / (counts.k * appearances)
         )
     assert curves["network_accuracy"] == pytest.approx(
-        counts["network_hits"]["truth"][points].sum() / appearances
+        counts.network_hits["truth"][points].sum() / appearances
     )
     assert np.argmax(curves["accuracy"]) == 2
-    unseen = np.flatnonzero(counts["n_held_out"] == 0)
+    unseen = np.flatnonzero(counts.n_held_out == 0)
     empty = difficulty.group_probe_curves(counts, unseen[:1] if len(unseen) else [], "truth")
     assert (
         empty["appearances"] == 0
@@ -243,11 +236,11 @@ def test_probe_fix_sums_the_held_out_appearances():
     counts = simulated_counts(1)
     points = np.arange(20)
     fix = difficulty.probe_fix(counts, points, target="truth", layer=2)
-    trials = counts["n_held_out"][:20].sum()
+    trials = counts.n_held_out[:20].sum()
     assert fix["layer"] == 2 and fix["points"] == 20
     for report, hits in (
-        (fix["network"], counts["network_hits"]["truth"][:20].sum()),
-        (fix["probe"], counts["hits"]["truth"][2, :20].sum()),
+        (fix["network"], counts.network_hits["truth"][:20].sum()),
+        (fix["probe"], counts.hits["truth"][2, :20].sum()),
     ):
         assert report["hits"] == hits and report["trials"] == trials
         assert report["accuracy"] == pytest.approx(hits / trials)
@@ -262,12 +255,12 @@ def test_paired_comparison_matches_a_loop_over_points():
     points = np.arange(30)
     for against in (None, 0):
         out = difficulty.paired_comparison(counts, points, target="truth", layer=2, against=against)
-        trials = counts["n_held_out"][points]
-        hits = counts["hits"]["truth"][2, points]
+        trials = counts.n_held_out[points]
+        hits = counts.hits["truth"][2, points]
         base = (
-            counts["network_hits"]["truth"][points]
+            counts.network_hits["truth"][points]
             if against is None
-            else counts["hits"]["truth"][against, points]
+            else counts.hits["truth"][against, points]
         )
         n, h, b = (sum(int(x) for x in values) for values in (trials, hits, base))
         assert out["trials"] == n and out["accuracy"] == pytest.approx(h / n)
@@ -277,7 +270,7 @@ def test_paired_comparison_matches_a_loop_over_points():
         for value, low, high in (out["gain"], out["error_reduction"]):
             assert low <= value <= high
     # the interval resamples points: a single point gives no spread
-    seen = np.flatnonzero(counts["n_held_out"] > 0)[:1]
+    seen = np.flatnonzero(counts.n_held_out > 0)[:1]
     one = difficulty.paired_comparison(counts, seen, target="truth", layer=2)
     assert one["gain"][1] == pytest.approx(one["gain"][2])
 
@@ -300,46 +293,43 @@ def test_split_points_is_a_seeded_partition():
 @pytest.mark.parametrize("seed", range(3))
 def test_choose_probe_layer_matches_a_loop(seed):
     counts = simulated_counts(seed + 10)
-    points = np.flatnonzero(counts["n_held_out"] > 0)
+    points = np.flatnonzero(counts.n_held_out > 0)
     out = difficulty.choose_probe_layer(counts, points, target="truth", seed=seed)
     select, evaluate = difficulty.split_points(points, seed)
-    trials = sum(counts["n_held_out"][i] for i in select)
+    trials = sum(counts.n_held_out[i] for i in select)
     accuracy = [
-        sum(counts["hits"]["truth"][p, i] for i in select) / trials
-        for p in range(counts["n_probes"])
+        sum(counts.hits["truth"][p, i] for i in select) / trials for p in range(counts.n_probes)
     ]
     layer = accuracy.index(max(accuracy))  # ties to the earlier probe
     assert out["layer"] == layer == 2
     np.testing.assert_allclose(out["selection_accuracy"], accuracy)
     assert (out["selection"], out["evaluation"]) == (len(select), len(evaluate))
     assert out["probe"]["hits"] == sum(
-        counts["hits"]["truth"][layer, i] for i in evaluate
+        counts.hits["truth"][layer, i] for i in evaluate
     )  # scored on the rest
-    assert (
-        out["network"]["trials"] == out["probe"]["trials"] == counts["n_held_out"][evaluate].sum()
-    )
+    assert out["network"]["trials"] == out["probe"]["trials"] == counts.n_held_out[evaluate].sum()
 
 
 def test_choose_probe_layer_ties_go_to_the_earlier_probe():
     counts = simulated_counts(2)
-    counts["hits"]["truth"][:] = counts["hits"]["truth"][0]  # every probe equally good
-    points = np.flatnonzero(counts["n_held_out"] > 0)
+    counts.hits["truth"][:] = counts.hits["truth"][0]  # every probe equally good
+    points = np.flatnonzero(counts.n_held_out > 0)
     assert difficulty.choose_probe_layer(counts, points, target="truth")["layer"] == 0
     with pytest.raises(ValueError, match="both halves"):
         difficulty.choose_probe_layer(
-            counts, np.flatnonzero(counts["n_held_out"] == 0)[:4], target="truth"
+            counts, np.flatnonzero(counts.n_held_out == 0)[:4], target="truth"
         )
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_pd_switch_rule_matches_a_loop(seed):
     counts = simulated_counts(seed + 20)
-    points = np.flatnonzero(counts["n_held_out"] > 0)
+    points = np.flatnonzero(counts.n_held_out > 0)
     out = difficulty.pd_switch_rule(counts, points, target="truth", seed=seed)
     select, evaluate = difficulty.split_points(points, seed)
-    n_probes, trials = counts["n_probes"], counts["n_held_out"][select].sum()
+    n_probes, trials = counts.n_probes, counts.n_held_out[select].sum()
     scores = {
-        (p, t): counts["rule_hits"][p, t, select].sum() / trials
+        (p, t): counts.rule_hits[p, t, select].sum() / trials
         for p in range(n_probes)
         for t in range(n_probes + 1)
     }
@@ -348,28 +338,28 @@ def test_pd_switch_rule_matches_a_loop(seed):
     never = [pt for pt in chosen if pt[1] == n_probes]
     layer, threshold = never[0] if never else chosen[0]
     assert (out["layer"], out["threshold"]) == (layer, threshold)
-    assert out["rule"]["hits"] == counts["rule_hits"][layer, threshold, evaluate].sum()
-    assert out["network"]["hits"] == counts["network_hits"]["truth"][evaluate].sum()
+    assert out["rule"]["hits"] == counts.rule_hits[layer, threshold, evaluate].sum()
+    assert out["network"]["hits"] == counts.network_hits["truth"][evaluate].sum()
     assert out["rule"]["trials"] == out["network"]["trials"]
 
 
 def test_pd_switch_rule_never_switches_without_evidence():
     counts = simulated_counts(3)
     # every rule scores like the network: nothing to gain from switching
-    counts["rule_hits"][:] = counts["network_hits"]["truth"][None, None, :]
-    points = np.flatnonzero(counts["n_held_out"] > 0)
+    counts.rule_hits[:] = counts.network_hits["truth"][None, None, :]
+    points = np.flatnonzero(counts.n_held_out > 0)
     out = difficulty.pd_switch_rule(counts, points, target="truth")
-    assert out["threshold"] == counts["n_probes"] and out["layer"] == 0
+    assert out["threshold"] == counts.n_probes and out["layer"] == 0
     assert out["rule"]["hits"] == out["network"]["hits"]
     with pytest.raises(ValueError, match="no held-out appearances"):
         difficulty.pd_switch_rule(
-            counts, np.flatnonzero(counts["n_held_out"] == 0)[:4], target="truth"
+            counts, np.flatnonzero(counts.n_held_out == 0)[:4], target="truth"
         )
 
 
 def test_fix_and_rule_tables():
     counts = simulated_counts(4)
-    points = np.flatnonzero(counts["n_held_out"] > 0)
+    points = np.flatnonzero(counts.n_held_out > 0)
     names = ["input", "h1", "h2", "h3", "softmax"]
     decoupled = difficulty.probe_fix(counts, points, target="truth", layer=2)
     splits = [

@@ -231,7 +231,7 @@ def test_held_out_probe_counts_against_a_loop(ensemble):
     other = (labels + 1) % 10
     other[:5] = -1  # unknown targets are never hits
     counts = held_out_probe_counts(ensemble, {"truth": labels, "other": other})
-    n_probes, n = counts["n_probes"], len(labels)
+    n_probes, n = counts.n_probes, len(labels)
     votes = {name: np.zeros((n_probes, n), int) for name in ("truth", "other")}
     hits = {name: np.zeros((n_probes, n), int) for name in ("truth", "other")}
     network_hits, rule = np.zeros(n, int), np.zeros((n_probes, n_probes + 1, n), int)
@@ -256,16 +256,16 @@ def test_held_out_probe_counts_against_a_loop(ensemble):
                         else run["network_predictions"][i]
                     )
                     rule[p, t, i] += answer == labels[i]
-    np.testing.assert_array_equal(counts["n_held_out"], n_held_out)
+    np.testing.assert_array_equal(counts.n_held_out, n_held_out)
     for name in votes:
-        np.testing.assert_array_equal(counts["votes"][name], votes[name])
-        np.testing.assert_array_equal(counts["hits"][name], hits[name])
-    np.testing.assert_array_equal(counts["network_hits"]["truth"], network_hits)
-    np.testing.assert_array_equal(counts["rule_hits"], rule)
+        np.testing.assert_array_equal(counts.votes[name], votes[name])
+        np.testing.assert_array_equal(counts.hits[name], hits[name])
+    np.testing.assert_array_equal(counts.network_hits["truth"], network_hits)
+    np.testing.assert_array_equal(counts.rule_hits, rule)
     # t = n_probes never switches; t = 0 always uses the probe.
     np.testing.assert_array_equal(rule[:, n_probes], np.broadcast_to(network_hits, (n_probes, n)))
     np.testing.assert_array_equal(rule[:, 0], hits["truth"])
-    assert counts["k"] == 30 and counts["n_probes"] == 9
+    assert counts.k == 30 and counts.n_probes == 9
     with pytest.raises(ValueError, match="shape"):
         held_out_probe_counts(ensemble, {"truth": labels[:10]})
 
@@ -274,9 +274,9 @@ def test_group_curves_and_the_honest_choice_on_real_counts(ensemble):
     runs = list(ensemble.artifacts())
     labels = runs[0]["labels"][~runs[0]["is_test"]]
     counts = held_out_probe_counts(ensemble, {"ground truth": labels})
-    points = np.flatnonzero(counts["n_held_out"] > 0)
+    points = np.flatnonzero(counts.n_held_out > 0)
     curves = difficulty.group_probe_curves(counts, points, "ground truth")
-    assert curves["appearances"] == counts["n_held_out"].sum()
+    assert curves["appearances"] == counts.n_held_out.sum()
     assert ((0 <= curves["confidence"]) & (curves["confidence"] <= 1)).all()
     # the predicted class holds at least k / n_classes of the votes: accuracy <= n_classes *
     # confidence
