@@ -340,3 +340,33 @@ def test_kill_9_during_training_then_resume(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in first} == first
     scores = pd.read_csv(out / "scores.csv", keep_default_na=False)
     assert len(scores) == 150 and ((scores["held out"] + scores["trained on"]) == 3).all()
+
+
+def test_image_folder_scan_follows_imagefolder_and_skips_hidden_entries(tmp_path):
+    from PIL import Image
+
+    from pdlib.audit import images
+
+    layout = [
+        "b/2.png",
+        "b/10.png",
+        "a/x.jpg",
+        "a/nested/y.png",
+        "a/.hidden.png",
+        "a/.cache/z.png",
+        "a/notes.txt",
+        ".ipynb_checkpoints/w.png",
+    ]
+    for name in layout:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".txt"):
+            path.write_text("not an image")
+        else:
+            Image.new("L", (4, 4)).save(path)
+    files, raw, classes, paths, index = images._image_folder(tmp_path)
+    assert classes == ["a", "b"]  # the hidden folder is no class
+    # torchvision's ImageFolder order: by class, then by folder (a before a/nested), then name
+    assert paths == ["a/x.jpg", "a/nested/y.png", "b/10.png", "b/2.png"]
+    assert raw == ["a", "a", "b", "b"] and index.tolist() == [0, 1, 2, 3]
+    assert all(f.is_absolute() or f.exists() for f in files)

@@ -6,7 +6,6 @@ docstring. Bad input raises :class:`AuditInputError` before anything is written.
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter, namedtuple
 from pathlib import Path
 
@@ -132,20 +131,22 @@ def _image_folder(root: Path):
         raise AuditInputError(
             f"{root} has no class subfolders (ImageFolder layout: one subfolder per class)"
         )
-    files, raw = [], []
-    for name in classes:
-        found = []  # (folder, file name): sorted like torchvision's ImageFolder
-        for folder, dirs, names in os.walk(root / name, followlinks=True):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            found += [
-                (folder, f)
-                for f in names
-                if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith(".")
-            ]
-        files, raw = (
-            files + [Path(folder) / f for folder, f in sorted(found)],
-            raw + [name] * len(found),
-        )
+    from torchvision.datasets.folder import make_dataset
+
+    def is_image(path: str) -> bool:  # our suffixes, and nothing hidden (.ipynb_checkpoints, ...)
+        relative = Path(path).relative_to(root)
+        hidden = any(part.startswith(".") for part in relative.parts)
+        return relative.name.lower().endswith(IMAGE_SUFFIXES) and not hidden
+
+    # torchvision's ImageFolder scan and order; the class list above leaves hidden folders out.
+    samples = make_dataset(
+        str(root),
+        {name: i for i, name in enumerate(classes)},
+        is_valid_file=is_image,
+        allow_empty=True,
+    )
+    files = [Path(path) for path, _ in samples]
+    raw = [classes[index] for _, index in samples]
     if not files:
         raise AuditInputError(
             f"{root} holds no images ({', '.join(IMAGE_SUFFIXES)}) in its class subfolders"
