@@ -32,15 +32,12 @@ from pdlib.metrics import (
 from pdlib.runs import RUNS_KIND, RunConfig
 from pdlib.training import TrainConfig
 
-TEMPLATE = RunConfig(
-    dataset="digits",
-    arch="mlp",
-    width=16,
+TEMPLATE = digits_run_config(
     n_pool=300,
     n_test=60,
-    holdout_fraction=0.1,
     train=TrainConfig(epochs=4, batch_size=32, lr=0.05, n_checkpoints=4),
     seed=10,
+    k=30,
 )
 # Faster models for the kill-and-resume test (still about 0.1 s each, far longer than the 10 ms
 # poll).
@@ -198,16 +195,14 @@ def test_statistics_match_batch_metrics(ensemble):
 
 def test_statistics_against_the_labels_the_networks_were_trained_on(tmp_path, monkeypatch):
     monkeypatch.setenv("PDLIB_CACHE", str(tmp_path))
-    noisy = RunConfig(
-        dataset="digits",
-        arch="mlp",
+    noisy = digits_run_config(
         width=8,
         n_pool=120,
         n_test=20,
         holdout_fraction=0.25,
         label_noise=0.3,
         train=TrainConfig(epochs=2, batch_size=40),
-        k=5,
+        seed=0,
     )
     ensemble = run_ensemble(noisy, 2, progress=False)
     truth, given = (
@@ -293,16 +288,14 @@ def test_group_curves_and_the_honest_choice_on_real_counts(ensemble):
 
 def test_holdout_folds_hold_every_point_out_equally_often(tmp_path, monkeypatch):
     monkeypatch.setenv("PDLIB_CACHE", str(tmp_path))
-    folds = RunConfig(
-        dataset="digits",
-        arch="mlp",
+    folds = digits_run_config(
         width=8,
         n_pool=100,
         n_test=10,
         holdout_fraction=0.25,
         holdout_folds=4,
         train=TrainConfig(epochs=1, batch_size=50),
-        k=5,
+        seed=0,
     )
     stats = ensemble_statistics(run_ensemble(folds, 8, progress=False))
     assert (stats["n_held_out"] == 2).all()  # r = 2 * 4 models: every point held out exactly twice

@@ -100,12 +100,11 @@ def test_load_model_needs_stored_weights():
 
 
 def test_noise_pair_flips_only_between_the_two_classes():
-    config = RunConfig(
-        dataset="digits",
-        arch="mlp",
+    config = digits_run_config(
         width=8,
         n_pool=300,
         n_test=20,
+        holdout_fraction=0.0,
         label_noise=0.5,
         noise_pair=(0, 2),
         train=TrainConfig(epochs=0),
@@ -130,15 +129,15 @@ def test_noise_pair_flips_only_between_the_two_classes():
 
 
 def test_untrained_run_with_a_small_head():
-    config = RunConfig(
-        dataset="digits",
-        arch="mlp",
+    config = digits_run_config(
         width=8,
         n_pool=60,
         n_test=10,
+        holdout_fraction=0.0,
         head_init_scale=1e-4,
         train=TrainConfig(epochs=0),
         k=3,
+        seed=0,
     )
     run = run_model(config, progress=False)
     assert np.abs(run["logits"]).max() < 1e-2 and run["loss_history"].shape == (0,)

@@ -9,7 +9,7 @@ from conftest import digits_run_config
 from pdlib import sensitivity
 from pdlib.knn import knn_neighbours, vote
 from pdlib.probes import capture_embeddings
-from pdlib.runs import RunConfig, load_model, run_data, run_model
+from pdlib.runs import load_model, run_data, run_model
 from pdlib.training import TrainConfig
 
 # Trained to fit: a barely trained net has dead units, hence many exactly tied distances,
@@ -84,15 +84,14 @@ def test_variants_table(variants):
 
 
 def test_reduced_embeddings_on_a_small_conv_net():
-    config = RunConfig(
-        dataset="digits",
+    config = digits_run_config(
         arch="resnet18",
         width=2,
         n_pool=100,
         n_test=20,
+        holdout_fraction=0.0,
         train=TrainConfig(epochs=2, batch_size=50, lr=0.05),
         seed=0,
-        k=5,
     )
     out = sensitivity.reduced_embedding_variants(config, min_features=64, projection_dim=16)
     assert out["reduced"] and "input" not in out["reduced"] and "softmax" not in out["reduced"]
