@@ -37,24 +37,39 @@ def _held_mean(values, mask) -> np.ndarray:
         return np.where(mask, values, 0).sum(axis=0) / mask.sum(axis=0)
 
 
+def _binned_r(depth, iteration, n_probes: int, min_count: int = 20) -> float:
+    """r between PD and the mean iteration learned at that PD (PD values with ``min_count``
+    appearances): the curve of Fig. 5 (left)."""
+    mean, count = mean_by_depth(depth.astype(np.int64), iteration, n_probes)
+    used = count >= min_count
+    return pearson(np.arange(n_probes)[used], mean[used]) if used.sum() >= 3 else float("nan")
+
+
 def iteration_readings(stats: dict, *, n_boot: int = 300, seed: int = 0) -> dict:
     """Pearson r of PD and rescaled iteration learned: reading -> (r, low, high, n).
 
-    Per appearance (Fig. 5 left; held-out or trained (model, point) pairs) and per point (PD_val
-    against the mean iteration over the same appearances). Intervals resample networks and points.
+    Per appearance (held-out or trained (model, point) pairs; the verdict's reading), per point
+    (PD_val against the mean iteration over the same appearances) and over the PD bins of Fig. 5
+    (left) (PD against the mean iteration at that PD; ``n`` counts the bins with 20 appearances).
+    Intervals resample networks and points.
     """
     depth, iteration = stats["depth"].astype(np.float64), stats["iteration"].astype(np.float64)
     held = stats["held_out"]
+    n_probes = stats["n_probes"]
     statistics = {
         "per appearance, validation": lambda d, it, h: pearson(d[h], it[h]),
         "per appearance, training": lambda d, it, h: pearson(d[~h], it[~h]),
         "per point, validation": lambda d, it, h: pearson(_held_mean(d, h), _held_mean(it, h)),
+        "over PD bins, validation": lambda d, it, h: _binned_r(d[h], it[h], n_probes),
     }
     pairs = {
         "per appearance, validation": int((held & np.isfinite(iteration)).sum()),
         "per appearance, training": int((~held & np.isfinite(iteration)).sum()),
         "per point, validation": int(
             (np.isfinite(stats["depth_val"]) & np.isfinite(stats["iteration_val"])).sum()
+        ),
+        "over PD bins, validation": int(
+            (mean_by_depth(depth[held].astype(np.int64), iteration[held], n_probes)[1] >= 20).sum()
         ),
     }
     out = {}

@@ -349,7 +349,18 @@ def test_iteration_readings_match_a_loop(rng):
         "per appearance, validation",
         "per appearance, training",
         "per point, validation",
+        "over PD bins, validation",
     ]
+    held = stats["held_out"] & np.isfinite(stats["iteration"])
+    bins = [
+        (d, stats["iteration"][held & (stats["depth"] == d)].mean())
+        for d in range(N_PROBES)
+        if (held & (stats["depth"] == d)).sum() >= 20
+    ]
+    x, y = np.array(bins, dtype=float).T
+    r, low, high, n = out["over PD bins, validation"]
+    assert n == len(bins) and r == pytest.approx(np.corrcoef(x, y)[0, 1], rel=1e-5)
+    assert low <= r <= high
     for reading, held in (
         ("per appearance, validation", True),
         ("per appearance, training", False),
@@ -372,7 +383,7 @@ def test_iteration_readings_match_a_loop(rng):
     )
     table = analysis.iteration_table({"cifar10": out}, {"cifar10": 0.70})
     assert (
-        len(table) == 3
+        len(table) == 4
         and (table["paper"] == 0.70).all()
         and pd.api.types.is_integer_dtype(table["pairs"])
     )
