@@ -34,6 +34,7 @@ __all__ = [
     "paired_comparison",
     "random_group",
     "corner_evidence",
+    "group_size_table",
     "choose_probe_layer",
     "pd_switch_rule",
     "fix_table",
@@ -304,6 +305,44 @@ def corner_evidence(plane: dict, counts: ProbeCounts, *, n: int, target: str = "
         against=n_probes - 1,
     )
     return corner_table(plane, groups, n_probes - 1), unless
+
+
+def group_size_table(
+    first: dict,
+    later: ProbeCounts,
+    *,
+    sizes=(25, 50, 100, 200),
+    target: str = "ground truth",
+    corner: str = "ambiguous unless the label is given",
+) -> pandas.DataFrame:
+    """The decoupled k-NN fix against the group's size: the ``sizes`` points nearest ``corner`` in
+    the plane of ``first`` (:func:`pdlib.ensembles.ensemble_statistics` of the choosing networks),
+    scored with the middle probe on ``later`` (the others). The paper's group, 100 of CIFAR10's
+    50,000 training images, is the last row.
+    """
+    import pandas as pd
+
+    n_probes = first["n_probes"]
+    placed = int((np.isfinite(first["depth_val"]) & np.isfinite(first["depth_train"])).sum())
+    rows = []
+    for size in sizes:
+        group = corner_groups(first["depth_val"], first["depth_train"], n_probes - 1, n=size)
+        found = paired_comparison(later, group[corner], target=target, layer=middle_probe(n_probes))
+        reduction = found["error_reduction"]
+        rows.append(
+            {
+                "points": len(group[corner]),
+                "share of the plane (%)": 100 * len(group[corner]) / max(placed, 1),
+                "appearances": f"{found['trials']:,d}",
+                "network (%)": 100 * found["baseline_accuracy"],
+                "middle probe (%)": 100 * found["accuracy"],
+                "errors removed (%)": f"{100 * reduction[0]:.0f} "
+                f"[{100 * reduction[1]:.0f}, {100 * reduction[2]:.0f}]",
+            }
+        )
+    paper = {"points": 100, "share of the plane (%)": 100 * 100 / 50_000, "appearances": "—"}
+    paper |= {"network (%)": 25.0, "middle probe (%)": 98.0, "errors removed (%)": "97 (paper)"}
+    return pd.DataFrame([*rows, paper])
 
 
 def choose_probe_layer(counts: ProbeCounts, points, *, target: str, seed: int = 0) -> dict:

@@ -386,3 +386,26 @@ def test_corner_display_puts_the_interval_beside_c_star():
         "0.72 [0.67, 0.76]"
     )
     assert "C* low" in corners  # the verdict's table is left as it is
+
+
+def test_group_size_table_scores_each_size_like_paired_comparison():
+    rng = np.random.default_rng(5)
+    n = 60
+    first = {
+        "n_probes": 5,
+        "depth_val": rng.integers(0, 5, n).astype(float),
+        "depth_train": rng.integers(0, 5, n).astype(float),
+    }
+    later = simulated_counts(2, n=n, good_layer=difficulty.middle_probe(5))
+    table = difficulty.group_size_table(first, later, sizes=(5, 20), target="truth")
+    assert table["points"].tolist() == [5, 20, 100]  # the paper's group last
+    group = difficulty.corner_groups(first["depth_val"], first["depth_train"], 4, n=20)
+    expected = difficulty.paired_comparison(
+        later, group["ambiguous unless the label is given"], target="truth", layer=2
+    )
+    row = table.iloc[1]
+    assert row["network (%)"] == pytest.approx(100 * expected["baseline_accuracy"])
+    assert row["middle probe (%)"] == pytest.approx(100 * expected["accuracy"])
+    assert row["share of the plane (%)"] == pytest.approx(100 * 20 / n)
+    assert row["errors removed (%)"].startswith(f"{100 * expected['error_reduction'][0]:.0f} [")
+    assert table.iloc[-1]["share of the plane (%)"] == pytest.approx(0.2)
