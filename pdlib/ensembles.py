@@ -209,7 +209,9 @@ _STATISTICS: dict = {}
 _KEEP_STATISTICS = 2
 
 
-def ensemble_statistics(ensemble: Ensemble, *, reference: str = "labels") -> dict:
+def ensemble_statistics(
+    ensemble: Ensemble, *, reference: str = "labels", observers: tuple = ()
+) -> dict:
     """Per-point statistics of an ensemble (the models' stacked (r, n) arrays through
     :mod:`pdlib.metrics`).
 
@@ -221,7 +223,11 @@ def ensemble_statistics(ensemble: Ensemble, *, reference: str = "labels") -> dic
     probe disagrees with the network), ``iteration``, ``held_out`` and ``predictions`` (r, n);
     ``n_models``, ``n_probes``, ``n_classes`` and ``train_accuracy`` (r,). The result is kept
     for the same models until their cached artifacts change: treat it as read-only.
+    ``observers``: callables given each model's artifact as it streams past, so that another
+    per-model sum needs no second pass over the ensemble (the statistics are then recomputed).
     """
+    if observers:
+        return _ensemble_statistics(ensemble, reference, observers)
     versions = tuple(
         (config_hash(config), artifact_version(RUNS_KIND, config)) for config in ensemble.configs
     )
@@ -233,11 +239,13 @@ def ensemble_statistics(ensemble: Ensemble, *, reference: str = "labels") -> dic
     return _STATISTICS[key]
 
 
-def _ensemble_statistics(ensemble: Ensemble, reference: str) -> dict:
+def _ensemble_statistics(ensemble: Ensemble, reference: str, observers: tuple = ()) -> dict:
     """:func:`ensemble_statistics`, computed (the models' artifacts streamed once)."""
     rows = {"predictions": [], "held_out": [], "depth": [], "undecided": [], "iteration": []}
     train_accuracy, labels, n_probes, n_classes = [], None, 0, 0
     for artifact in ensemble.artifacts():
+        for observe in observers:
+            observe(artifact)
         pool = ~artifact["is_test"]
         labels, n_probes, n_classes = (
             artifact[reference][pool],

@@ -48,33 +48,40 @@ def suspicion_score(consistency, depth_val, depth_train, max_depth: int) -> np.n
     return (1 - consistency) * (1 + (train - val) / max_depth) / 2
 
 
-def _held_out_means(ensemble: Ensemble) -> dict:
+class _HeldOutMeans:
     """Out-of-fold softmax probabilities and output margins, AUM and training loss, averaged per
-    point."""
-    from scipy.special import log_softmax
+    point, one model at a time (an observer of :func:`pdlib.ensembles.ensemble_statistics`)."""
 
-    sums = {"probabilities": 0.0, "margin": 0.0, "aum": 0.0, "loss": 0.0}
-    held_count = train_count = 0
-    for artifact in ensemble.artifacts():
+    def __init__(self):
+        self.sums = {"probabilities": 0.0, "margin": 0.0, "aum": 0.0, "loss": 0.0}
+        self.held_count = self.train_count = 0
+
+    def add(self, artifact) -> None:
+        from scipy.special import log_softmax
+
         pool = ~artifact["is_test"]
         held = ~artifact["in_train"][pool]
         logits = artifact["logits"][pool].astype(np.float64)
         log_p = log_softmax(logits, axis=1)
         given = artifact["fit_labels"][pool]
+        sums = self.sums
         sums["probabilities"] = sums["probabilities"] + np.where(held[:, None], np.exp(log_p), 0.0)
         sums["margin"] = sums["margin"] + np.where(held, output_margin(logits), 0.0)
         sums["aum"] = sums["aum"] + np.where(
             held, 0.0, np.nan_to_num(artifact["aum"][pool].astype(np.float64))
         )
         sums["loss"] = sums["loss"] + np.where(held, 0.0, -log_p[np.arange(len(given)), given])
-        held_count, train_count = held_count + held, train_count + ~held
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return {
-            "probabilities": sums["probabilities"] / held_count[:, None],
-            "output margin": sums["margin"] / held_count,
-            "AUM": sums["aum"] / train_count,
-            "training loss": sums["loss"] / train_count,
-        }
+        self.held_count, self.train_count = self.held_count + held, self.train_count + ~held
+
+    def result(self) -> dict:
+        sums = self.sums
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return {
+                "probabilities": sums["probabilities"] / self.held_count[:, None],
+                "output margin": sums["margin"] / self.held_count,
+                "AUM": sums["aum"] / self.train_count,
+                "training loss": sums["loss"] / self.train_count,
+            }
 
 
 def example_scores(ensemble: Ensemble, *, class_names=None):
@@ -88,9 +95,10 @@ def example_scores(ensemble: Ensemble, *, class_names=None):
     """
     import pandas as pd
 
-    stats = ensemble_statistics(ensemble, reference="fit_labels")
+    held_out_means = _HeldOutMeans()  # gathered in the same pass over the ensemble
+    stats = ensemble_statistics(ensemble, reference="fit_labels", observers=(held_out_means.add,))
     max_depth = stats["n_probes"] - 1
-    means = _held_out_means(ensemble)
+    means = held_out_means.result()
     n = len(stats["labels"])
     corners = list(CORNERS)
     distance = corner_distances(stats["depth_val"], stats["depth_train"], max_depth)

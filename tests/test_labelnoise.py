@@ -253,3 +253,18 @@ def test_method_scores_rank_flipped_labels(scored):
     assert len(top) == 10 and table["suspicion"].fillna(-1).to_numpy()[top].tolist() == sorted(
         table["suspicion"].fillna(-1).to_numpy()[top].tolist(), reverse=True
     )
+
+
+def test_example_scores_reads_the_ensemble_once(scored, monkeypatch):
+    """The statistics and the out-of-fold means come from one pass over the stored models."""
+    import pdlib.ensembles as ensembles
+
+    ensemble, table = scored
+    loads = []
+    real = ensembles.load_artifact
+    monkeypatch.setattr(
+        ensembles, "load_artifact", lambda *a, **k: loads.append(1) or real(*a, **k)
+    )
+    again = labelnoise.example_scores(ensemble, class_names=[str(d) for d in range(10)])
+    assert len(loads) == len(ensemble)
+    pd.testing.assert_frame_equal(again, table)
