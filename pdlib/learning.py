@@ -305,26 +305,42 @@ def hinge_learning_curves(runs: dict) -> dict:
     return curves
 
 
-def hinge_cause(table) -> str:
+def hinge_cause(table, *, fitted: float = 0.99) -> str:
     """What the 0-Hinge controls of :func:`hinge_summary`'s ``table`` say about the cause of the
-    vanishing margins, in one sentence composed from their numbers (the loss or the regime)."""
-    margin = table["output margin, mean"]
-    hinge, ce = margin["0-Hinge"], margin["cross-entropy"]
-    regime, default = margin["cross-entropy, 0-Hinge regime"], margin["0-Hinge, default head"]
-    regime_ratio, default_ratio = regime / max(hinge, 1e-30), default / max(hinge, 1e-30)
-    loss_part = (
-        f"cross-entropy under the 0-Hinge regime ends with a margin of {regime:.3g}, "
-        f"{regime_ratio:.3g}x the 0-Hinge margin and {regime / ce:.2g}x the standard "
-        "cross-entropy's: "
-        + (
-            "the loss, not the regime, removes the margin"
-            if regime_ratio >= 1e3
-            else "the regime alone keeps margins small, so the loss is not the whole cause"
+    vanishing margins, composed from their numbers: whether each control fitted its training points
+    (accuracy >= ``fitted``), its margin against the 0-Hinge one, and what follows (the loss or
+    the regime; the head's initial scale)."""
+    row = table.loc
+    hinge, ce = row["0-Hinge", "output margin, mean"], row["cross-entropy", "output margin, mean"]
+
+    def describe(name):
+        margin, accuracy = row[name, "output margin, mean"], row[name, "training accuracy"]
+        steps = int(row[name, "steps"])
+        text = (
+            f"fits {100 * accuracy:.1f} % of its training points in {steps:,d} steps and ends with "
+            f"a margin of {margin:.3g} ({margin / max(hinge, 1e-30):.3g}x the 0-Hinge margin)"
         )
+        return text, margin / max(hinge, 1e-30), accuracy >= fitted
+
+    regime, regime_ratio, regime_fit = describe("cross-entropy, 0-Hinge regime")
+    if not regime_fit:
+        regime += (
+            ": it has not fitted its data, so at this learning rate it cannot tell the loss from "
+            "the regime"
+        )
+    elif regime_ratio >= 1e3:
+        regime += (
+            f", {regime_ratio * hinge / ce:.2g}x standard cross-entropy's: the loss, not the "
+            "regime, removes the margin"
+        )
+    else:
+        regime += ": the regime alone keeps margins small, so the loss is not the whole cause"
+    head, head_ratio, head_fit = describe("0-Hinge, default head")
+    head += (
+        ": the tiny head sets the size of the 0-Hinge margin"
+        if head_ratio >= 10
+        else ": the head's scale matters little"
     )
-    head_part = (
-        f"with the default head initialisation 0-Hinge ends with a margin of {default:.3g} "
-        f"({default_ratio:.3g}x), so the tiny head "
-        + ("sets the size of 0-Hinge margins" if default_ratio >= 10 else "matters little")
-    )
-    return f"{loss_part[0].upper()}{loss_part[1:]}; {head_part}."
+    if not head_fit:
+        head += ", and without it 0-Hinge does not fit its data in as many steps"
+    return f"Cross-entropy under the 0-Hinge regime {regime}. 0-Hinge with the default head {head}."

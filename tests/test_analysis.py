@@ -585,8 +585,22 @@ def test_hinge_learning_curves_and_cause():
     steps, accuracy = curves["a"]
     assert steps.tolist() == [0, 10, 20, 30, 40] and accuracy.tolist() == [0, 1, 1, 1, 1]
     names = ["0-Hinge", "cross-entropy", "cross-entropy, 0-Hinge regime", "0-Hinge, default head"]
-    table = pd.DataFrame({"output margin, mean": [2e-4, 15.0, 1.0, 3e-2]}, index=names)
+    table = pd.DataFrame(
+        {
+            "output margin, mean": [2e-4, 15.0, 1.0, 3e-2],
+            "training accuracy": [1.0, 1.0, 1.0, 1.0],
+            "steps": [1000, 400, 3000, 3000],
+        },
+        index=names,
+    )
     text = analysis.hinge_cause(table)
     assert "the loss, not the regime" in text and "sets the size" in text
+    assert "5e+03x the 0-Hinge margin" in text and "3,000 steps" in text
     table.loc["cross-entropy, 0-Hinge regime", "output margin, mean"] = 5e-4
     assert "the regime alone keeps margins small" in analysis.hinge_cause(table)
+    table.loc["cross-entropy, 0-Hinge regime", "training accuracy"] = 0.56  # not fitted
+    text = analysis.hinge_cause(table)
+    assert "fits 56.0 %" in text and "cannot tell the loss from the regime" in text
+    table.loc["0-Hinge, default head", ["output margin, mean", "training accuracy"]] = [3e-4, 0.8]
+    text = analysis.hinge_cause(table)
+    assert "matters little" in text and "does not fit its data" in text
