@@ -273,14 +273,14 @@ def margin_statistics(configs: list[RunConfig]) -> dict:
     """Output and input margins of the test points under each network (weights loaded, margins
     cached).
 
-    Returns ``depth``, ``output_margin``, ``input_margin`` (n_models, n_test), ``labels``,
-    ``n_probes``.
+    Returns ``depth``, ``undecided``, ``output_margin``, ``input_margin`` (n_models, n_test),
+    ``labels``, ``n_probes``.
     """
 
     def compute(config):
         return {"input_margin": input_margin(load_model(config), run_data(config).test_inputs)}, {}
 
-    out = {"depth": [], "output_margin": [], "input_margin": []}
+    out = {"depth": [], "undecided": [], "output_margin": [], "input_margin": []}
     runs = [run_model(config, keep_weights=True) for config in configs]
     for run, config in zip(runs, configs, strict=False):
         test = run["is_test"]
@@ -288,6 +288,7 @@ def margin_statistics(configs: list[RunConfig]) -> dict:
             f"margins-{RUNS_KIND}", config, lambda config=config: compute(config)
         )
         out["depth"].append(run["depth"][test].astype(np.int64))
+        out["undecided"].append(run["undecided"][test])
         out["output_margin"].append(output_margin(run["logits"][test]))
         out["input_margin"].append(cached["input_margin"])
     return {

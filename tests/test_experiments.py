@@ -146,6 +146,9 @@ def test_margin_statistics_from_stored_weights():
     )
     assert (margins["output_margin"] >= 0).all() and (margins["input_margin"] >= 0).all()
     assert margins["labels"].shape == (40,) and margins["n_probes"] == 9
+    assert margins["undecided"].shape == (2, 40) and margins["undecided"].dtype == bool
+    # an undecided point sits at the softmax probe's index
+    assert (margins["depth"][margins["undecided"]] == margins["n_probes"] - 1).all()
     again = experiments.margin_statistics(configs)  # the input margins are cached beside the runs
     np.testing.assert_array_equal(again["input_margin"], margins["input_margin"])
 
