@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +44,7 @@ __all__ = [
     "ensemble_statistics",
     "held_out_probe_counts",
     "ProbeCounts",
+    "EnsembleStatistics",
     "EXECUTORS",
 ]
 
@@ -203,6 +204,58 @@ def _execute(pending, executor, device, keep, ray_address, threads):
         yield refs.pop(done[0]), ray.get(done[0])
 
 
+@dataclass(frozen=True, eq=False)
+class EnsembleStatistics(Mapping):
+    """The per-point statistics of an ensemble of ``r`` models over ``n`` pool points.
+
+    Per (model, point), shape (r, n): ``predictions`` (the network's class), ``held_out`` (in the
+    model's validation split), ``depth`` (PD), ``undecided`` (no depth: the softmax probe
+    disagrees with the network) and ``iteration`` (rescaled iteration learned, NaN without
+    checkpoints). Per point, shape (n,): ``labels`` (the reference labels), ``n_held_out`` and
+    ``n_trained`` (appearances), ``consistency`` (Eq. 1), ``consensus`` (-1 if never held out),
+    ``consensus_consistency`` (Eq. 2), ``depth_val``/``depth_train`` and
+    ``iteration_val``/``iteration_train`` (means over held-out / training appearances). Per model:
+    ``train_accuracy`` (r,). And ``n_models``, ``n_probes``, ``n_classes``.
+
+    Fields read as attributes or, like a read-only mapping, as ``stats["depth_val"]``; ``{**stats,
+    "depth": other}`` gives a dict with one field replaced (the permuted controls).
+    """
+
+    predictions: np.ndarray
+    held_out: np.ndarray
+    depth: np.ndarray
+    undecided: np.ndarray
+    iteration: np.ndarray
+    labels: np.ndarray
+    n_held_out: np.ndarray
+    n_trained: np.ndarray
+    consistency: np.ndarray
+    consensus: np.ndarray
+    consensus_consistency: np.ndarray
+    depth_val: np.ndarray
+    depth_train: np.ndarray
+    iteration_val: np.ndarray
+    iteration_train: np.ndarray
+    n_models: int
+    n_probes: int
+    n_classes: int
+    train_accuracy: np.ndarray
+
+    def __getitem__(self, key: str):
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return iter(self.__dataclass_fields__)
+
+    def __len__(self) -> int:
+        return len(self.__dataclass_fields__)
+
+    __eq__ = object.__eq__  # arrays: identity, not an elementwise (ambiguous) comparison
+    __hash__ = object.__hash__
+
+
 #: The statistics of the last few ensembles read, keyed by their models' configs and cache
 #: versions: a chapter asks for the same ensemble's statistics for several figures.
 _STATISTICS: dict = {}
@@ -211,18 +264,13 @@ _KEEP_STATISTICS = 2
 
 def ensemble_statistics(
     ensemble: Ensemble, *, reference: str = "labels", observers: tuple = ()
-) -> dict:
+) -> EnsembleStatistics:
     """Per-point statistics of an ensemble (the models' stacked (r, n) arrays through
-    :mod:`pdlib.metrics`).
+    :mod:`pdlib.metrics`), as an :class:`EnsembleStatistics`.
 
     ``reference``: the labels consistency and the consensus tie rule refer to, ``"labels"`` (ground
-    truth) or ``"fit_labels"`` (the labels trained on). Returns, over the ``n`` pool points:
-    ``labels``, ``n_held_out``, ``n_trained``, ``consistency`` (Eq. 1), ``consensus`` (-1 if never
-    held out), ``consensus_consistency`` (Eq. 2), ``depth_val``/``depth_train`` and
-    ``iteration_val``/``iteration_train`` (n,); ``depth``, ``undecided`` (no depth: the softmax
-    probe disagrees with the network), ``iteration``, ``held_out`` and ``predictions`` (r, n);
-    ``n_models``, ``n_probes``, ``n_classes`` and ``train_accuracy`` (r,). The result is kept
-    for the same models until their cached artifacts change: treat it as read-only.
+    truth) or ``"fit_labels"`` (the labels trained on). The result is kept for the same models
+    until their cached artifacts change: treat it as read-only.
     ``observers``: callables given each model's artifact as it streams past, so that another
     per-model sum needs no second pass over the ensemble (the statistics are then recomputed).
     """
@@ -239,7 +287,9 @@ def ensemble_statistics(
     return _STATISTICS[key]
 
 
-def _ensemble_statistics(ensemble: Ensemble, reference: str, observers: tuple = ()) -> dict:
+def _ensemble_statistics(
+    ensemble: Ensemble, reference: str, observers: tuple = ()
+) -> EnsembleStatistics:
     """:func:`ensemble_statistics`, computed (the models' artifacts streamed once)."""
     rows = {"predictions": [], "held_out": [], "depth": [], "undecided": [], "iteration": []}
     train_accuracy, labels, n_probes, n_classes = [], None, 0, 0
@@ -272,23 +322,23 @@ def _ensemble_statistics(ensemble: Ensemble, reference: str, observers: tuple = 
     consensus = consensus_class(predictions, held_out, labels, n_classes)
     depth_val, depth_train = split_means(stacked["depth"], held_out)
     iteration_val, iteration_train = split_means(stacked["iteration"], held_out)
-    return {
+    return EnsembleStatistics(
         **stacked,
-        "labels": labels,
-        "n_held_out": held_out.sum(axis=0),
-        "n_trained": (~held_out).sum(axis=0),
-        "consistency": consistency_score(predictions, held_out, labels),
-        "consensus": consensus,
-        "consensus_consistency": consensus_consistency(predictions, held_out, consensus),
-        "depth_val": depth_val,
-        "depth_train": depth_train,
-        "iteration_val": iteration_val,
-        "iteration_train": iteration_train,
-        "n_models": len(ensemble),
-        "n_probes": n_probes,
-        "n_classes": n_classes,
-        "train_accuracy": np.asarray(train_accuracy),
-    }
+        labels=labels,
+        n_held_out=held_out.sum(axis=0),
+        n_trained=(~held_out).sum(axis=0),
+        consistency=consistency_score(predictions, held_out, labels),
+        consensus=consensus,
+        consensus_consistency=consensus_consistency(predictions, held_out, consensus),
+        depth_val=depth_val,
+        depth_train=depth_train,
+        iteration_val=iteration_val,
+        iteration_train=iteration_train,
+        n_models=len(ensemble),
+        n_probes=n_probes,
+        n_classes=n_classes,
+        train_accuracy=np.asarray(train_accuracy),
+    )
 
 
 @dataclass

@@ -54,3 +54,12 @@ def digits_run_config(**changes):
         k=5,
     )
     return RunConfig(**{**fields, **changes})
+
+
+def gaussian_blobs(n_classes: int, side: int, n: int, *, seed: int, noise: float = 1.0):
+    """``(inputs (n, 1, side, side), labels (n,))``: one Gaussian blob of images per class around a
+    random centre (scale 2), noise ``noise``; seeded through one torch generator."""
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.randn(n_classes, 1, side, side, generator=generator) * 2
+    labels = torch.randint(0, n_classes, (n,), generator=generator)
+    return centres[labels] + noise * torch.randn(n, 1, side, side, generator=generator), labels

@@ -193,6 +193,26 @@ def test_statistics_match_batch_metrics(ensemble):
     ]
 
 
+def test_statistics_are_a_typed_read_only_mapping_computed_once(ensemble):
+    import dataclasses
+
+    from pdlib.ensembles import EnsembleStatistics
+
+    stats = ensemble_statistics(ensemble)
+    assert isinstance(stats, EnsembleStatistics)
+    assert stats.depth_val is stats["depth_val"] and len(stats) == len(list(stats)) == 19
+    assert set(stats) == {field.name for field in dataclasses.fields(EnsembleStatistics)}
+    with pytest.raises(KeyError):
+        stats["no such field"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.depth = None
+    replaced = {**stats, "depth": stats.depth[:, ::-1]}
+    assert isinstance(replaced, dict) and replaced["labels"] is stats.labels
+    # the same models, unchanged on disk: the statistics are not recomputed
+    assert ensemble_statistics(ensemble) is stats
+    assert ensemble_statistics(ensemble, reference="fit_labels") is not stats
+
+
 def test_statistics_against_the_labels_the_networks_were_trained_on(tmp_path, monkeypatch):
     monkeypatch.setenv("PDLIB_CACHE", str(tmp_path))
     noisy = digits_run_config(

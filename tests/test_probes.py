@@ -5,6 +5,7 @@ memory budget, and probe_model end to end against per-probe scikit-learn k-NN.""
 import numpy as np
 import pytest
 import torch
+from conftest import gaussian_blobs
 from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
 
@@ -23,10 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def trained():
-    generator = torch.Generator().manual_seed(0)
-    centres = torch.randn(4, 1, 6, 6, generator=generator) * 2
-    labels = torch.randint(0, 4, (400,), generator=generator)
-    inputs = centres[labels] + torch.randn(400, 1, 6, 6, generator=generator)
+    inputs, labels = gaussian_blobs(4, 6, 400, seed=0)
     model = make_model("mlp", 4, 1, 6, width=32, seed=0)
     result = train_model(
         model,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import gaussian_blobs
 
 from pdlib import TrainConfig, make_model, predict, train_model
 from pdlib.margins import output_margin, zero_hinge_loss
@@ -21,10 +22,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def blobs():
-    generator = torch.Generator().manual_seed(1)
-    centres = torch.randn(3, 1, 4, 4, generator=generator) * 2
-    labels = torch.randint(0, 3, (120,), generator=generator)
-    return centres[labels] + 0.7 * torch.randn(120, 1, 4, 4, generator=generator), labels
+    return gaussian_blobs(3, 4, 120, seed=1, noise=0.7)
+
+
+def fit(model, inputs, labels, config, **options):
+    """:func:`train_model` on the CPU with seed 0 and no progress bar, unless ``options`` say
+    otherwise."""
+    return train_model(
+        model, inputs, labels, config, **{"seed": 0, "device": "cpu", "progress": False, **options}
+    )
 
 
 def same_weights(a, b):
@@ -96,15 +102,7 @@ def test_training_points_at_a_checkpoint_are_their_latest_forward_pass(blobs):
     np.testing.assert_array_equal(rows[-1], predict(model, inputs))
     for step in range(1, 6):
         replay = copy.deepcopy(initial)
-        train_model(
-            replay,
-            inputs,
-            labels,
-            dataclasses.replace(config, epochs=step - 1, n_checkpoints=0),
-            seed=0,
-            device="cpu",
-            progress=False,
-        )
+        fit(replay, inputs, labels, dataclasses.replace(config, epochs=step - 1, n_checkpoints=0))
         np.testing.assert_array_equal(rows[step], predict(replay, inputs), err_msg=f"step {step}")
     assert len({tuple(row) for row in rows}) > 2  # the predictions do change along the way
 
@@ -170,15 +168,7 @@ def test_compile_falls_back_to_eager_when_disabled(blobs, monkeypatch):
         make_model("mlp", 3, 1, 4, width=8, seed=0),
     )
     result = train_model(model, inputs, labels, config, seed=0, device="cpu", progress=False)
-    train_model(
-        twin,
-        inputs,
-        labels,
-        dataclasses.replace(config, compile=False),
-        seed=0,
-        device="cpu",
-        progress=False,
-    )
+    fit(twin, inputs, labels, dataclasses.replace(config, compile=False))
     assert not result.compiled and same_weights(model, twin)
 
 
@@ -195,14 +185,8 @@ def test_divergence_raises_a_clear_error():
     inputs, labels = torch.randn(64, 1, 4, 4) * 100, torch.randint(0, 3, (64,))
     model = make_model("mlp", 3, 1, 4, width=64, seed=0)
     with pytest.raises(FloatingPointError, match="training diverged.*lower TrainConfig.lr"):
-        train_model(
-            model,
-            inputs,
-            labels,
-            TrainConfig(epochs=5, batch_size=16, lr=1e6, warmup_fraction=0.0),
-            seed=0,
-            device="cpu",
-            progress=False,
+        fit(
+            model, inputs, labels, TrainConfig(epochs=5, batch_size=16, lr=1e6, warmup_fraction=0.0)
         )
 
 
@@ -300,27 +284,16 @@ def test_zero_hinge_full_batch_stops_at_the_first_zero_loss_step(blobs):
     np.testing.assert_array_equal(result.checkpoint_predictions[-1], logits.argmax(1).numpy())
     # the same network trained for exactly n_steps steps without the stop: the same weights
     exact = make_model("mlp", 3, 1, 4, width=16, seed=0)
-    fixed = train_model(
+    fixed = fit(
         exact,
         inputs,
         labels,
         dataclasses.replace(HINGE, epochs=n_steps, stop_at_zero_loss=False, n_checkpoints=0),
-        seed=0,
-        device="cpu",
-        progress=False,
     )
     assert same_weights(model, exact) and (fixed.loss_history > 0).all()
     # Cross-entropy keeps pushing margins up; 0-Hinge stops at the first separating weights.
     ce_model = make_model("mlp", 3, 1, 4, width=16, seed=0)
-    train_model(
-        ce_model,
-        inputs,
-        labels,
-        TrainConfig(epochs=40, batch_size=30, lr=0.05),
-        seed=0,
-        device="cpu",
-        progress=False,
-    )
+    fit(ce_model, inputs, labels, TrainConfig(epochs=40, batch_size=30, lr=0.05))
     with torch.no_grad():
         ce_margin = output_margin(ce_model.eval()(inputs).numpy()).mean()
     assert output_margin(logits.numpy()).mean() < ce_margin / 3
@@ -329,25 +302,9 @@ def test_zero_hinge_full_batch_stops_at_the_first_zero_loss_step(blobs):
 def test_a_network_that_starts_fitted_takes_no_step(blobs):
     inputs, labels = blobs
     model = make_model("mlp", 3, 1, 4, width=16, seed=0)
-    train_model(
-        model,
-        inputs,
-        labels,
-        TrainConfig(epochs=40, batch_size=30, lr=0.05),
-        seed=0,
-        device="cpu",
-        progress=False,
-    )
+    fit(model, inputs, labels, TrainConfig(epochs=40, batch_size=30, lr=0.05))
     fitted = copy.deepcopy(model)
-    result = train_model(
-        model,
-        inputs,
-        labels,
-        dataclasses.replace(HINGE, n_checkpoints=0),
-        seed=0,
-        device="cpu",
-        progress=False,
-    )
+    result = fit(model, inputs, labels, dataclasses.replace(HINGE, n_checkpoints=0))
     assert result.loss_history.tolist() == [0.0] and same_weights(model, fitted)
 
 
@@ -383,15 +340,7 @@ def test_micro_batches_give_the_same_update_as_one_pass(blobs, loss, batch_size)
     for micro_batch in (0, 7):
         model = make_model("mlp", 3, 1, 4, width=16, seed=2)
         results.append(
-            train_model(
-                model,
-                inputs,
-                labels,
-                dataclasses.replace(base, micro_batch=micro_batch),
-                seed=0,
-                device="cpu",
-                progress=False,
-            )
+            fit(model, inputs, labels, dataclasses.replace(base, micro_batch=micro_batch))
         )
         models.append(model)
     for (name, p), q in zip(models[0].named_parameters(), models[1].parameters(), strict=True):
