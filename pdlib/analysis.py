@@ -6,6 +6,8 @@ Pure functions of :class:`~pdlib.cache.Artifact` lists and of
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from pdlib.intervals import bootstrap_interval, two_level_interval
@@ -172,7 +174,7 @@ def mean_with_interval(values, *, seed: int = 0) -> tuple[float, float, float]:
 def mean_depth_per_point(artifacts_or_stats, n_probes: int | None = None) -> np.ndarray:
     """Per pool point, the mean PD rescaled to [0, 1]: over seed runs' training splits, or PD_train
     of an ensemble."""
-    if isinstance(artifacts_or_stats, dict):
+    if isinstance(artifacts_or_stats, Mapping):  # ensemble statistics, not a list of runs
         stats = artifacts_or_stats
         return rescale_depth(stats["depth_train"], stats["n_probes"])
     runs = artifacts_or_stats
