@@ -21,9 +21,11 @@ from pdlib.learning import (  # noqa: F401  (the chapters read them from analysi
     hinge_summary,
     iteration_panels,
     iteration_readings,
+    iteration_resolution,
     iteration_table,
     margin_correlations,
     noise_curves,
+    resolution_numbers,
 )
 from pdlib.metrics import (
     accuracy_by_depth,
@@ -203,6 +205,10 @@ def ensemble_table(stats: dict):
         ("mean training accuracy (%)", f"{100 * np.mean(stats['train_accuracy']):.2f}"),
         ("mean held-out accuracy (%)", f"{100 * correct.mean():.1f}"),
         ("mean times held out", f"{stats['n_held_out'][seen].mean():.1f}"),
+        (
+            "median / fewest times held out",
+            f"{np.median(stats['n_held_out']):g} / {stats['n_held_out'].min()}",
+        ),
         ("mean PD_val (layers)", f"{np.nanmean(stats['depth_val']):.2f}"),
         ("mean PD_train (layers)", f"{np.nanmean(stats['depth_train']):.2f}"),
         (
@@ -214,14 +220,15 @@ def ensemble_table(stats: dict):
 
 
 def ensemble_numbers(stats: dict) -> dict:
-    """What the text quotes about an ensemble: ``n_models``, ``mean_held_out`` and
-    ``median_held_out`` (appearances per point seen at least once) and ``undecided_val`` (% of the
-    held-out appearances without a depth)."""
+    """What the text quotes about an ensemble: ``n_models``, ``mean_held_out`` (appearances per
+    point seen at least once), ``median_held_out`` and ``min_held_out`` (over every point) and
+    ``undecided_val`` (% of the held-out appearances without a depth)."""
     seen = stats["n_held_out"][stats["n_held_out"] > 0]
     return {
         "n_models": stats["n_models"],
         "mean_held_out": float(seen.mean()),
-        "median_held_out": float(np.median(seen)),
+        "median_held_out": float(np.median(stats["n_held_out"])),
+        "min_held_out": int(stats["n_held_out"].min()),
         "undecided_val": 100 * float(stats["undecided"][stats["held_out"]].mean()),
     }
 

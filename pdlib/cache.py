@@ -45,7 +45,11 @@ def _jsonable(value):
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             "__type__": type(value).__name__,
-            **{f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)},
+            **{
+                f.name: _jsonable(getattr(value, f.name))
+                for f in dataclasses.fields(value)
+                if not _omitted(f, getattr(value, f.name))
+            },
         }
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
@@ -54,6 +58,11 @@ def _jsonable(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _omitted(field: dataclasses.Field, value) -> bool:
+    """A field added after runs were cached, at its default: left out so that their keys hold."""
+    return field.metadata.get("hash") == "omit_default" and value == field.default
 
 
 def config_hash(config) -> str:

@@ -235,11 +235,21 @@ def claims_table(profile: str):
                 "ours": entry["measured"],
                 "setting": entry["setting"],
                 "verdict": entry["verdict"],
+                "per dataset": _per_dataset_text(entry),
                 "why": entry["reason"],
                 "control's verdict": control,
             }
         )
     return pd.DataFrame(rows)
+
+
+def _per_dataset_text(entry: dict) -> str:
+    """``fashion_mnist: reproduced; digits: partly reproduced`` for a claim judged per dataset
+    (:func:`pdlib.verdicts.across_datasets`), "—" for one judged on one dataset."""
+    per_dataset = entry.get("values", {}).get("per_dataset", {})
+    if len(per_dataset) < 2:
+        return "—"
+    return "; ".join(f"{task}: {j['verdict']}" for task, j in per_dataset.items())
 
 
 def verdict_counts(table) -> dict:

@@ -31,6 +31,7 @@ from pdlib.metrics import (
     consensus_class,
     consensus_consistency,
     consistency_score,
+    even_checkpoints,
     iteration_learned,
     rescale_iteration,
     split_means,
@@ -303,6 +304,9 @@ def _ensemble_statistics(
             artifact["logits"].shape[1],
         )
         history = artifact["checkpoint_predictions"]
+        if history.size:  # the iteration learned reads the even schedule, not first-epoch extras
+            n_even = artifact.meta["config"]["train"]["n_checkpoints"]
+            history = history[even_checkpoints(artifact["checkpoint_steps"], n_even)]
         rows["predictions"].append(artifact["network_predictions"][pool])
         rows["held_out"].append(~artifact["in_train"][pool])
         rows["depth"].append(artifact["depth"][pool])

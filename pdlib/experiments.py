@@ -151,32 +151,39 @@ def ensemble(
     executor: str = "local",
     progress: bool | None = None,
 ) -> Ensemble:
-    """The 90:10 ensemble of an ``ensemble`` figure (cached, resumable; ``executor="ray"`` spreads
-    it).
+    """The ensemble of an ``ensemble`` figure (cached, resumable; ``executor="ray"`` spreads it).
 
-    Same task, architecture and pool share models (10 models are the first 10 of 40);
-    ``holdout_folds=10`` holds out folds (see :class:`pdlib.runs.RunConfig`).
+    Same task, architecture, pool and folds share models (10 models are the first 10 of 40). The
+    split is the set-up's (:attr:`pdlib.profiles.Setup.folds`) unless ``holdout_folds`` is given
+    (see :class:`pdlib.runs.RunConfig`). The networks are compiled when the set-up trains at least
+    :attr:`pdlib.profiles.Profile.min_compiled_networks` of them on ``task``.
     """
     setup = profile.setup(figure)
+    folds = holdout_folds or setup.folds
+    planned = setup.n_models_for(task)
     train = dataclasses.replace(
-        profile.train_config(arch, ensemble=True), n_checkpoints=profile.n_checkpoints
+        profile.train_config(arch, ensemble=True),
+        n_checkpoints=profile.n_checkpoints,
+        first_epoch_checkpoints=profile.first_epoch_checkpoints,
     )
+    if planned < profile.min_compiled_networks:
+        train = dataclasses.replace(train, compile=False)
     # checkpoint_test off: the ensembles' figures read the iteration learned of pool points only.
     template = run_config(
         profile,
         task,
         arch,
         n_pool=setup.n_pool,
-        holdout_fraction=0.1,
+        holdout_fraction=1 / folds if folds else 0.1,
         train=train,
         label_noise=label_noise,
         noise_pair=tuple(noise_pair),
-        holdout_folds=holdout_folds,
+        holdout_folds=folds,
         checkpoint_test=False,
     )
     return run_ensemble(
         template,
-        n_models or setup.n_models,
+        n_models or planned,
         executor=executor,
         keep_weights=KEEP_WEIGHTS,
         progress=progress,
@@ -314,7 +321,7 @@ def figure_footer(
         task or ", ".join(setup.datasets),
         arch or ", ".join(setup.archs),
         f"{n_models or setup.n_models} network{'s' if (n_models or setup.n_models) != 1 else ''}"
-        + (" on 90:10 splits" if setup.kind == "ensemble" else ""),
+        + (f" on {setup.split()} splits" if setup.kind == "ensemble" else ""),
     ]
     return " · ".join(parts + ([extra] if extra else []))
 

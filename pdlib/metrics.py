@@ -39,6 +39,8 @@ __all__ = [
     "consensus_consistency",
     "split_means",
     "iteration_learned",
+    "checkpoint_schedule",
+    "even_checkpoints",
     "rescale_iteration",
     "pearson",
     "rank_correlation",
@@ -250,6 +252,30 @@ def iteration_learned(prediction_history) -> np.ndarray:
     """
     history = as_classes(prediction_history, "prediction_history", 2)
     return prediction_depth(history, history[-1])
+
+
+def checkpoint_schedule(total_steps: int, n_checkpoints: int) -> np.ndarray:
+    """Steps of ``n_checkpoints`` snapshots evenly spread over ``total_steps`` after step 0
+    (initialisation): (n_checkpoints + 1,) int64, fewer where steps round together.
+
+    >>> checkpoint_schedule(140, 40)[:5].tolist(), checkpoint_schedule(10, 0).tolist()
+    ([0, 4, 7, 10, 14], [0])
+    """
+    return np.unique(np.linspace(0, total_steps, n_checkpoints + 1).round().astype(np.int64))
+
+
+def even_checkpoints(steps, n_checkpoints: int) -> np.ndarray:
+    """Which snapshots, taken at ``steps`` (T + 1,) ending with the last step, belong to the
+    ``n_checkpoints`` even ones (:func:`checkpoint_schedule`): (T + 1,) bool. The others are extra
+    snapshots (inside the first epoch) that only a resolution study reads.
+
+    >>> even_checkpoints([0, 1, 2, 4, 7, 10, 14], 4).tolist()
+    [True, False, False, True, True, True, True]
+    """
+    steps = np.asarray(steps, dtype=np.int64)
+    if steps.ndim != 1 or steps.size == 0:
+        raise ValueError(f"steps must be a non-empty 1-D array, got shape {steps.shape}")
+    return np.isin(steps, checkpoint_schedule(int(steps[-1]), n_checkpoints))
 
 
 def rescale_iteration(iteration, quantile: float = 0.95) -> np.ndarray:

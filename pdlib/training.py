@@ -25,9 +25,17 @@ from torch import nn
 from pdlib._checks import as_labels, default_device
 from pdlib._progress import progress_bar
 from pdlib.margins import zero_hinge_loss
+from pdlib.metrics import checkpoint_schedule
 from pdlib.probes import eval_mode, model_device
 
-__all__ = ["TrainConfig", "TrainResult", "train_model", "predict", "LOSSES", "SCHEDULES"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "train_model",
+    "predict",
+    "LOSSES",
+    "SCHEDULES",
+]
 
 #: Losses :func:`train_model` can minimise.
 LOSSES = ("cross_entropy", "zero_hinge")
@@ -60,6 +68,9 @@ class TrainConfig:
     # within float rounding. The one-off compile (tens of seconds on a CPU) is shared by every
     # network of one shape in a process, so it pays for conv nets trained many times.
     compile: bool = False
+    # Extra snapshots evenly spread inside the first epoch, for the iteration learned's resolution;
+    # left out of the config hash at 0, so that runs cached before it existed keep their keys.
+    first_epoch_checkpoints: int = field(default=0, metadata={"hash": "omit_default"})
 
     def __post_init__(self):
         for name, minimum in (
@@ -67,6 +78,7 @@ class TrainConfig:
             ("batch_size", 1),
             ("micro_batch", 0),
             ("n_checkpoints", 0),
+            ("first_epoch_checkpoints", 0),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -250,7 +262,13 @@ def train_model(
     forward = functools.partial(
         _compiled_forward_pass() if compiled else _forward_pass, model, loss_function
     )
-    tracker = _Checkpoints(model, x_device, track_inputs, config.n_checkpoints, total_steps, device)
+    planned = np.union1d(
+        checkpoint_schedule(total_steps, config.n_checkpoints),
+        checkpoint_schedule(steps_per_epoch, config.first_epoch_checkpoints + 1)
+        if config.n_checkpoints and config.first_epoch_checkpoints
+        else [],
+    )
+    tracker = _Checkpoints(model, x_device, track_inputs, planned, device, config.n_checkpoints > 0)
     margin_sum = torch.zeros(n, device=device)
     generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
@@ -301,11 +319,10 @@ class _Checkpoints:
     predictions by the final eval-mode ones.
     """
 
-    def __init__(self, model, train_inputs, track_inputs, n_checkpoints, total_steps, device):
+    def __init__(self, model, train_inputs, track_inputs, planned, device, enabled):
         self.model, self.track_inputs, self.device = model, track_inputs, device
-        self.enabled = n_checkpoints > 0
-        planned = np.linspace(0, total_steps, n_checkpoints + 1).round().astype(np.int64)
-        self.planned = set(np.unique(planned)[1:].tolist())
+        self.enabled = enabled
+        self.planned = {int(step) for step in planned if step > 0}
         self.steps, self.held_out, self.train = [], [], []
         self.latest = None
         if self.enabled:

@@ -25,6 +25,7 @@ __all__ = [
     "interval_test",
     "size_test",
     "correlation_test",
+    "across_datasets",
     "judge_ordering",
     "judge_seed_consistency",
     "judge_correlations",
@@ -159,6 +160,49 @@ def correlation_test(r: float, low: float, high: float, paper: float, what: str)
         _test(weak > 0, strong < 0, f"{text}, sign of the paper's"),
         size_test(low, high, paper, 0.1, f"{what} r"),
     ]
+
+
+def across_datasets(judgements: dict) -> Judgement:
+    """One claim judged on several datasets, ``judgements`` {task: Judgement}, as one verdict:
+    reproduced only where every dataset reproduces it; partly where at least one reproduces it or
+    partly does; not reproduced where all fail; otherwise (undecided or failing on every dataset,
+    not all failing) inconclusive. Datasets not tested are left out.
+
+    >>> r, n = Judgement("reproduced", "", "x"), Judgement("not reproduced", "", "y")
+    >>> [across_datasets(j).verdict for j in ({"a": r, "b": r}, {"a": r, "b": n}, {"a": n, "b": n})]
+    ['reproduced', 'partly reproduced', 'not reproduced']
+    """
+    tested = {task: j for task, j in judgements.items() if j.verdict != "not tested"}
+    if len(tested) <= 1:
+        judgement = next(iter(tested.values()), None) or next(iter(judgements.values()))
+        return Judgement(
+            judgement.verdict,
+            judgement.reason,
+            judgement.measured,
+            judgement.values | {"per_dataset": _per_dataset(judgements)},
+        )
+    verdicts = {j.verdict for j in tested.values()}
+    if verdicts == {"reproduced"}:
+        combined = "reproduced"
+    elif verdicts & {"reproduced", "partly reproduced"}:
+        combined = "partly reproduced"
+    elif verdicts == {"not reproduced"}:
+        combined = "not reproduced"
+    else:
+        combined = "inconclusive"
+    return Judgement(
+        combined,
+        "; ".join(f"{task}: {j.verdict} ({j.reason})" for task, j in judgements.items()),
+        "; ".join(
+            j.measured if j.measured.startswith(f"{task}:") else f"{task}: {j.measured}"
+            for task, j in judgements.items()
+        ),
+        {"per_dataset": _per_dataset(judgements)},
+    )
+
+
+def _per_dataset(judgements: dict) -> dict:
+    return {task: {"verdict": j.verdict, "measured": j.measured} for task, j in judgements.items()}
 
 
 def judge_ordering(means: dict, expected: tuple) -> Judgement:

@@ -604,3 +604,53 @@ def test_hinge_learning_curves_and_cause():
     table.loc["0-Hinge, default head", ["output margin, mean", "training accuracy"]] = [3e-4, 0.8]
     text = analysis.hinge_cause(table)
     assert "matters little" in text and "does not fit its data" in text
+
+
+def test_iteration_resolution_reads_each_schedule_from_its_rows(rng):
+    """Networks with 10 even snapshots over 5 epochs of 10 steps, and 4 extras inside epoch 1: each
+    schedule's r is the Pearson r of a loop over the rows it keeps (iteration learned in steps,
+    rescaled per network); the extras change only the row that reads them."""
+    n_models, n_points, n_probes = 6, 300, 5
+    even_steps = np.arange(0, 51, 5)
+    steps = np.union1d(even_steps, [2, 4, 6, 8])
+    depth = rng.integers(0, n_probes, (n_models, n_points))
+    held = rng.random((n_models, n_points)) < 0.3
+    artifacts = []
+    for m in range(n_models):
+        # a point switches to its final class at a step that grows with its PD, plus noise
+        switch = np.clip(depth[m] * 10 + rng.integers(-6, 7, n_points), 0, 50)
+        history = (steps[:, None] >= switch[None, :]).astype(np.int16)
+        history[:, switch == 0] = 1
+        meta = {"config": {"train": {"n_checkpoints": 10, "epochs": 5}}}
+        arrays = {
+            "checkpoint_predictions": history,
+            "checkpoint_steps": steps,
+            "is_test": np.zeros(n_points, bool),
+        }
+        artifacts.append(Artifact(arrays, meta))
+    stats = {"depth": depth, "held_out": held, "n_probes": n_probes}
+    table = analysis.iteration_resolution(artifacts, stats, n_boot=50).set_index("schedule")
+    assert list(table.index) == ["5 even", "10 even", "10 even + 4 in epoch 1"]
+    assert table.loc["10 even", "checkpoints"] == 10 and table.loc["10 even", "in epoch 1"] == 2
+    assert table.loc["10 even + 4 in epoch 1", "in epoch 1"] == 6
+    for name, kept in (("5 even", even_steps[::2]), ("10 even + 4 in epoch 1", steps)):
+        learned = []
+        for artifact in artifacts:
+            history = artifact["checkpoint_predictions"][np.isin(steps, kept)]
+            first = [
+                next(t for t in range(len(kept)) if (history[t:, i] == history[-1, i]).all())
+                for i in range(n_points)
+            ]
+            iteration = kept[first].astype(float)
+            learned.append(iteration / np.quantile(iteration, 0.95))
+        learned = np.array(learned)
+        expected = np.corrcoef(depth[held], learned[held])[0, 1]
+        assert table.loc[name, "r per appearance"] == pytest.approx(expected, rel=1e-6)
+        assert (
+            table.loc[name, "per appearance low"]
+            <= expected
+            <= table.loc[name, "per appearance high"]
+        )
+    numbers = analysis.resolution_numbers(table.reset_index(), paper_r=0.99)
+    assert numbers["res_coarse_n"] == 5 and numbers["res_fine_n"] == 14
+    assert "gap" in numbers["res_reading"]

@@ -23,6 +23,7 @@ from pdlib.verdicts import (
     PAPER_KNN_ERROR_REDUCTION,
     VERDICTS,
     Judgement,
+    across_datasets,
     correlation_test,
     interval_test,
     judge_accuracy_vs_depth,
@@ -616,6 +617,7 @@ def test_record_load_and_claims_table_round_trip(cache):
         "ours",
         "setting",
         "verdict",
+        "per dataset",
         "why",
         "control's verdict",
     ]
@@ -676,3 +678,51 @@ def test_every_claim_names_a_chapter_and_a_criterion_and_every_control_a_claim()
         assert (
             claim.chapter in CHAPTER_FIGURES and claim.statement and claim.paper and claim.criterion
         )
+
+
+# --- one claim on two datasets ------------------------------------------------------------------
+
+REPRODUCED = Judgement("reproduced", "r inside", "r = 0.80")
+PARTLY = Judgement("partly reproduced", "r weaker", "r = 0.60")
+FAILED = Judgement("not reproduced", "r of the other sign", "r = -0.10")
+UNDECIDED = Judgement("inconclusive", "interval too wide", "r = 0.70 [0.2, 0.9]")
+UNTESTED = Judgement("not tested", "not run", "—")
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "expected"),
+    [
+        (REPRODUCED, REPRODUCED, "reproduced"),  # both agree: the only way to "reproduced"
+        (REPRODUCED, PARTLY, "partly reproduced"),
+        (REPRODUCED, FAILED, "partly reproduced"),  # the datasets disagree
+        (REPRODUCED, UNDECIDED, "partly reproduced"),  # one dataset cannot confirm it
+        (PARTLY, FAILED, "partly reproduced"),
+        (FAILED, FAILED, "not reproduced"),
+        (FAILED, UNDECIDED, "inconclusive"),
+        (UNDECIDED, UNDECIDED, "inconclusive"),
+        (REPRODUCED, UNTESTED, "reproduced"),  # a dataset not run is left out
+    ],
+)
+def test_across_datasets_reproduces_only_where_every_dataset_does(first, second, expected):
+    judgement = across_datasets({"fashion_mnist": first, "digits": second})
+    assert judgement.verdict == expected
+    assert judgement.values["per_dataset"]["digits"]["verdict"] == second.verdict
+    if second is not UNTESTED:
+        assert "fashion_mnist: " in judgement.reason and "digits: " in judgement.measured
+
+
+def test_claims_table_shows_each_datasets_verdict(cache):
+    both = across_datasets({"fashion_mnist": REPRODUCED, "digits": FAILED})
+    claims.record("margins", both, profile="smoke", setting="two datasets")
+    claims.record("zero_hinge", REPRODUCED, profile="smoke", setting="one dataset")
+    table = claims.claims_table("smoke").set_index("claim")["per dataset"]
+    statement = {c.key: c.statement for c in CLAIMS}
+    assert table[statement["margins"]] == "fashion_mnist: reproduced; digits: not reproduced"
+    assert table[statement["zero_hinge"]] == "—"
+
+
+def test_iteration_learned_against_a_dataset_the_paper_did_not_run():
+    # the digits are judged against the mean of the paper's four r (0.77 ± 0.1)
+    paper = {"digits": float(np.mean([0.79, 0.70, 0.83, 0.77]))}
+    assert judge_correlations({"digits": (0.75, 0.70, 0.80)}, paper).verdict == "reproduced"
+    assert judge_correlations({"digits": (0.45, 0.40, 0.50)}, paper).verdict == "partly reproduced"

@@ -171,6 +171,7 @@ def test_ensemble_and_seed_runs_share_the_cache():
         mlp_width=8,
         mlp_train=TrainConfig(epochs=2, batch_size=30, lr=0.05),
     )
+    tiny = dataclasses.replace(tiny, first_epoch_checkpoints=0)  # get_profile keeps presets at 0
     ensemble = experiments.ensemble(tiny, "fig3", "digits", "mlp", n_models=2)
     template = ensemble.configs[0]
     assert (

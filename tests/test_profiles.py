@@ -111,10 +111,11 @@ def test_plan_table():
     table = plan_table()
     assert table.shape == (len(FIGURES), 3) and list(table.columns) == ["paper", "laptop", "smoke"]
     assert list(table.index) == list(FIGURES.values())
-    assert (
-        table.loc[FIGURES["fig3"], "paper"]
-        == "cifar10 · resnet18 · 90:10 ensemble, 250 · full training split"
+    assert table.loc[FIGURES["fig3"], "paper"] == (
+        "cifar10 · resnet18 · ensemble of 250 on random 90:10 splits, about 25 held-out "
+        "appearances per point (min 12) · full training split"
     )
+    assert "10 held-out appearances per point (min 10)" in table.loc[FIGURES["fig7_8"], "laptop"]
     assert plan_table(("smoke",), ("fig3", "fig4_left")).shape == (2, 1)
     assert table.map(lambda v: bool(str(v).strip())).all().all()
 
@@ -136,3 +137,22 @@ def test_overrides():
 def test_a_plan_must_set_up_every_figure():
     with pytest.raises(ValueError, match="missing"):
         pdlib.profiles._plan(fig3=Setup(("digits",), ("mlp",), 2, "seeds"))
+
+
+def test_folds_hold_every_point_out_equally_often():
+    # the plan's appearances are what the split function does (tests/test_ensembles.py checks it)
+    setup = Setup(("digits",), ("mlp",), 20, "ensemble", folds=8)
+    assert setup.appearances() == (2.5, 2.0)  # folds 0-3 held out 3 times, folds 4-7 twice
+    assert Setup(("digits",), ("mlp",), 4, "ensemble", folds=10).appearances() == (0.0, 0.0)
+    assert setup.holdout_fraction == 1 / 8 and setup.split() == "87.5:12.5"
+    random = Setup(("digits",), ("mlp",), 100, "ensemble")
+    assert random.holdout_fraction == 0.1 and random.appearances() == (10.0, 2.0)
+
+
+def test_laptop_statistics_rest_on_ten_appearances():
+    laptop = PROFILES["laptop"]
+    for figure in ("fig3", "fig4_left", "fig7_8"):
+        assert laptop.setup(figure).appearances()[1] >= 10, figure
+    two = laptop.setup("fig5_left")
+    assert two.datasets == ("fashion_mnist", "digits")
+    assert two.n_models_for("digits") < two.n_models_for("fashion_mnist") == 80

@@ -7,6 +7,7 @@ early stopping (stop_at_zero_loss), one full batch against accumulated micro-bat
 
 import copy
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -15,7 +16,9 @@ import torch.nn.functional as F
 from conftest import gaussian_blobs
 
 from pdlib import TrainConfig, make_model, predict, train_model
+from pdlib.cache import _jsonable, config_hash
 from pdlib.margins import output_margin, zero_hinge_loss
+from pdlib.metrics import even_checkpoints
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -83,6 +86,28 @@ def test_checkpoints_record_predictions():
     train_rows = result.checkpoint_train_predictions
     assert train_rows.shape == (9, 64) and train_rows.dtype == np.int16
     np.testing.assert_array_equal(train_rows[-1], predict(model, inputs))
+
+
+def test_first_epoch_checkpoints_add_snapshots_and_change_nothing_else():
+    """Extra snapshots inside the first epoch: the steps are the union of both schedules, training
+    is unchanged, the even rows are the run without extras (even_checkpoints finds them), and a
+    config at the default keeps the hash it had before the field existed."""
+    inputs, labels = torch.randn(64, 1, 4, 4), torch.randint(0, 3, (64,))
+    base = TrainConfig(epochs=4, batch_size=8, n_checkpoints=4)  # 8 steps per epoch
+    results, models = {}, {}
+    for extras in (0, 3):
+        models[extras] = make_model("mlp", 3, 1, 4, width=8, seed=0)
+        config = dataclasses.replace(base, first_epoch_checkpoints=extras)
+        results[extras] = fit(models[extras], inputs, labels, config, track_inputs=inputs[:10])
+    assert results[0].checkpoint_steps.tolist() == [0, 8, 16, 24, 32]
+    assert results[3].checkpoint_steps.tolist() == [0, 2, 4, 6, 8, 16, 24, 32]
+    assert same_weights(models[0], models[3])
+    even = even_checkpoints(results[3].checkpoint_steps, 4)
+    assert even.sum() == 5
+    for rows in ("checkpoint_predictions", "checkpoint_train_predictions"):
+        np.testing.assert_array_equal(getattr(results[3], rows)[even], getattr(results[0], rows))
+    assert "first_epoch_checkpoints" not in json.dumps(_jsonable(base))
+    assert config_hash(base) != config_hash(dataclasses.replace(base, first_epoch_checkpoints=3))
 
 
 def test_training_points_at_a_checkpoint_are_their_latest_forward_pass(blobs):
