@@ -167,13 +167,18 @@ def _store(kind: str, key: str, profile: str, entry: dict) -> dict:
     return entry
 
 
+def _fields(judgement: Judgement) -> dict:
+    """What a record keeps of a judgement: its verdict, reason, measured text and values."""
+    return {k: v for k, v in asdict(judgement).items() if k != "statuses"}
+
+
 def record(key: str, judgement: Judgement, *, profile: str, setting: str) -> dict:
     """Store a chapter's judgement of claim ``key`` for the discussion table (atomically)."""
     return _store(
         "claims",
         key,
         profile,
-        {"key": key, "profile": profile, "setting": setting, **asdict(judgement)},
+        {"key": key, "profile": profile, "setting": setting, **_fields(judgement)},
     )
 
 
@@ -181,7 +186,7 @@ def record_control(key: str, judgement: Judgement, *, profile: str) -> dict:
     """Store the verdict of claim ``key``'s negative control (:data:`CONTROLS`)."""
     if key not in CONTROLS:
         raise ValueError(f"claim {key!r} has no control; controlled: {', '.join(CONTROLS)}")
-    entry = {"key": key, "profile": profile, "control": CONTROLS[key], **asdict(judgement)}
+    entry = {"key": key, "profile": profile, "control": CONTROLS[key], **_fields(judgement)}
     return _store("controls", key, profile, entry)
 
 

@@ -65,6 +65,7 @@ class Judgement:
     reason: str
     measured: str
     values: dict = field(default_factory=dict)
+    statuses: tuple[str, ...] = ()  # the outcomes of its tests (:meth:`of`), for across_datasets
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -78,7 +79,8 @@ class Judgement:
         """The verdict of ``tests`` with their outcomes as the reason."""
         tests = list(tests)
         reason = "; ".join(f"{t.text} ({t.status})" for t in tests) or "no setting was run"
-        return cls(verdict(tests), reason, measured, values or {})
+        statuses = tuple(sorted({t.status for t in tests}))
+        return cls(verdict(tests), reason, measured, values or {}, statuses)
 
 
 def verdict(tests) -> str:
@@ -162,11 +164,21 @@ def correlation_test(r: float, low: float, high: float, paper: float, what: str)
     ]
 
 
+#: The test outcomes a verdict implies where a judgement does not carry its own.
+_IMPLIED = {
+    "reproduced": (PASS,),
+    "partly reproduced": (PASS, FAIL),
+    "not reproduced": (FAIL,),
+    "inconclusive": (UNDECIDED,),
+}
+
+
 def across_datasets(judgements: dict) -> Judgement:
-    """One claim judged on several datasets, ``judgements`` {task: Judgement}, as one verdict:
-    reproduced only where every dataset reproduces it; partly where at least one reproduces it or
-    partly does; not reproduced where all fail; otherwise (undecided or failing on every dataset,
-    not all failing) inconclusive. Datasets not tested are left out.
+    """One claim judged on several datasets, ``judgements`` {task: Judgement}, as one verdict: the
+    rule of :func:`verdict` applied to the tests of every dataset together. So the claim reads
+    reproduced only where every dataset reproduces it; partly where one dataset's test fails and
+    another's passes; not reproduced where tests fail and none passes; inconclusive where none
+    fails and one is undecided. Datasets not tested are left out.
 
     >>> r, n = Judgement("reproduced", "", "x"), Judgement("not reproduced", "", "y")
     >>> [across_datasets(j).verdict for j in ({"a": r, "b": r}, {"a": r, "b": n}, {"a": n, "b": n})]
@@ -180,24 +192,18 @@ def across_datasets(judgements: dict) -> Judgement:
             judgement.reason,
             judgement.measured,
             judgement.values | {"per_dataset": _per_dataset(judgements)},
+            judgement.statuses,
         )
-    verdicts = {j.verdict for j in tested.values()}
-    if verdicts == {"reproduced"}:
-        combined = "reproduced"
-    elif verdicts & {"reproduced", "partly reproduced"}:
-        combined = "partly reproduced"
-    elif verdicts == {"not reproduced"}:
-        combined = "not reproduced"
-    else:
-        combined = "inconclusive"
+    statuses = {status for j in tested.values() for status in (j.statuses or _IMPLIED[j.verdict])}
     return Judgement(
-        combined,
+        verdict(Test(status, "") for status in statuses),
         "; ".join(f"{task}: {j.verdict} ({j.reason})" for task, j in judgements.items()),
         "; ".join(
             j.measured if j.measured.startswith(f"{task}:") else f"{task}: {j.measured}"
             for task, j in judgements.items()
         ),
         {"per_dataset": _per_dataset(judgements)},
+        tuple(sorted(statuses)),
     )
 
 

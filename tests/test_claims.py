@@ -695,19 +695,26 @@ UNTESTED = Judgement("not tested", "not run", "—")
         (REPRODUCED, REPRODUCED, "reproduced"),  # both agree: the only way to "reproduced"
         (REPRODUCED, PARTLY, "partly reproduced"),
         (REPRODUCED, FAILED, "partly reproduced"),  # the datasets disagree
-        (REPRODUCED, UNDECIDED, "partly reproduced"),  # one dataset cannot confirm it
+        (REPRODUCED, UNDECIDED, "inconclusive"),  # one dataset cannot decide: as within one
         (PARTLY, FAILED, "partly reproduced"),
         (FAILED, FAILED, "not reproduced"),
-        (FAILED, UNDECIDED, "inconclusive"),
+        (FAILED, UNDECIDED, "not reproduced"),
         (UNDECIDED, UNDECIDED, "inconclusive"),
         (REPRODUCED, UNTESTED, "reproduced"),  # a dataset not run is left out
+        # judgements carry their tests' outcomes: an inconclusive dataset with a passing test
+        (
+            FAILED,
+            Judgement.of([Outcome("pass", "a"), Outcome("undecided", "b")], "m"),
+            "partly reproduced",
+        ),
     ],
 )
 def test_across_datasets_reproduces_only_where_every_dataset_does(first, second, expected):
     judgement = across_datasets({"fashion_mnist": first, "digits": second})
     assert judgement.verdict == expected
     assert judgement.values["per_dataset"]["digits"]["verdict"] == second.verdict
-    if second is not UNTESTED:
+    if second is not UNTESTED:  # the rule of one dataset, over the tests of both
+        assert judgement.verdict == verdict([Outcome(s, "") for s in judgement.statuses])
         assert "fashion_mnist: " in judgement.reason and "digits: " in judgement.measured
 
 
