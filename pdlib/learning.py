@@ -131,7 +131,7 @@ def iteration_resolution(artifacts, stats, *, n_boot: int = 200, seed: int = 0):
     pandas.DataFrame, one row per schedule: ``checkpoints``, ``in epoch 1`` (snapshots inside the
     first epoch), ``placed in epoch 1 (%)`` (held-out appearances whose iteration learned, as this
     schedule reads it, falls no later than the end of the first epoch: a coarse schedule places a
-    point learned early at its first checkpoint after), ``distinct values`` (median per network)
+    point learned early at its first checkpoint after), ``distinct values`` (median per network, rounded down)
     and two readings of :func:`iteration_readings`' validation r (per appearance, over PD bins)
     with 95 % intervals over networks and points.
     """
@@ -157,7 +157,7 @@ def iteration_resolution(artifacts, stats, *, n_boot: int = 200, seed: int = 0):
         row = {"schedule": name, "checkpoints": layout[name][0], "in epoch 1": layout[name][1]}
         row |= {
             "placed in epoch 1 (%)": 100 * np.concatenate(epoch_one[name]).mean(),
-            "distinct values": float(np.median(distinct[name])),
+            "distinct values": int(np.median(distinct[name])),
         }
         for reading, statistic in (
             ("per appearance", lambda d, it, h: pearson(d[h], it[h])),
