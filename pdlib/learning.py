@@ -131,9 +131,9 @@ def iteration_resolution(artifacts, stats, *, n_boot: int = 200, seed: int = 0):
     pandas.DataFrame, one row per schedule: ``checkpoints``, ``in epoch 1`` (snapshots inside the
     first epoch), ``placed in epoch 1 (%)`` (held-out appearances whose iteration learned, as this
     schedule reads it, falls no later than the end of the first epoch: a coarse schedule places a
-    point learned early at its first checkpoint after), ``distinct values`` (median per network, rounded down)
-    and two readings of :func:`iteration_readings`' validation r (per appearance, over PD bins)
-    with 95 % intervals over networks and points.
+    point learned early at its first checkpoint after), ``distinct values`` (median per network,
+    rounded down) and two readings of :func:`iteration_readings`' validation r (per appearance,
+    over PD bins) with 95 % intervals over networks and points.
     """
     import pandas as pd
 
