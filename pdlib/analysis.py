@@ -25,6 +25,7 @@ from pdlib.learning import (  # noqa: F401  (the chapters read them from analysi
     iteration_table,
     margin_correlations,
     noise_curves,
+    resolution_display,
     resolution_numbers,
 )
 from pdlib.metrics import (

@@ -13,6 +13,7 @@ import numpy as np
 from pdlib.intervals import bootstrap_interval, two_level_interval
 from pdlib.margins import output_margin
 from pdlib.metrics import (
+    checkpoint_schedule,
     even_checkpoints,
     iteration_learned,
     mean_by_depth,
@@ -26,6 +27,7 @@ __all__ = [
     "iteration_table",
     "RESOLUTIONS",
     "iteration_resolution",
+    "resolution_display",
     "resolution_numbers",
     "iteration_panels",
     "margin_correlations",
@@ -99,13 +101,16 @@ RESOLUTIONS = (5, 10, 20, 40)
 
 
 def _schedule_rows(steps: np.ndarray, n_even: int) -> dict:
-    """Rows of one network's checkpoint history per schedule of :func:`iteration_resolution`."""
+    """Rows of one network's checkpoint history per schedule of :func:`iteration_resolution`: for
+    k of :data:`RESOLUTIONS` below ``n_even``, and ``n_even`` itself, the even snapshot nearest each
+    of k even steps (fewer where short training makes steps coincide); every row where there are
+    extras."""
     even = np.flatnonzero(even_checkpoints(steps, n_even))
-    rows = {
-        f"{k} even": even[:: (len(even) - 1) // k]
-        for k in RESOLUTIONS
-        if k <= n_even and n_even % k == 0 and len(even) == n_even + 1
-    }
+    rows = {}
+    for k in sorted({k for k in RESOLUTIONS if k < n_even} | {n_even}):
+        targets = checkpoint_schedule(int(steps[-1]), k)
+        nearest = np.abs(steps[even][None, :] - targets[:, None]).argmin(axis=1)
+        rows[f"{k} even"] = np.unique(even[nearest])
     if len(steps) > len(even):
         rows[f"{n_even} even + {len(steps) - len(even)} in epoch 1"] = np.arange(len(steps))
     return rows
@@ -114,8 +119,9 @@ def _schedule_rows(steps: np.ndarray, n_even: int) -> dict:
 def iteration_resolution(artifacts, stats, *, n_boot: int = 200, seed: int = 0):
     """r(PD, iteration learned) against the checkpoints it is read from, on one ensemble.
 
-    The networks' recorded snapshots are subsampled to every even schedule of :data:`RESOLUTIONS`
-    that the ensemble's ``n_checkpoints`` holds, and read whole with their first-epoch extras.
+    The networks' recorded snapshots are subsampled to the even schedules of
+    :data:`RESOLUTIONS` below the ensemble's ``n_checkpoints`` and to that schedule itself, and
+    read whole with their first-epoch extras.
     The iteration learned is counted in steps (the snapshots are not evenly spaced) and rescaled per
     network as in :func:`pdlib.ensembles.ensemble_statistics`.
 
@@ -175,12 +181,29 @@ def iteration_resolution(artifacts, stats, *, n_boot: int = 200, seed: int = 0):
     return pd.DataFrame(out)
 
 
+def resolution_display(table):
+    """:func:`iteration_resolution`'s ``table`` for the page: each r with its interval in one
+    column, "0.58 [0.56, 0.60]"."""
+    shown = table[["schedule", "checkpoints", "in epoch 1", "placed in epoch 1 (%)"]].copy()
+    shown["placed in epoch 1 (%)"] = shown["placed in epoch 1 (%)"].round(1)
+    for reading in ("per appearance", "over PD bins"):
+        shown[f"r {reading} [95 % CI]"] = [
+            f"{r:.2f} [{low:.2f}, {high:.2f}]"
+            for r, low, high in table[
+                [f"r {reading}", f"{reading} low", f"{reading} high"]
+            ].itertuples(index=False)
+        ]
+    return shown
+
+
 def resolution_numbers(table, paper_r: float) -> dict:
     """What the text quotes from :func:`iteration_resolution`'s ``table``: the coarsest and the
     finest schedule's per-appearance r (``res_coarse_*``, ``res_fine_*``) and ``res_reading``, a
     sentence saying, from the numbers, whether resolution explains the gap to ``paper_r``: the
     finest interval holds the paper's r (it does), r moves less than its interval's half-width
     (it does not), or the share of the gap that the finer schedule closes."""
+    if table.empty:
+        raise ValueError("the resolution table is empty: the ensemble recorded no checkpoints")
     coarse, fine = table.iloc[0], table.iloc[-1]
     change, gap = (
         fine["r per appearance"] - coarse["r per appearance"],

@@ -651,6 +651,29 @@ def test_iteration_resolution_reads_each_schedule_from_its_rows(rng):
             <= expected
             <= table.loc[name, "per appearance high"]
         )
+    shown = analysis.resolution_display(table.reset_index())
+    assert (
+        shown["r per appearance [95 % CI]"]
+        .str.match(r"^-?\d\.\d\d \[-?\d\.\d\d, -?\d\.\d\d\]$")
+        .all()
+    )
     numbers = analysis.resolution_numbers(table.reset_index(), paper_r=0.99)
     assert numbers["res_coarse_n"] == 5 and numbers["res_fine_n"] == 14
     assert "gap" in numbers["res_reading"]
+
+
+def test_iteration_resolution_on_a_short_run_keeps_every_schedule_it_can():
+    """Three steps of training and 40 checkpoints: steps coincide, each schedule keeps the
+    snapshots there are (the paper-dryrun book trains this briefly)."""
+    steps = np.array([0, 1, 2, 3])
+    history = np.array([[0, 0], [1, 0], [1, 1], [1, 1]], dtype=np.int16)
+    meta = {"config": {"train": {"n_checkpoints": 40, "epochs": 3}}}
+    arrays = {
+        "checkpoint_predictions": history,
+        "checkpoint_steps": steps,
+        "is_test": np.zeros(2, bool),
+    }
+    stats = {"depth": np.array([[0, 1]]), "held_out": np.array([[True, True]]), "n_probes": 3}
+    table = analysis.iteration_resolution([Artifact(arrays, meta)], stats, n_boot=10)
+    assert list(table["schedule"]) == ["5 even", "10 even", "20 even", "40 even"]
+    assert (table["checkpoints"] == 3).all()
