@@ -21,12 +21,9 @@ from pdlib.learning import (  # noqa: F401  (the chapters read them from analysi
     hinge_summary,
     iteration_panels,
     iteration_readings,
-    iteration_resolution,
     iteration_table,
     margin_correlations,
     noise_curves,
-    resolution_display,
-    resolution_numbers,
 )
 from pdlib.metrics import (
     accuracy_by_depth,
@@ -37,6 +34,11 @@ from pdlib.metrics import (
     mean_by_depth,
     probe_accuracy,
     rescale_depth,
+)
+from pdlib.resolution import (  # noqa: F401  (the chapters read them from analysis too)
+    iteration_resolution,
+    resolution_display,
+    resolution_numbers,
 )
 
 __all__ = [

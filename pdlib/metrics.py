@@ -39,6 +39,7 @@ __all__ = [
     "consensus_consistency",
     "split_means",
     "iteration_learned",
+    "binned_correlation",
     "checkpoint_schedule",
     "even_checkpoints",
     "rescale_iteration",
@@ -252,6 +253,19 @@ def iteration_learned(prediction_history) -> np.ndarray:
     """
     history = as_classes(prediction_history, "prediction_history", 2)
     return prediction_depth(history, history[-1])
+
+
+def binned_correlation(depth, values, n_probes: int, min_count: int = 20) -> float:
+    """Pearson r between PD and the mean of ``values`` at that PD, over the PD values with at
+    least ``min_count`` entries (NaN with fewer than 3): the curve of the paper's Fig. 5 (left).
+
+    >>> depth, values = [0, 0, 1, 1, 2, 2], [0.1, 0.3, 0.4, 0.6, 0.9, 0.9]
+    >>> round(binned_correlation(depth, values, 3, min_count=2), 4)
+    0.9966
+    """
+    mean, count = mean_by_depth(np.asarray(depth, dtype=np.int64), values, n_probes)
+    used = count >= min_count
+    return pearson(np.arange(n_probes)[used], mean[used]) if used.sum() >= 3 else float("nan")
 
 
 def checkpoint_schedule(total_steps: int, n_checkpoints: int) -> np.ndarray:

@@ -34,6 +34,7 @@ LAYERS = {
         "claims",
         "verdicts",
         "learning",
+        "resolution",
         "difficulty",
         "figures",
         "figures_difficulty",
