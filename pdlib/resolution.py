@@ -63,13 +63,13 @@ def iteration_resolution(artifacts, stats, *, n_boot: int = 200, seed: int = 0):
     pandas.DataFrame, one row per schedule: ``checkpoints``, ``in epoch 1`` (snapshots inside the
     first epoch), ``placed in epoch 1 (%)`` (held-out appearances whose iteration learned, as this
     schedule reads it, falls no later than the end of the first epoch: a coarse schedule places a
-    point learned early at its first checkpoint after), ``distinct values`` (median per network,
-    rounded down) and two readings of :func:`pdlib.learning.iteration_readings`' validation r
-    (per appearance, over PD bins) with 95 % intervals over networks and points.
+    point learned early at its first checkpoint after) and two readings of
+    :func:`pdlib.learning.iteration_readings`' validation r (per appearance, over PD bins) with
+    95 % intervals over networks and points.
     """
     import pandas as pd
 
-    by_schedule, epoch_one, distinct, layout = {}, {}, {}, {}
+    by_schedule, epoch_one, layout = {}, {}, {}
     for row, artifact in enumerate(artifacts):
         history, steps = artifact["checkpoint_predictions"], artifact["checkpoint_steps"]
         train = artifact.meta["config"]["train"]
@@ -79,7 +79,6 @@ def iteration_resolution(artifacts, stats, *, n_boot: int = 200, seed: int = 0):
             learned = steps[rows][iteration_learned(history[rows][:, pool])]
             by_schedule.setdefault(name, []).append(rescale_iteration(learned))
             epoch_one.setdefault(name, []).append(learned[held] <= steps_per_epoch)
-            distinct.setdefault(name, []).append(len(np.unique(learned)))
             inside = int(((steps[rows] > 0) & (steps[rows] <= steps_per_epoch)).sum())
             layout.setdefault(name, (len(rows) - 1, inside))
     depth, held = stats["depth"].astype(np.float64), stats["held_out"]
@@ -87,10 +86,7 @@ def iteration_resolution(artifacts, stats, *, n_boot: int = 200, seed: int = 0):
     for name, iterations in by_schedule.items():
         iteration = np.stack(iterations)
         row = {"schedule": name, "checkpoints": layout[name][0], "in epoch 1": layout[name][1]}
-        row |= {
-            "placed in epoch 1 (%)": 100 * np.concatenate(epoch_one[name]).mean(),
-            "distinct values": int(np.median(distinct[name])),
-        }
+        row["placed in epoch 1 (%)"] = 100 * np.concatenate(epoch_one[name]).mean()
         for reading, statistic in (
             ("per appearance", lambda d, it, h: pearson(d[h], it[h])),
             ("over PD bins", lambda d, it, h: binned_correlation(d[h], it[h], stats["n_probes"])),

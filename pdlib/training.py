@@ -28,14 +28,7 @@ from pdlib.margins import zero_hinge_loss
 from pdlib.metrics import checkpoint_schedule
 from pdlib.probes import eval_mode, model_device
 
-__all__ = [
-    "TrainConfig",
-    "TrainResult",
-    "train_model",
-    "predict",
-    "LOSSES",
-    "SCHEDULES",
-]
+__all__ = ["TrainConfig", "TrainResult", "train_model", "predict", "LOSSES", "SCHEDULES"]
 
 #: Losses :func:`train_model` can minimise.
 LOSSES = ("cross_entropy", "zero_hinge")
