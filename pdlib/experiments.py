@@ -147,6 +147,7 @@ def ensemble(
     *,
     label_noise: float = 0.0,
     noise_pair: tuple = (),
+    noise_targets: tuple = (),
     holdout_folds: int = 0,
     executor: str = "local",
     progress: bool | None = None,
@@ -178,6 +179,7 @@ def ensemble(
         train=train,
         label_noise=label_noise,
         noise_pair=tuple(noise_pair),
+        noise_targets=tuple(noise_targets),
         holdout_folds=folds,
         checkpoint_test=False,
     )

@@ -3,6 +3,8 @@ errors.
 
 Everything uses the *given* labels (those trained on), all a user auditing a dataset knows.
 :data:`METHODS` are the rankings compared in the "Finding label errors" chapter, from one ensemble.
+The audit ranks by :func:`ranking_score`, the mean percentile rank of the :data:`RANKING` signals,
+chosen among :data:`CANDIDATES` by the rule of :mod:`pdlib.labelrank`.
 
 The suspicion score ``(1 - Ĉ) * (1 + (PD_train - PD_val) / max_PD) / 2``, in [0, 1]: the share of
 held-out networks rejecting the label (Eq. 1), weighted by the position along the diagonal of the
@@ -11,6 +13,8 @@ class" (1), where a mislabeled image sits (decided early when held out, memorise
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -22,15 +26,21 @@ from pdlib.margins import output_margin
 __all__ = [
     "suspicion_score",
     "example_scores",
+    "SIGNALS",
+    "CANDIDATES",
+    "RANKING",
+    "candidate_name",
+    "signal_scores",
+    "rank_average",
+    "ranking_score",
     "METHODS",
+    "PEERS",
     "method_scores",
+    "candidate_scores",
     "auroc",
     "average_precision",
     "precision_at_k",
     "detection_table",
-    "rank_methods",
-    "fig_detection",
-    "summary_table",
     "top_suspects",
 ]
 
@@ -89,9 +99,10 @@ def example_scores(ensemble: Ensemble, *, class_names=None):
 
     Columns: ``given label``, ``consensus class``, ``C*``, ``Ĉ``, ``PD_train``, ``PD_val``,
     ``iteration learned``, ``output margin`` (held-out mean), ``AUM`` and ``training loss``
-    (training means), ``difficulty type`` (nearest corner), ``distance to corner``, ``suspicion``,
-    ``held out``, ``trained on``; ``.attrs`` holds the out-of-fold ``probabilities`` (n, n_classes)
-    among others.
+    (training means), ``difficulty type`` (nearest corner), ``distance to corner``,
+    ``suspicion``, ``ranking score`` (:func:`ranking_score`, the audit's ranking), ``held out``,
+    ``trained on``; ``.attrs`` holds the out-of-fold ``probabilities`` (n, n_classes) among
+    others.
     """
     import pandas as pd
 
@@ -145,11 +156,125 @@ def example_scores(ensemble: Ensemble, *, class_names=None):
         n_models=stats["n_models"],
         max_depth=max_depth,
     )
+    table.insert(table.columns.get_loc("suspicion") + 1, "ranking score", ranking_score(table))
     return table
+
+
+#: The ensemble's per-example signals (:func:`signal_scores`), each oriented so that a higher value
+#: is more suspicious: the old suspicion score, the PD plane's "looks like a different class"
+#: corner, consensus ≠ label (by C*), 1 - Ĉ, cleanlab's self-confidence on the out-of-fold
+#: probabilities, the held-out output margin, AUM and the training loss (over the networks trained
+#: on the point), and how late it is learned (PD_train, iteration learned).
+SIGNALS = (
+    "suspicion",
+    "PD corner",
+    "consensus ≠ label",
+    "1 − Ĉ",
+    "cleanlab",
+    "held-out margin",
+    "AUM",
+    "training loss",
+    "PD_train",
+    "iteration learned",
+)
+
+#: Candidate ranking scores, each the mean percentile rank (:func:`rank_average`) of its signals,
+#: listed before any of them was measured (pdlib.labelrank.SELECTION_RULE chooses among them).
+CANDIDATES = (
+    *((signal,) for signal in SIGNALS),
+    ("AUM", "training loss"),
+    ("AUM", "cleanlab"),
+    ("AUM", "training loss", "cleanlab"),
+    ("AUM", "cleanlab", "1 − Ĉ"),
+    ("AUM", "suspicion"),
+    ("AUM", "PD_train"),
+    ("AUM", "iteration learned"),
+    ("AUM", "training loss", "cleanlab", "suspicion"),
+    SIGNALS,
+)
+
+#: The audit's ranking score: the candidate that pdlib.labelrank.SELECTION_RULE chose on the design
+#: settings of the laptop profile (the "Finding label errors" chapter shows the selection).
+RANKING = ("AUM",)
+
+
+def candidate_name(signals) -> str:
+    """``"AUM + training loss"`` for ``("AUM", "training loss")``; ``"all signals"`` for
+    :data:`SIGNALS`."""
+    return "all signals" if tuple(signals) == SIGNALS else " + ".join(signals)
+
+
+def signal_scores(table) -> dict:
+    """Every :data:`SIGNALS` entry for the rows of :func:`example_scores`: name -> (n,) float, NaN
+    where the point lacks it (never held out, or never trained on)."""
+    with warnings.catch_warnings():  # cleanlab imports tqdm.auto, which warns without ipywidgets
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        from cleanlab.rank import get_label_quality_scores
+
+    labels, consensus = table.attrs["labels"], table.attrs["consensus"]
+    probabilities = table.attrs["probabilities"]
+    held = np.isfinite(probabilities).all(axis=1)
+    self_confidence = get_label_quality_scores(
+        labels, np.nan_to_num(probabilities, nan=1.0 / probabilities.shape[1])
+    )
+    distances = corner_distances(
+        table["PD_val"].to_numpy(), table["PD_train"].to_numpy(), table.attrs["max_depth"]
+    )
+    cstar = table["C*"].to_numpy(np.float64)
+
+    def column(name):
+        return table[name].to_numpy(np.float64)
+
+    return {
+        "suspicion": column("suspicion"),
+        "PD corner": -distances[list(CORNERS).index("looks like a different class")],
+        "consensus ≠ label": np.where(consensus != labels, cstar, -cstar),
+        "1 − Ĉ": 1 - column("Ĉ"),
+        "cleanlab": np.where(held, 1 - self_confidence, np.nan),
+        "held-out margin": -column("output margin"),
+        "AUM": -column("AUM"),
+        "training loss": column("training loss"),
+        "PD_train": column("PD_train"),
+        "iteration learned": column("iteration learned"),
+    }
+
+
+def rank_average(signals: dict, names) -> np.ndarray:
+    """Mean percentile rank of the ``names`` signals, shape (n,), in (0, 1); higher = more
+    suspicious.
+
+    Each signal is ranked over the points that have it (ties share their mean rank) as
+    ``(rank - 1/2) / count``; a point's score averages the signals it has (NaN if none).
+
+    >>> signals = {"a": np.array([1.0, 2.0, 3.0, 4.0]), "b": np.array([1.0, 3.0, 2.0, np.nan])}
+    >>> rank_average(signals, ["a"]).tolist()
+    [0.125, 0.375, 0.625, 0.875]
+    >>> np.round(rank_average(signals, ["a", "b"]), 3).tolist()  # the last point has "a" only
+    [0.146, 0.604, 0.562, 0.875]
+    """
+    from scipy.stats import rankdata
+
+    percentiles = []
+    for name in names:
+        score = np.asarray(signals[name], dtype=np.float64)
+        defined = np.isfinite(score)
+        percentile = np.full(len(score), np.nan)
+        percentile[defined] = (rankdata(score[defined]) - 0.5) / max(defined.sum(), 1)
+        percentiles.append(percentile)
+    with warnings.catch_warnings():  # a point with none of the signals is NaN, as documented
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.vstack(percentiles), axis=0)
+
+
+def ranking_score(table, signals=None) -> np.ndarray:
+    """The audit's ranking score (:data:`RANKING`) for the rows of :func:`example_scores`, shape
+    (n,)."""
+    return rank_average(signal_scores(table) if signals is None else signals, RANKING)
 
 
 #: Label-error rankings compared in the book; higher score = more likely mislabeled.
 METHODS = (
+    "pdlib ranking score",
     "pdlib suspicion score",
     "PD plane: 'looks like a different class' corner",
     "consensus ≠ label, ranked by C*",
@@ -158,39 +283,42 @@ METHODS = (
     "AUM",
     "training loss",
 )
+#: The rankings the audit must match or beat (the issue's peers).
+PEERS = ("cleanlab label quality", "AUM")
+_METHOD_SIGNALS = dict(
+    zip(
+        METHODS[1:],
+        (
+            "suspicion",
+            "PD corner",
+            "consensus ≠ label",
+            "1 − Ĉ",
+            "cleanlab",
+            "AUM",
+            "training loss",
+        ),
+        strict=True,
+    )
+)
 
 
-def method_scores(table) -> dict:
+def method_scores(table, signals=None) -> dict:
     """Each method's score for every example of :func:`example_scores` (NaN-free; higher = more
     suspicious)."""
-    import warnings
-
-    with (
-        warnings.catch_warnings()
-    ):  # cleanlab imports tqdm.auto, which warns in a kernel without ipywidgets
-        warnings.filterwarnings("ignore", message="IProgress not found")
-        from cleanlab.rank import get_label_quality_scores
-
-    labels, consensus = table.attrs["labels"], table.attrs["consensus"]
-    probabilities = np.nan_to_num(
-        table.attrs["probabilities"], nan=1.0 / table.attrs["probabilities"].shape[1]
-    )
-    max_depth = table.attrs["max_depth"]
-    distances = corner_distances(
-        table["PD_val"].to_numpy(), table["PD_train"].to_numpy(), max_depth
-    )
-    corner = -distances[list(CORNERS).index("looks like a different class")]
-    cstar = table["C*"].to_numpy()
-    scores = {
-        METHODS[0]: table["suspicion"].to_numpy(),
-        METHODS[1]: corner,
-        METHODS[2]: np.where(consensus != labels, cstar, -cstar),
-        METHODS[3]: 1 - table["Ĉ"].to_numpy(),
-        METHODS[4]: 1 - get_label_quality_scores(labels, probabilities),
-        METHODS[5]: -table["AUM"].to_numpy(),
-        METHODS[6]: table["training loss"].to_numpy(),
-    }
+    signals = signal_scores(table) if signals is None else signals
+    scores = {METHODS[0]: ranking_score(table, signals)}
+    scores |= {method: signals[name] for method, name in _METHOD_SIGNALS.items()}
     return {name: np.nan_to_num(score, nan=-np.inf) for name, score in scores.items()}
+
+
+def candidate_scores(table, signals=None) -> dict:
+    """Every :data:`CANDIDATES` score for the rows of :func:`example_scores`, by
+    :func:`candidate_name` (NaN-free)."""
+    signals = signal_scores(table) if signals is None else signals
+    return {
+        candidate_name(names): np.nan_to_num(rank_average(signals, names), nan=-np.inf)
+        for names in CANDIDATES
+    }
 
 
 def auroc(score, truth) -> float:
@@ -280,102 +408,8 @@ def detection_table(scores: dict, corrupted, *, n_boot: int = 200, seed: int = 0
     return table
 
 
-def rank_methods(table, reference: str = METHODS[0], measure: str = "AUROC") -> tuple[str, str]:
-    """Where ``reference`` stands among the methods of :func:`detection_table` on ``measure``:
-    ``(standing, reason)``.
-
-    "best": its 95 % interval lies above every other's; "behind": some interval lies above its own;
-    else "tied".
-
-    >>> import pandas as pd
-    >>> t = pd.DataFrame({"AUROC": [0.9, 0.7], "AUROC low": [0.85, 0.6], "AUROC high": [0.95, 0.8]},
-    ...                  index=["a", "b"])
-    >>> rank_methods(t, "a")[0], rank_methods(t, "b")[0]
-    ('best', 'behind')
-    """
-    mine = table.loc[reference]
-    others = table.drop(index=reference)
-    above = others[others[f"{measure} low"] > mine[f"{measure} high"]]
-    if len(above):
-        best = above[measure].idxmax()
-        return "behind", (
-            f"{reference} {measure} {mine[measure]:.3f} is below {best} "
-            f"{above.loc[best, measure]:.3f} (95 % intervals apart)"
-        )
-    if (mine[f"{measure} low"] > others[f"{measure} high"]).all():
-        return (
-            "best",
-            f"{reference} {measure} {mine[measure]:.3f} is above every other method (95 % "
-            "intervals apart)",
-        )
-    tied = others[others[f"{measure} high"] >= mine[f"{measure} low"]].index.tolist()
-    return (
-        "tied",
-        f"{reference} {measure} {mine[measure]:.3f}; intervals overlap with {', '.join(tied)}",
-    )
-
-
-def fig_detection(
-    tables: dict, *, footer: str, measures=("AUROC", "average precision", "precision at k")
-):
-    """One panel per measure: each method's value and 95 % interval, one colour per noise
-    setting."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from pdlib.plotting import WIDTH, figure_legend, finish_figure
-
-    settings = list(tables)
-    fig, axes = plt.subplots(
-        1, len(measures), figsize=(WIDTH, 0.42 * len(METHODS) + 1.6), sharey=True
-    )
-    colours = dict(zip(settings, sns.color_palette("deep", len(settings)), strict=False))
-    rows = np.arange(len(METHODS))
-    for ax, measure in zip(axes, measures, strict=False):
-        for offset, setting in zip(np.linspace(-0.3, 0.3, len(settings)), settings, strict=False):
-            t = tables[setting].reindex(list(METHODS))
-            error = np.vstack([t[measure] - t[f"{measure} low"], t[f"{measure} high"] - t[measure]])
-            ax.errorbar(
-                t[measure],
-                rows + offset,
-                xerr=np.clip(error, 0, None),
-                fmt="o",
-                ms=3,
-                lw=1,
-                color=colours[setting],
-                label=setting,
-            )
-        ax.set(xlabel=measure, xlim=(0, 1.02), yticks=rows)
-    axes[0].set_yticklabels(
-        [m.replace(": ", ":\n").replace(", ranked", ",\nranked") for m in METHODS], fontsize=7
-    )
-    axes[0].invert_yaxis()
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
-    figure_legend(fig, axes[0], ncol=len(settings))
-    return finish_figure(fig, footer, "label_error_detection")
-
-
-def summary_table(tables: dict, measures=("AUROC", "average precision", "precision at k")):
-    """The detection tables of several settings as one table of "value [low, high]" strings."""
-    import pandas as pd
-
-    rows = [
-        {
-            "setting": setting,
-            "method": method,
-            "k": table.attrs["k"],
-            **{
-                m: f"{row[m]:.3f} [{row[f'{m} low']:.3f}, {row[f'{m} high']:.3f}]" for m in measures
-            },
-        }
-        for setting, table in tables.items()
-        for method, row in table.iterrows()
-    ]
-    return pd.DataFrame(rows)
-
-
-def top_suspects(table, n: int) -> np.ndarray:
-    """Pool indices of the ``n`` examples of highest suspicion (ties by index), most suspicious
-    first."""
-    score = table["suspicion"].fillna(-1.0).to_numpy()
+def top_suspects(table, n: int, column: str = "ranking score") -> np.ndarray:
+    """Pool indices of the ``n`` examples of highest ``column`` (the ranking score; ties by
+    index), most suspicious first."""
+    score = table[column].fillna(-1.0).to_numpy()
     return np.lexsort((np.arange(len(score)), -score))[:n]

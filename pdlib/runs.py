@@ -63,6 +63,9 @@ class RunConfig:
     noise_pair: tuple[
         int, ...
     ] = ()  # (a, b): flip labels only between classes a and b; () = uniform noise
+    # Asymmetric noise: class c's flipped labels become noise_targets[c]; () = none. Left out of
+    # the config hash at its default, so runs cached before it keep their keys.
+    noise_targets: tuple[int, ...] = field(default=(), metadata={"hash": "omit_default"})
     seed: int = 0  # seeds initialisation, batch order and the holdout split
     data_seed: int = 0  # seeds the choice of the pool and test subsets
     k: int = DEFAULT_K  # neighbours per k-NN probe
@@ -144,6 +147,7 @@ def _prepare(config: RunConfig) -> _Prepared:
             n_classes,
             config.data_seed,
             pair=config.noise_pair or None,
+            targets=config.noise_targets or None,
         )
         if config.label_noise > 0
         else (data.pool_labels, np.zeros(n_pool, dtype=bool))

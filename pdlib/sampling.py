@@ -60,10 +60,16 @@ def stratified_subset(labels, n: int, seed: int) -> np.ndarray:
 
 
 def corrupt_labels(
-    labels, rate: float, n_classes: int, seed: int, *, pair: tuple[int, int] | None = None
+    labels,
+    rate: float,
+    n_classes: int,
+    seed: int,
+    *,
+    pair: tuple[int, int] | None = None,
+    targets=None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Replace a fraction of labels by another class: uniform noise, or flips within a pair of
-    classes.
+    """Replace a fraction of labels by another class: uniform noise, flips within a pair of
+    classes, or asymmetric noise (each class flipped to one fixed other class).
 
     Parameters
     ----------
@@ -72,11 +78,14 @@ def corrupt_labels(
     rate : float
         In ``[0, 1]``. Uniform: exactly ``round(rate * n)`` labels change, each to one of the other
         classes at random. ``pair = (a, b)``: ``round(rate * n_a)`` of class ``a`` become ``b`` and
-        ``round(rate * n_b)`` of ``b`` become ``a``.
+        ``round(rate * n_b)`` of ``b`` become ``a``. ``targets``: ``round(rate * n_c)`` of each
+        class ``c`` become ``targets[c]`` (none where ``targets[c] == c``).
     n_classes : int
         At least 2.
     seed : int
     pair : (int, int), optional
+    targets : sequence of int, shape (n_classes,), optional
+        The class each class is flipped to (asymmetric noise); not together with ``pair``.
 
     Returns
     -------
@@ -88,6 +97,8 @@ def corrupt_labels(
     >>> new, changed = corrupt_labels([0, 0, 1, 1, 2, 2], 0.5, 3, seed=0, pair=(0, 1))
     >>> int(changed.sum()), sorted(set(new[changed].tolist()) | set(new[~changed].tolist()))
     (2, [0, 1, 2])
+    >>> corrupt_labels([0, 0, 1, 1, 2, 2], 0.5, 3, seed=0, targets=[1, 2, 0])[0].tolist()
+    [0, 1, 1, 2, 2, 0]
     """
     if (
         isinstance(n_classes, numbers.Integral)
@@ -99,7 +110,18 @@ def corrupt_labels(
     rate = check_fraction(rate, "rate", closed=True)
     rng = np.random.default_rng(seed)
     new_labels = labels.copy()  # as_labels may return a view of the caller's array
-    if pair is None:
+    if targets is not None:
+        if pair is not None:
+            raise ValueError("give pair or targets, not both")
+        targets = as_labels(list(targets), "targets", n_classes=n_classes)
+        if len(targets) != n_classes:
+            raise ValueError(f"targets needs one class per class ({n_classes}); got {len(targets)}")
+        for source, target in enumerate(targets.tolist()):
+            members = np.flatnonzero(labels == source)
+            if target != source:
+                chosen = rng.choice(members, size=round(rate * len(members)), replace=False)
+                new_labels[chosen] = target
+    elif pair is None:
         which = rng.choice(len(labels), size=round(rate * len(labels)), replace=False)
         # A shift of 1 .. n_classes-1 modulo n_classes is uniform over the other classes.
         new_labels[which] = (

@@ -1,0 +1,319 @@
+"""Which score ranks suspected label errors: the noise settings it is designed on and judged on,
+the rule that chooses it, and where it stands against its peers.
+
+Fixed in code before any evaluation run:
+
+- :data:`DESIGN_SETTINGS`: the four settings on which the "Finding label errors" chapter designed
+  and judged the old suspicion score (uniform and T-shirt/top ↔ shirt noise at 10 % and 30 %);
+- :data:`EVALUATION_SETTINGS`: six settings no score was chosen on: other rates, other confusable
+  pairs, asymmetric noise, and a second dataset;
+- :data:`SELECTION_RULE`, which :func:`select_ranking` applies to the design settings to choose one
+  of :data:`pdlib.labelnoise.CANDIDATES` (the audit's :data:`pdlib.labelnoise.RANKING`);
+- :func:`peer_standing`: the chosen ranking against the best of its peers (cleanlab's
+  self-confidence on the out-of-fold probabilities, and AUM), by a paired bootstrap over points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pdlib.intervals import bootstrap_interval
+from pdlib.labelnoise import (
+    CANDIDATES,
+    METHODS,
+    PEERS,
+    auroc,
+    average_precision,
+    candidate_name,
+    precision_at_k,
+)
+
+__all__ = [
+    "NoiseSetting",
+    "ORIGINAL",
+    "DESIGN_SETTINGS",
+    "EVALUATION_SETTINGS",
+    "MEASURES",
+    "SELECTION_RULE",
+    "selection_table",
+    "select_ranking",
+    "standing",
+    "paired_difference",
+    "peer_standing",
+    "standing_table",
+    "rank_methods",
+    "fig_detection",
+    "summary_table",
+]
+
+
+@dataclass(frozen=True)
+class NoiseSetting:
+    """One way of corrupting a pool's labels (:func:`pdlib.sampling.corrupt_labels`).
+
+    ``rate`` of the labels change: to any other class (uniform), within ``pair`` (each of its two
+    classes loses ``rate`` of its images to the other), or to ``targets[c]`` for class ``c``
+    (asymmetric).
+    """
+
+    name: str
+    task: str = "fashion_mnist"  # a key of pdlib.experiments.TASKS
+    rate: float = 0.0
+    pair: tuple[int, ...] = ()
+    targets: tuple[int, ...] = ()
+
+    def noise(self) -> dict:
+        """The keyword arguments of :func:`pdlib.experiments.ensemble` for this setting."""
+        return {"label_noise": self.rate, "noise_pair": self.pair, "noise_targets": self.targets}
+
+
+ORIGINAL = NoiseSetting("original labels")
+#: The chapter's settings since it was written: the old suspicion score was designed on them.
+DESIGN_SETTINGS = (
+    NoiseSetting("uniform 10%", rate=0.1),
+    NoiseSetting("T-shirt/top ↔ shirt 10%", rate=0.1, pair=(0, 6)),
+    NoiseSetting("uniform 30%", rate=0.3),
+    NoiseSetting("T-shirt/top ↔ shirt 30%", rate=0.3, pair=(0, 6)),
+)
+#: Settings that no score was chosen on (Fashion-MNIST classes: 2 pullover, 4 coat, 5 sandal,
+#: 7 sneaker); asymmetric noise is the "pair flipping" of Han et al. (2018), class c -> c + 1.
+EVALUATION_SETTINGS = (
+    NoiseSetting("uniform 5%", rate=0.05),
+    NoiseSetting("uniform 20%", rate=0.2),
+    NoiseSetting("pullover ↔ coat 25%", rate=0.25, pair=(2, 4)),
+    NoiseSetting("sandal ↔ sneaker 25%", rate=0.25, pair=(5, 7)),
+    NoiseSetting("asymmetric 20% (c → c + 1)", rate=0.2, targets=(1, 2, 3, 4, 5, 6, 7, 8, 9, 0)),
+    NoiseSetting("digits, uniform 20%", task="digits", rate=0.2),
+)
+
+MEASURES = ("AUROC", "average precision", "precision at k")
+_FUNCTIONS = dict(zip(MEASURES, (auroc, average_precision, precision_at_k), strict=True))
+
+SELECTION_RULE = (
+    "The ranking score is the candidate with the highest criterion: the mean over the four design "
+    "settings of the mean of its AUROC, average precision and precision at k. Criteria equal to 3 "
+    "decimals go to the candidate with fewer signals, then to the one listed first."
+)
+
+
+def selection_table(detections: dict):
+    """Every candidate's criterion (:data:`SELECTION_RULE`), best first: a DataFrame indexed by
+    candidate name, one column per design setting (the mean of :data:`MEASURES` there),
+    ``criterion`` and ``signals`` (how many).
+
+    ``detections``: setting name -> :func:`pdlib.labelnoise.detection_table` of
+    :func:`pdlib.labelnoise.candidate_scores`.
+    """
+    import pandas as pd
+
+    names = [candidate_name(c) for c in CANDIDATES]
+    table = pd.DataFrame(
+        {setting: t.loc[names, list(MEASURES)].mean(axis=1) for setting, t in detections.items()}
+    )
+    table["criterion"] = table.mean(axis=1)
+    table["signals"] = [len(c) for c in CANDIDATES]
+    table["listed"] = np.arange(len(CANDIDATES))
+    table["rounded"] = -table["criterion"].round(3)
+    table = table.sort_values(["rounded", "signals", "listed"]).drop(columns=["rounded", "listed"])
+    table.index.name = "candidate"
+    return table
+
+
+def select_ranking(detections: dict) -> tuple[str, ...]:
+    """The signals of the candidate :data:`SELECTION_RULE` chooses (see :func:`selection_table`)."""
+    chosen = selection_table(detections).index[0]
+    return next(c for c in CANDIDATES if candidate_name(c) == chosen)
+
+
+def standing(low: float, high: float) -> str:
+    """ "ahead" if a difference's 95 % interval lies above 0, "behind" if below, else "level".
+
+    >>> standing(0.01, 0.05), standing(-0.05, -0.01), standing(-0.01, 0.02), standing(0.0, 0.1)
+    ('ahead', 'behind', 'level', 'level')
+    """
+    return "ahead" if low > 0 else "behind" if high < 0 else "level"
+
+
+def paired_difference(score, other, truth, measure: str, *, n_boot: int = 1000, seed: int = 0):
+    """``measure(score) - measure(other)`` on the same points, and its 95 % interval from
+    resampling points (both scores resampled together): ``(difference, low, high)``."""
+    function = _FUNCTIONS[measure]
+    score, other, truth = (np.asarray(a) for a in (score, other, truth))
+
+    def difference(a, b, t):
+        return function(a, t) - function(b, t)
+
+    low, high = bootstrap_interval(difference, score, other, truth, n_boot=n_boot, seed=seed)
+    return difference(score, other, truth), low, high
+
+
+def peer_standing(
+    scores: dict,
+    corrupted,
+    *,
+    method: str = METHODS[0],
+    peers=PEERS,
+    measures=("AUROC", "average precision"),
+    n_boot: int = 1000,
+    seed: int = 0,
+):
+    """Where ``method`` stands against the best of ``peers``, measure by measure.
+
+    Parameters
+    ----------
+    scores : dict
+        Method name -> (n,) score (:func:`pdlib.labelnoise.method_scores`).
+    corrupted : array-like of bool, shape (n,)
+    method : str
+    peers : sequence of str
+        The best peer on a measure is the one with the highest value on all points.
+    measures : sequence of str
+        From :data:`MEASURES`.
+
+    Returns
+    -------
+    pandas.DataFrame, one row per measure: ``value``, ``best peer``, ``peer value``,
+    ``difference``, ``low``, ``high`` (its paired 95 % interval) and ``standing``
+    (:func:`standing`).
+    """
+    import pandas as pd
+
+    truth = np.asarray(corrupted, dtype=bool)
+    rows = []
+    for measure in measures:
+        function = _FUNCTIONS[measure]
+        peer = max(peers, key=lambda name: function(scores[name], truth))
+        difference, low, high = paired_difference(
+            scores[method], scores[peer], truth, measure, n_boot=n_boot, seed=seed
+        )
+        rows.append(
+            {
+                "measure": measure,
+                "value": function(scores[method], truth),
+                "best peer": peer,
+                "peer value": function(scores[peer], truth),
+                "difference": difference,
+                "low": low,
+                "high": high,
+                "standing": standing(low, high),
+            }
+        )
+    return pd.DataFrame(rows).set_index("measure")
+
+
+def standing_table(standings: dict):
+    """The :func:`peer_standing` tables of several settings as one table of display strings."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {
+                "setting": setting,
+                "measure": measure,
+                "ranking score": f"{row['value']:.3f}",
+                "best peer": f"{row['best peer']} {row['peer value']:.3f}",
+                "difference [95 %]": (
+                    f"{row['difference']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]"
+                ),
+                "standing": row["standing"],
+            }
+            for setting, table in standings.items()
+            for measure, row in table.iterrows()
+        ]
+    )
+
+
+def rank_methods(table, reference: str = METHODS[0], measure: str = "AUROC") -> tuple[str, str]:
+    """Where ``reference`` stands among the methods of :func:`detection_table` on ``measure``:
+    ``(standing, reason)``.
+
+    "best": its 95 % interval lies above every other's; "behind": some interval lies above its own;
+    else "tied".
+
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"AUROC": [0.9, 0.7], "AUROC low": [0.85, 0.6], "AUROC high": [0.95, 0.8]},
+    ...                  index=["a", "b"])
+    >>> rank_methods(t, "a")[0], rank_methods(t, "b")[0]
+    ('best', 'behind')
+    """
+    mine = table.loc[reference]
+    others = table.drop(index=reference)
+    above = others[others[f"{measure} low"] > mine[f"{measure} high"]]
+    if len(above):
+        best = above[measure].idxmax()
+        return "behind", (
+            f"{reference} {measure} {mine[measure]:.3f} is below {best} "
+            f"{above.loc[best, measure]:.3f} (95 % intervals apart)"
+        )
+    if (mine[f"{measure} low"] > others[f"{measure} high"]).all():
+        return (
+            "best",
+            f"{reference} {measure} {mine[measure]:.3f} is above every other method (95 % "
+            "intervals apart)",
+        )
+    tied = others[others[f"{measure} high"] >= mine[f"{measure} low"]].index.tolist()
+    return (
+        "tied",
+        f"{reference} {measure} {mine[measure]:.3f}; intervals overlap with {', '.join(tied)}",
+    )
+
+
+def fig_detection(
+    tables: dict, *, footer: str, measures=("AUROC", "average precision", "precision at k")
+):
+    """One panel per measure: each method's value and 95 % interval, one colour per noise
+    setting."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from pdlib.plotting import WIDTH, figure_legend, finish_figure
+
+    settings = list(tables)
+    fig, axes = plt.subplots(
+        1, len(measures), figsize=(WIDTH, 0.42 * len(METHODS) + 1.6), sharey=True
+    )
+    colours = dict(zip(settings, sns.color_palette("deep", len(settings)), strict=False))
+    rows = np.arange(len(METHODS))
+    for ax, measure in zip(axes, measures, strict=False):
+        for offset, setting in zip(np.linspace(-0.3, 0.3, len(settings)), settings, strict=False):
+            t = tables[setting].reindex(list(METHODS))
+            error = np.vstack([t[measure] - t[f"{measure} low"], t[f"{measure} high"] - t[measure]])
+            ax.errorbar(
+                t[measure],
+                rows + offset,
+                xerr=np.clip(error, 0, None),
+                fmt="o",
+                ms=3,
+                lw=1,
+                color=colours[setting],
+                label=setting,
+            )
+        ax.set(xlabel=measure, xlim=(0, 1.02), yticks=rows)
+    axes[0].set_yticklabels(
+        [m.replace(": ", ":\n").replace(", ranked", ",\nranked") for m in METHODS], fontsize=7
+    )
+    axes[0].invert_yaxis()
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    figure_legend(fig, axes[0], ncol=len(settings))
+    return finish_figure(fig, footer, "label_error_detection")
+
+
+def summary_table(tables: dict, measures=("AUROC", "average precision", "precision at k")):
+    """The detection tables of several settings as one table of "value [low, high]" strings."""
+    import pandas as pd
+
+    rows = [
+        {
+            "setting": setting,
+            "method": method,
+            "k": table.attrs["k"],
+            **{
+                m: f"{row[m]:.3f} [{row[f'{m} low']:.3f}, {row[f'{m} high']:.3f}]" for m in measures
+            },
+        }
+        for setting, table in tables.items()
+        for method, row in table.iterrows()
+    ]
+    return pd.DataFrame(rows)
