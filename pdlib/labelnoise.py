@@ -41,7 +41,10 @@ __all__ = [
     "average_precision",
     "precision_at_k",
     "detection_table",
+    "flipped_labels",
+    "suspects_table",
     "top_suspects",
+    "suspect_reasons",
 ]
 
 
@@ -222,21 +225,30 @@ def signal_scores(table) -> dict:
         table["PD_val"].to_numpy(), table["PD_train"].to_numpy(), table.attrs["max_depth"]
     )
     cstar = table["C*"].to_numpy(np.float64)
-
-    def column(name):
-        return table[name].to_numpy(np.float64)
-
-    return {
-        "suspicion": column("suspicion"),
+    signals = {
+        **_column_signals(table),
         "PD corner": -distances[list(CORNERS).index("looks like a different class")],
         "consensus ≠ label": np.where(consensus != labels, cstar, -cstar),
-        "1 − Ĉ": 1 - column("Ĉ"),
+        "1 − Ĉ": 1 - table["Ĉ"].to_numpy(np.float64),
         "cleanlab": np.where(held, 1 - self_confidence, np.nan),
-        "held-out margin": -column("output margin"),
-        "AUM": -column("AUM"),
-        "training loss": column("training loss"),
-        "PD_train": column("PD_train"),
-        "iteration learned": column("iteration learned"),
+    }
+    return {name: signals[name] for name in SIGNALS}
+
+
+#: Signals that are one column of :func:`example_scores`: name -> (column, sign).
+_COLUMNS = {
+    "suspicion": ("suspicion", 1.0),
+    "held-out margin": ("output margin", -1.0),
+    "AUM": ("AUM", -1.0),
+    "training loss": ("training loss", 1.0),
+    "PD_train": ("PD_train", 1.0),
+    "iteration learned": ("iteration learned", 1.0),
+}
+
+
+def _column_signals(table) -> dict:
+    return {
+        name: sign * table[column].to_numpy(np.float64) for name, (column, sign) in _COLUMNS.items()
     }
 
 
@@ -271,6 +283,36 @@ def ranking_score(table, signals=None) -> np.ndarray:
     """The audit's ranking score (:data:`RANKING`) for the rows of :func:`example_scores`, shape
     (n,)."""
     return rank_average(signal_scores(table) if signals is None else signals, RANKING)
+
+
+def suspect_reasons(table, rows, signals=None) -> list[str]:
+    """Why each of ``rows`` (positions in :func:`example_scores`) ranks high: its :data:`RANKING`
+    signals with their share of points above them, and whether the held-out networks outvote its
+    label.
+
+    Returns one string per row, e.g. ``"AUM -1.85 (top 1 %); PD_train 7.80 (top 3 %); 2 of 2
+    held-out networks reject the label (coat)"``.
+    """
+    if signals is None:  # the audit's table has the columns only: read the signals it can
+        signals = _column_signals(table) if set(RANKING) <= set(_COLUMNS) else signal_scores(table)
+    reasons = []
+    for row in rows:
+        parts = []
+        for name in RANKING:
+            values = np.asarray(signals[name], dtype=np.float64)
+            value = values[row]
+            if not np.isfinite(value):
+                continue
+            above = np.mean(values[np.isfinite(values)] >= value)
+            sign = _COLUMNS.get(name, (None, 1.0))[1]  # shown as the column's value
+            parts.append(f"{name} {sign * value:.2f} (top {max(1, round(100 * above))} %)")
+        entry = table.iloc[row]
+        consensus, held = entry["consensus class"], int(entry["held out"])
+        if held and str(consensus) not in ("", str(entry["given label"])):
+            votes = round((1 - entry["Ĉ"]) * held)
+            parts.append(f"{votes} of {held} held-out networks reject the label ({consensus})")
+        reasons.append("; ".join(parts))
+    return reasons
 
 
 #: Label-error rankings compared in the book; higher score = more likely mislabeled.
@@ -380,7 +422,7 @@ def precision_at_k(score, truth, k: int | None = None) -> float:
 
 def detection_table(scores: dict, corrupted, *, n_boot: int = 200, seed: int = 0):
     """AUROC, average precision and precision at k (k = number corrupted), with 95 % bootstrap
-    intervals.
+    intervals (none with ``n_boot=0``).
 
     ``scores``: :func:`method_scores`; ``corrupted`` (n,) bool. Returns a DataFrame indexed by
     method.
@@ -401,12 +443,43 @@ def detection_table(scores: dict, corrupted, *, n_boot: int = 200, seed: int = 0
         )
         row = {"method": method}
         for name, measure in measures.items():
-            low, high = bootstrap_interval(measure, finite, truth, n_boot=n_boot, seed=seed)
-            row |= {name: measure(finite, truth), f"{name} low": low, f"{name} high": high}
+            row[name] = measure(finite, truth)
+            if n_boot:
+                low, high = bootstrap_interval(measure, finite, truth, n_boot=n_boot, seed=seed)
+                row |= {f"{name} low": low, f"{name} high": high}
         rows.append(row)
     table = pd.DataFrame(rows).set_index("method")
     table.attrs["k"] = k
     return table
+
+
+def flipped_labels(ensemble: Ensemble) -> np.ndarray:
+    """Which pool labels the ensemble's networks were given flipped, shape (n,) bool, in pool order
+    (one corruption per ensemble: every network has the same)."""
+    first = next(ensemble.artifacts())
+    return np.asarray(first["corrupted"][~first["is_test"]], dtype=bool)
+
+
+def suspects_table(table, rows, class_names=None):
+    """The ``rows`` of :func:`example_scores` (pool positions, most suspicious first) as the book
+    and the report show them: rank, given label, consensus class, difficulty type, ranking score
+    and :func:`suspect_reasons` (a DataFrame)."""
+    import pandas as pd
+
+    def name(value):
+        return class_names[int(value)] if class_names is not None and value != "" else value
+
+    chosen = table.iloc[list(rows)]
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(chosen) + 1),
+            "given label": [name(v) for v in chosen["given label"]],
+            "consensus class": [name(v) for v in chosen["consensus class"]],
+            "difficulty type": chosen["difficulty type"].to_numpy(),
+            "ranking score": chosen["ranking score"].to_numpy(),
+            "signals behind its rank": suspect_reasons(table, list(rows)),
+        }
+    )
 
 
 def top_suspects(table, n: int, column: str = "ranking score") -> np.ndarray:

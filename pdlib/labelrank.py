@@ -24,6 +24,7 @@ from pdlib.labelnoise import (
     CANDIDATES,
     METHODS,
     PEERS,
+    RANKING,
     auroc,
     average_precision,
     candidate_name,
@@ -43,6 +44,9 @@ __all__ = [
     "paired_difference",
     "peer_standing",
     "standing_table",
+    "settings_table",
+    "Study",
+    "study",
     "rank_methods",
     "fig_detection",
     "summary_table",
@@ -67,6 +71,21 @@ class NoiseSetting:
     def noise(self) -> dict:
         """The keyword arguments of :func:`pdlib.experiments.ensemble` for this setting."""
         return {"label_noise": self.rate, "noise_pair": self.pair, "noise_targets": self.targets}
+
+    def describe(self, class_names=None) -> str:
+        """The noise in words, e.g. ``"20 % uniform"``, ``"25 % of each, 2 ↔ 4"``.
+
+        >>> NoiseSetting("x", rate=0.25, pair=(2, 4)).describe(["a", "b", "c", "d", "e"])
+        '25 % of each class, c ↔ e'
+        """
+        name = (lambda c: class_names[c]) if class_names is not None else str
+        if self.rate == 0:
+            return "none"
+        if self.pair:
+            return f"{self.rate:.0%} of each class, {name(self.pair[0])} ↔ {name(self.pair[1])}"
+        if self.targets:
+            return f"{self.rate:.0%} of each class c to class c + 1 (mod {len(self.targets)})"
+        return f"{self.rate:.0%} uniform (to any other class)"
 
 
 ORIGINAL = NoiseSetting("original labels")
@@ -222,6 +241,128 @@ def standing_table(standings: dict):
             for setting, table in standings.items()
             for measure, row in table.iterrows()
         ]
+    )
+
+
+def settings_table(corrupted: dict):
+    """The settings of the study, one row each: role, setting, dataset, noise and labels flipped.
+
+    ``corrupted``: setting name -> (n,) bool, for :data:`ORIGINAL` and every design and evaluation
+    setting (task names are pdlib.data dataset names).
+    """
+    import pandas as pd
+
+    from pdlib.data import dataset_info
+
+    roles = {ORIGINAL: "reference", **dict.fromkeys(DESIGN_SETTINGS, "design")}
+    roles |= dict.fromkeys(EVALUATION_SETTINGS, "evaluation")
+    return pd.DataFrame(
+        [
+            {
+                "role": role,
+                "setting": setting.name,
+                "dataset": setting.task,
+                "noise": setting.describe(dataset_info(setting.task).class_names),
+                "flipped labels": (
+                    f"{int(np.sum(corrupted[setting.name])):,} of {len(corrupted[setting.name]):,}"
+                ),
+            }
+            for setting, role in roles.items()
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Study:
+    """The chapter's design/evaluation study (:func:`study`); tables are pandas DataFrames."""
+
+    detection: dict  # setting -> detection_table of METHODS (design and evaluation settings)
+    selection: object  # selection_table of the design settings
+    chosen: tuple  # the signals SELECTION_RULE chooses here
+    standing: dict  # evaluation setting -> peer_standing against cleanlab and AUM
+    against_aum: dict  # evaluation setting -> peer_standing against AUM alone
+    control: dict  # evaluation setting -> peer_standing of a random ranking (must be behind)
+
+    def numbers(self) -> dict:
+        """The chapter's glued sentences: the choice, where the ranking is behind, what the
+        PD-based signal adds to AUM, and the control."""
+
+        def counts(standings):
+            outcomes = [s for table in standings.values() for s in table["standing"]]
+            return (
+                ", ".join(
+                    f"{word} in {outcomes.count(word)}" for word in ("ahead", "level", "behind")
+                )
+                + f" of {len(outcomes)}"
+            )
+
+        behind = [
+            f"{setting} ({', '.join(table.index[table['standing'] == 'behind'])})"
+            for setting, table in self.standing.items()
+            if (table["standing"] == "behind").any()
+        ]
+        control = all((t["standing"] == "behind").all() for t in self.control.values())
+        return {
+            "chosen_here": candidate_name(self.chosen),
+            "audit_ranking": candidate_name(RANKING),
+            "same_choice": "the same" if tuple(self.chosen) == tuple(RANKING) else "not the same",
+            "criterion": float(self.selection["criterion"].iloc[0]),
+            "standing_counts": counts(self.standing),
+            "behind_settings": "; ".join(behind) or "none",
+            "against_aum_counts": counts(self.against_aum),
+            "control_counts": counts(self.control),
+            "control_behind": control,
+        }
+
+
+def study(tables: dict, corrupted: dict, *, n_boot: int = 200, n_boot_paired: int = 1000):
+    """The design/evaluation study on scored ensembles.
+
+    Parameters
+    ----------
+    tables : dict
+        Setting name -> :func:`pdlib.labelnoise.example_scores` of its ensemble, for every
+        :data:`DESIGN_SETTINGS` and :data:`EVALUATION_SETTINGS` entry.
+    corrupted : dict
+        Setting name -> (n,) bool, the flipped labels.
+    n_boot, n_boot_paired : int
+        Resamples of the detection tables' intervals and of the paired differences.
+    """
+    from pdlib.labelnoise import candidate_scores, detection_table, method_scores
+
+    design = [s.name for s in DESIGN_SETTINGS]
+    evaluation = [s.name for s in EVALUATION_SETTINGS]
+    scores = {name: method_scores(tables[name]) for name in (*design, *evaluation)}
+    candidates = {
+        name: detection_table(candidate_scores(tables[name]), corrupted[name], n_boot=0)
+        for name in design
+    }
+    rng = np.random.default_rng(0)
+    control = {
+        name: peer_standing(
+            {**scores[name], "random": rng.random(len(corrupted[name]))},
+            corrupted[name],
+            method="random",
+            n_boot=n_boot_paired,
+        )
+        for name in evaluation
+    }
+    return Study(
+        detection={
+            name: detection_table(score, corrupted[name], n_boot=n_boot)
+            for name, score in scores.items()
+        },
+        selection=selection_table(candidates),
+        chosen=select_ranking(candidates),
+        standing={
+            name: peer_standing(scores[name], corrupted[name], n_boot=n_boot_paired)
+            for name in evaluation
+        },
+        against_aum={
+            name: peer_standing(scores[name], corrupted[name], peers=("AUM",), n_boot=n_boot_paired)
+            for name in evaluation
+        },
+        control=control,
     )
 
 

@@ -227,7 +227,7 @@ PAPER_PLAN = _plan(
     fig6_margins=Setup(("cifar10",), ("vgg16",), 25, "seeds"),
     fig6_hinge=Setup(("cifar10",), ("vgg16",), 1, "hinge", n_pool=5000),
     fig7_8=Setup(("cifar10",), ("resnet18",), 250, "ensemble"),
-    label_errors=Setup(("fashion_mnist",), ("resnet18",), 40, "ensemble", folds=10),
+    label_errors=Setup(("fashion_mnist", "digits"), ("resnet18",), 40, "ensemble", folds=10),
     sensitivity=Setup(("cifar10",), ("resnet18",), 4, "reprobe"),
 )
 
@@ -259,7 +259,9 @@ LAPTOP_PLAN = _plan(
     fig6_margins=Setup(("fashion_mnist", "digits"), ("vgg16",), 5, "seeds", n_pool=2000),
     fig6_hinge=Setup(("fashion_mnist",), ("mlp",), 1, "hinge", n_pool=1000),
     fig7_8=LAPTOP_ENSEMBLE,
-    label_errors=Setup(("fashion_mnist",), ("mlp",), 20, "ensemble", n_pool=2000, folds=10),
+    label_errors=Setup(
+        ("fashion_mnist", "digits"), ("mlp",), 20, "ensemble", n_pool=2000, folds=10
+    ),
     sensitivity=Setup(("fashion_mnist",), ("vgg16",), 4, "reprobe", n_pool=2000),
 )
 
@@ -280,7 +282,7 @@ SMOKE_PLAN = _plan(
     fig5_noise=Setup(("fashion_mnist",), ("mlp",), 2, "noise"),
     fig6_margins=Setup(("fashion_mnist", "digits"), ("mlp",), 3, "seeds"),
     fig6_hinge=Setup(("fashion_mnist",), ("mlp",), 1, "hinge", n_pool=300),
-    label_errors=Setup(("fashion_mnist",), ("mlp",), 10, "ensemble", folds=10),
+    label_errors=Setup(("fashion_mnist", "digits"), ("mlp",), 10, "ensemble", folds=10),
     sensitivity=Setup(("fashion_mnist",), ("mlp",), 2, "reprobe"),
 )
 

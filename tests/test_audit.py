@@ -96,6 +96,7 @@ def test_image_folder_audit_writes_scores_in_input_order(folder_audit):
         "difficulty type",
         "distance to corner",
         "suspicion",
+        "ranking score",
         "held out",
         "trained on",
     ):
@@ -111,8 +112,23 @@ def test_report_is_self_contained(folder_audit):
     assert not re.search(r"url\(\s*['\"]?(https?:)?//", page) and "@import" not in page
     sources = re.findall(r"src='([^']*)'", page)
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
-    for heading in ("prediction-depth plane", "Difficulty types", "suspects", "Provenance"):
-        assert heading in page
+    headings = ("suspects", "prediction-depth plane", "Difficulty types", "Provenance")
+    positions = [page.find(f"{heading}</h2>") for heading in headings]
+    assert min(positions) > 0 and positions == sorted(positions)  # the suspects lead
+
+
+def test_report_suspects_follow_the_ranking_score_with_their_reasons(folder_audit):
+    out, scores = folder_audit[1], folder_audit[3]
+    page = (out / "report.html").read_text(encoding="utf-8")
+    section = page[page.find("suspects</h2>") : page.find("prediction-depth plane</h2>")]
+    rows = re.findall(r"<tr><td class='num'>(\d+)</td>.*?</tr>", section)
+    assert rows and [int(r) for r in rows] == list(range(1, len(rows) + 1))
+    top = scores.sort_values("ranking score", ascending=False, kind="stable").iloc[0]
+    first_row = section[section.find("<td class='num'>1</td>") :]
+    assert f"<td class='num'>{top['ranking score']:.3f}</td>" in first_row.split("</tr>")[0]
+    assert "AUM " in first_row and "PD_train " in first_row and "(top " in first_row
+    for column in ("difficulty type", "consensus class", "signals behind its rank"):
+        assert f"<th>{column}</th>" in section
 
 
 def test_config_holds_settings_and_fingerprint(folder_audit):

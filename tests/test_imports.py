@@ -39,6 +39,7 @@ LAYERS = {
         "figures",
         "figures_difficulty",
         "labelnoise",
+        "labelrank",
         "sensitivity",
         "profiles",
         "notebook",

@@ -1,6 +1,6 @@
-"""pdlib.labelnoise: the suspicion score, per-example scores of an ensemble, and how well rankings
-find
-flipped labels (AUROC, average precision, precision at k) on scores with known answers."""
+"""pdlib.labelnoise: the suspicion score, the ranking score, per-example scores of an ensemble, and
+how well rankings find flipped labels (AUROC, average precision, precision at k) on scores with
+known answers."""
 
 import numpy as np
 import pandas as pd
@@ -155,23 +155,6 @@ def test_precision_at_k_of_a_constant_score_is_the_noise_rate():
     assert table.loc["flat", "precision at k"] == 0.5 and table.loc["flat", "AUROC"] == 0.5
 
 
-def test_rank_methods_and_summary_table():
-    table = pd.DataFrame(
-        {"AUROC": [0.9, 0.7, 0.85], "AUROC low": [0.85, 0.6, 0.8], "AUROC high": [0.95, 0.8, 0.9]},
-        index=["a", "b", "c"],
-    )
-    assert labelnoise.rank_methods(table, "b")[0] == "behind"
-    standing, reason = labelnoise.rank_methods(table, "a")
-    assert standing == "tied" and "c" in reason  # a and c overlap
-    assert labelnoise.rank_methods(table.drop(index="c"), "a")[0] == "best"
-    full = labelnoise.detection_table(
-        {"x": np.arange(6.0), "y": -np.arange(6.0)}, np.arange(6) >= 3, n_boot=10
-    )
-    summary = labelnoise.summary_table({"40 %": full})
-    assert summary.shape == (2, 6) and summary["k"].tolist() == [3, 3]
-    assert summary.loc[0, "AUROC"].startswith("1.000 [")
-
-
 # --- scores of a small ensemble with flipped labels --------------------------------------------
 
 NOISY = digits_run_config(
@@ -250,9 +233,54 @@ def test_method_scores_rank_flipped_labels(scored):
         detection.loc[labelnoise.METHODS[0], "AUROC"] > 0.5
     )  # better than chance even for 4 tiny networks
     top = labelnoise.top_suspects(table, 10)
-    assert len(top) == 10 and table["suspicion"].fillna(-1).to_numpy()[top].tolist() == sorted(
-        table["suspicion"].fillna(-1).to_numpy()[top].tolist(), reverse=True
+    ranked = table["ranking score"].fillna(-1).to_numpy()
+    assert len(top) == 10 and ranked[top].tolist() == sorted(ranked, reverse=True)[:10]
+    by_suspicion = labelnoise.top_suspects(table, 10, column="suspicion")
+    assert (
+        table["suspicion"].to_numpy()[by_suspicion].tolist()
+        == sorted(table["suspicion"].fillna(-1), reverse=True)[:10]
     )
+
+
+def test_ranking_score_is_the_rank_average_of_its_signals(scored):
+    _, table = scored
+    signals = labelnoise.signal_scores(table)
+    assert list(signals) == list(labelnoise.SIGNALS)
+    np.testing.assert_allclose(
+        table["ranking score"], labelnoise.rank_average(signals, labelnoise.RANKING)
+    )
+    assert labelnoise.RANKING in labelnoise.CANDIDATES
+    # the old suspicion score keeps its column, next to the new one
+    columns = list(table.columns)
+    assert columns.index("ranking score") == columns.index("suspicion") + 1
+    # every point trained on at least once has a ranking score (AUM needs no held-out network)
+    assert table.loc[table["trained on"] > 0, "ranking score"].notna().all()
+    # the held-out signals are missing exactly where the point was never held out
+    never_held = (table["held out"] == 0).to_numpy()
+    assert np.isnan(signals["cleanlab"][never_held]).all()
+    assert np.isfinite(signals["cleanlab"][~never_held]).all()
+    candidates = labelnoise.candidate_scores(table, signals)
+    assert len(candidates) == len(labelnoise.CANDIDATES)
+    assert all(np.isfinite(score).any() for score in candidates.values())
+
+
+def test_suspect_reasons_name_the_ranking_signals_and_the_vote(scored):
+    _, table = scored
+    top = labelnoise.top_suspects(table, 5)
+    reasons = labelnoise.suspect_reasons(table, top)
+    columns_only = pd.DataFrame({column: table[column].to_numpy() for column in table.columns})
+    assert not columns_only.attrs
+    from_columns = labelnoise.suspect_reasons(columns_only, top)
+    assert reasons == from_columns  # the audit's table (columns, no attrs) gives the same
+    for row, reason in zip(top, reasons, strict=True):
+        entry = table.iloc[row]
+        assert f"AUM {entry['AUM']:.2f} (top " in reason
+        assert f"PD_train {entry['PD_train']:.2f} (top " in reason
+        rejects = entry["consensus class"] != entry["given label"]
+        assert ("reject the label" in reason) == bool(rejects and entry["held out"] > 0)
+    # the most suspicious point has the lowest AUM (or near it): its share above is small
+    share = float(reasons[0].split("(top ")[1].split(" %")[0])
+    assert share <= 50
 
 
 def test_example_scores_reads_the_ensemble_once(scored, monkeypatch):

@@ -1,12 +1,15 @@
 """pdlib.runs: one trained-and-probed network per config, its artifact, stored weights and label
 noise."""
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 import torch
 from conftest import digits_run_config
 
-from pdlib.cache import load_artifact
+from pdlib.cache import _jsonable, load_artifact
 from pdlib.metrics import prediction_depth
 from pdlib.runs import RUNS_KIND, RunConfig, load_model, run_data, run_model
 from pdlib.training import TrainConfig
@@ -126,6 +129,23 @@ def test_noise_pair_flips_only_between_the_two_classes():
         uniform["corrupted"].sum() == 150
         and len(set(uniform["labels"][uniform["corrupted"]].tolist())) > 2
     )
+
+
+def test_noise_targets_flip_each_class_to_its_target_and_stay_out_of_the_hash():
+    from pdlib.cache import config_hash
+
+    base = digits_run_config(
+        width=8, n_pool=300, n_test=20, label_noise=0.2, train=TrainConfig(epochs=0), k=3
+    )
+    targets = tuple((c + 1) % 10 for c in range(10))
+    config = dataclasses.replace(base, noise_targets=targets)
+    run = run_model(config, progress=False)
+    corrupted, labels, fit = run["corrupted"], run["labels"], run["fit_labels"]
+    assert corrupted.sum() > 0 and not corrupted[run["is_test"]].any()
+    np.testing.assert_array_equal(fit[corrupted], (labels[corrupted] + 1) % 10)
+    # at its default the field is left out of the key, so runs cached before it keep theirs
+    assert "noise_targets" not in json.dumps(_jsonable(base))
+    assert config_hash(config) != config_hash(base)
 
 
 def test_untrained_run_with_a_small_head():

@@ -82,6 +82,30 @@ def test_corrupt_labels_edge_rates():
     assert corrupted.all() and np.array_equal(new, 1 - labels)
 
 
+def test_corrupt_labels_asymmetric_flips_each_class_to_its_target(rng):
+    labels = rng.integers(0, 5, 1000)
+    targets = [1, 2, 3, 4, 0]
+    new, corrupted = corrupt_labels(labels, 0.3, 5, seed=3, targets=targets)
+    for c in range(5):
+        members = labels == c
+        assert corrupted[members].sum() == round(0.3 * members.sum())
+        assert (new[members & corrupted] == targets[c]).all()
+    assert np.array_equal(new[~corrupted], labels[~corrupted])
+    # a class mapped to itself keeps its labels
+    _, flipped = corrupt_labels(labels, 0.3, 5, seed=3, targets=[0, 2, 3, 4, 0])
+    assert not flipped[labels == 0].any() and flipped[labels != 0].any()
+    assert np.array_equal(corrupt_labels(labels, 0.3, 5, seed=3, targets=targets)[0], new)
+
+
+def test_corrupt_labels_refuses_bad_targets():
+    with pytest.raises(ValueError, match="not both"):
+        corrupt_labels([0, 1], 0.5, 2, seed=0, pair=(0, 1), targets=[1, 0])
+    with pytest.raises(ValueError, match="one class per class"):
+        corrupt_labels([0, 1], 0.5, 3, seed=0, targets=[1, 0])
+    with pytest.raises(ValueError):
+        corrupt_labels([0, 1], 0.5, 2, seed=0, targets=[1, 2])
+
+
 def test_corrupt_labels_does_not_write_into_tensor():
     labels = torch.arange(20) % 5
     original = labels.clone()
