@@ -36,6 +36,7 @@ __all__ = [
     "ORIGINAL",
     "DESIGN_SETTINGS",
     "EVALUATION_SETTINGS",
+    "plan_key",
     "MEASURES",
     "SELECTION_RULE",
     "selection_table",
@@ -106,6 +107,13 @@ EVALUATION_SETTINGS = (
     NoiseSetting("asymmetric 20% (c → c + 1)", rate=0.2, targets=(1, 2, 3, 4, 5, 6, 7, 8, 9, 0)),
     NoiseSetting("digits, uniform 20%", task="digits", rate=0.2),
 )
+
+
+def plan_key(setting: NoiseSetting) -> str:
+    """The plan key (:data:`pdlib.profiles.FIGURES`) of a setting's ensemble: evaluation settings
+    have their own set-up (at the laptop profile, a smaller pool)."""
+    return "label_errors_evaluation" if setting in EVALUATION_SETTINGS else "label_errors"
+
 
 MEASURES = ("AUROC", "average precision", "precision at k")
 _FUNCTIONS = dict(zip(MEASURES, (auroc, average_precision, precision_at_k), strict=True))
@@ -301,6 +309,12 @@ class Study:
             for setting, table in self.standing.items()
             if (table["standing"] == "behind").any()
         ]
+        below = [
+            f"{setting} {measure} ({row['difference']:+.3f}, level)"
+            for setting, table in self.standing.items()
+            for measure, row in table.iterrows()
+            if row["difference"] < 0 and row["standing"] != "behind"
+        ]
         control = all((t["standing"] == "behind").all() for t in self.control.values())
         return {
             "chosen_here": candidate_name(self.chosen),
@@ -309,6 +323,7 @@ class Study:
             "criterion": float(self.selection["criterion"].iloc[0]),
             "standing_counts": counts(self.standing),
             "behind_settings": "; ".join(behind) or "none",
+            "below_not_behind": "; ".join(below) or "none",
             "against_aum_counts": counts(self.against_aum),
             "control_counts": counts(self.control),
             "control_behind": control,

@@ -84,6 +84,7 @@ AUDIT_MODULES = (
     "audit/images.py",
     "report.py",
     "labelnoise.py",
+    "labelrank.py",
     "userdata.py",
 )
 
