@@ -132,7 +132,12 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def load_dataset(
-    name: str, split: str = "train", *, root: str | os.PathLike | None = None, download: bool = True
+    name: str,
+    split: str = "train",
+    *,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+    shared: bool = False,
 ) -> LabelledImages:
     """Load one split of a dataset as normalised tensors (fresh tensors each call; files read once
     per process).
@@ -147,6 +152,10 @@ def load_dataset(
         See :func:`data_root`.
     download : bool
         Download missing files through torchvision.
+    shared : bool
+        Return the process's one normalised copy of the split instead of fresh tensors: read it
+        or index it (which copies), never write into it. A run takes a few thousand images of a
+        split, and normalising all of it for every network cost more than training a small MLP.
 
     Returns
     -------
@@ -157,7 +166,7 @@ def load_dataset(
     DatasetNotFoundError
         If the files are missing and cannot be downloaded.
     """
-    info = dataset_info(name)
+    dataset_info(name)  # refuses an unknown name
     if split not in _SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     folder = data_root(root)
@@ -170,9 +179,27 @@ def load_dataset(
             raise _not_found(name, split, missing, "") from None
         _download(name, split, folder, missing)
         pixels, labels = _read(name, split, key)
+    if not shared:
+        return _normalise(name, pixels, labels)
+    made_from, images = _SHARED.get((name, split, key), (None, None))
+    if made_from is not pixels:  # first use, or the files were read again (_read's cache cleared)
+        if len(_SHARED) >= 4:
+            _SHARED.pop(next(iter(_SHARED)))
+        images = _normalise(name, pixels, labels)
+        _SHARED[(name, split, key)] = (pixels, images)
+    return images
+
+
+def _normalise(name: str, pixels: np.ndarray, labels: np.ndarray) -> LabelledImages:
+    info = dataset_info(name)
     inputs = torch.from_numpy(pixels.astype(np.float32)).div_(_PIXEL_MAX.get(name, 255.0))
     inputs.sub_(torch.tensor(info.mean).view(-1, 1, 1)).div_(torch.tensor(info.std).view(-1, 1, 1))
     return LabelledImages(inputs, torch.from_numpy(labels.copy()), info.class_names, name)
+
+
+#: The shared splits of load_dataset(shared=True): (name, split, root) -> (the pixels they were
+#: made from, the normalised images); at most 4, the oldest dropped first.
+_SHARED: dict = {}
 
 
 def dataset_info(name: str) -> DatasetInfo:

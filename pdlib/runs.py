@@ -100,7 +100,8 @@ def _subset(data, n: int, seed: int):
 
 def run_data(config: RunConfig) -> RunData:
     """Load and subset the images of ``config`` (deterministic by ``data_seed``)."""
-    train, test = load_dataset(config.dataset, "train"), load_dataset(config.dataset, "test")
+    # Shared splits: select_classes and _subset index them, which copies.
+    train, test = (load_dataset(config.dataset, split, shared=True) for split in ("train", "test"))
     if config.classes:
         train, test = select_classes(train, config.classes), select_classes(test, config.classes)
     pool_inputs, pool_labels, pool_index = _subset(train, config.n_pool, config.data_seed)

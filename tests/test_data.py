@@ -244,3 +244,13 @@ def test_digits(tmp_path):
 def test_bad_inputs(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_shared_split_is_made_once_and_equals_a_fresh_load():
+    fresh = load_dataset("digits", "train")
+    shared = load_dataset("digits", "train", shared=True)
+    assert shared is load_dataset("digits", "train", shared=True)  # one copy per process
+    assert torch.equal(shared.inputs, fresh.inputs) and torch.equal(shared.labels, fresh.labels)
+    assert shared.inputs.data_ptr() != fresh.inputs.data_ptr()  # the plain load stays fresh
+    pd_data._read.cache_clear()  # files read again: the shared copy is made again
+    assert load_dataset("digits", "train", shared=True) is not shared
