@@ -285,7 +285,7 @@ def ranking_score(table, signals=None) -> np.ndarray:
     return rank_average(signal_scores(table) if signals is None else signals, RANKING)
 
 
-def suspect_reasons(table, rows, signals=None) -> list[str]:
+def suspect_reasons(table, rows, signals=None, class_names=None) -> list[str]:
     """Why each of ``rows`` (positions in :func:`example_scores`) ranks high: its :data:`RANKING`
     signals with their share of points above them, and whether the held-out networks outvote its
     label.
@@ -310,7 +310,8 @@ def suspect_reasons(table, rows, signals=None) -> list[str]:
         consensus, held = entry["consensus class"], int(entry["held out"])
         if held and str(consensus) not in ("", str(entry["given label"])):
             votes = round((1 - entry["Ĉ"]) * held)
-            parts.append(f"{votes} of {held} held-out networks reject the label ({consensus})")
+            voted = class_names[int(consensus)] if class_names is not None else consensus
+            parts.append(f"{votes} of {held} held-out networks reject the label ({voted})")
         reasons.append("; ".join(parts))
     return reasons
 
@@ -477,7 +478,7 @@ def suspects_table(table, rows, class_names=None):
             "consensus class": [name(v) for v in chosen["consensus class"]],
             "difficulty type": chosen["difficulty type"].to_numpy(),
             "ranking score": chosen["ranking score"].to_numpy(),
-            "signals behind its rank": suspect_reasons(table, list(rows)),
+            "signals behind its rank": suspect_reasons(table, list(rows), class_names=class_names),
         }
     )
 
