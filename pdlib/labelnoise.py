@@ -311,7 +311,8 @@ def suspect_reasons(table, rows, signals=None, class_names=None) -> list[str]:
         if held and str(consensus) not in ("", str(entry["given label"])):
             votes = round((1 - entry["Ĉ"]) * held)
             voted = class_names[int(consensus)] if class_names is not None else consensus
-            parts.append(f"{votes} of {held} held-out networks reject the label ({voted})")
+            verb = "network rejects" if held == 1 else "networks reject"
+            parts.append(f"{votes} of {held} held-out {verb} the label ({voted})")
         reasons.append("; ".join(parts))
     return reasons
 

@@ -277,7 +277,7 @@ def test_suspect_reasons_name_the_ranking_signals_and_the_vote(scored):
         assert f"AUM {entry['AUM']:.2f} (top " in reason
         assert f"PD_train {entry['PD_train']:.2f} (top " in reason
         rejects = entry["consensus class"] != entry["given label"]
-        assert ("reject the label" in reason) == bool(rejects and entry["held out"] > 0)
+        assert ("the label (" in reason) == bool(rejects and entry["held out"] > 0)
     # the most suspicious point has the lowest AUM (or near it): its share above is small
     share = float(reasons[0].split("(top ")[1].split(" %")[0])
     assert share <= 50
