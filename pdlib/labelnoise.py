@@ -396,9 +396,8 @@ def average_precision(score, truth) -> float:
         return float("nan")
     order = np.argsort(-score, kind="stable")
     score, truth = score[order], truth[order]
-    ends = np.r_[
-        np.flatnonzero(np.diff(score)), len(score) - 1
-    ]  # last index of each distinct score
+    # last index of each distinct score (compared, not subtracted: -inf ties with -inf)
+    ends = np.r_[np.flatnonzero(score[1:] != score[:-1]), len(score) - 1]
     true_positives = np.cumsum(truth)[ends]
     precision, recall = true_positives / (ends + 1), true_positives / truth.sum()
     return float(np.sum(np.diff(recall, prepend=0.0) * precision))
