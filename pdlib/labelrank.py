@@ -48,7 +48,6 @@ __all__ = [
     "settings_table",
     "Study",
     "study",
-    "rank_methods",
     "fig_detection",
     "summary_table",
 ]
@@ -210,17 +209,17 @@ def peer_standing(
     truth = np.asarray(corrupted, dtype=bool)
     rows = []
     for measure in measures:
-        function = _FUNCTIONS[measure]
-        peer = max(peers, key=lambda name: function(scores[name], truth))
+        values = {name: _FUNCTIONS[measure](scores[name], truth) for name in (method, *peers)}
+        peer = max(peers, key=values.get)
         difference, low, high = paired_difference(
             scores[method], scores[peer], truth, measure, n_boot=n_boot, seed=seed
         )
         rows.append(
             {
                 "measure": measure,
-                "value": function(scores[method], truth),
+                "value": values[method],
                 "best peer": peer,
-                "peer value": function(scores[peer], truth),
+                "peer value": values[peer],
                 "difference": difference,
                 "low": low,
                 "high": high,
@@ -343,13 +342,16 @@ def study(tables: dict, corrupted: dict, *, n_boot: int = 200, n_boot_paired: in
     n_boot, n_boot_paired : int
         Resamples of the detection tables' intervals and of the paired differences.
     """
-    from pdlib.labelnoise import candidate_scores, detection_table, method_scores
+    from pdlib.labelnoise import candidate_scores, detection_table, method_scores, signal_scores
 
     design = [s.name for s in DESIGN_SETTINGS]
     evaluation = [s.name for s in EVALUATION_SETTINGS]
-    scores = {name: method_scores(tables[name]) for name in (*design, *evaluation)}
+    signals = {name: signal_scores(tables[name]) for name in (*design, *evaluation)}
+    scores = {name: method_scores(tables[name], signals[name]) for name in signals}
     candidates = {
-        name: detection_table(candidate_scores(tables[name]), corrupted[name], n_boot=0)
+        name: detection_table(
+            candidate_scores(tables[name], signals[name]), corrupted[name], n_boot=0
+        )
         for name in design
     }
     rng = np.random.default_rng(0)
@@ -378,41 +380,6 @@ def study(tables: dict, corrupted: dict, *, n_boot: int = 200, n_boot_paired: in
             for name in evaluation
         },
         control=control,
-    )
-
-
-def rank_methods(table, reference: str = METHODS[0], measure: str = "AUROC") -> tuple[str, str]:
-    """Where ``reference`` stands among the methods of :func:`detection_table` on ``measure``:
-    ``(standing, reason)``.
-
-    "best": its 95 % interval lies above every other's; "behind": some interval lies above its own;
-    else "tied".
-
-    >>> import pandas as pd
-    >>> t = pd.DataFrame({"AUROC": [0.9, 0.7], "AUROC low": [0.85, 0.6], "AUROC high": [0.95, 0.8]},
-    ...                  index=["a", "b"])
-    >>> rank_methods(t, "a")[0], rank_methods(t, "b")[0]
-    ('best', 'behind')
-    """
-    mine = table.loc[reference]
-    others = table.drop(index=reference)
-    above = others[others[f"{measure} low"] > mine[f"{measure} high"]]
-    if len(above):
-        best = above[measure].idxmax()
-        return "behind", (
-            f"{reference} {measure} {mine[measure]:.3f} is below {best} "
-            f"{above.loc[best, measure]:.3f} (95 % intervals apart)"
-        )
-    if (mine[f"{measure} low"] > others[f"{measure} high"]).all():
-        return (
-            "best",
-            f"{reference} {measure} {mine[measure]:.3f} is above every other method (95 % "
-            "intervals apart)",
-        )
-    tied = others[others[f"{measure} high"] >= mine[f"{measure} low"]].index.tolist()
-    return (
-        "tied",
-        f"{reference} {measure} {mine[measure]:.3f}; intervals overlap with {', '.join(tied)}",
     )
 
 

@@ -296,12 +296,11 @@ def _types(table, gallery: dict, pixels) -> str:
 
 
 def _suspects(table, pixels, n_suspects: int) -> str:
-    from pdlib.labelnoise import suspect_reasons
+    from pdlib.labelnoise import suspect_reasons, top_suspects
 
     score = table["ranking score"].to_numpy(float)
-    # ties by input order; images without a score (never trained on) come last and are not shown
-    order = np.lexsort((np.arange(len(table)), -np.nan_to_num(score, nan=-1.0)))
-    order = [int(i) for i in order[:n_suspects] if np.isfinite(score[i])]
+    # images without a score (never trained on) come last and are not shown
+    order = [int(i) for i in top_suspects(table, n_suspects) if np.isfinite(score[i])]
     if not order:
         return "<p>No image was trained on by any network, so none has a ranking score.</p>"
     has_path = "path" in table.columns

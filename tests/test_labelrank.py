@@ -192,15 +192,7 @@ def test_standing_table_strings(noisy_scores):
     assert table.loc[0, "best peer"].startswith("cleanlab label quality 0.")
 
 
-def test_rank_methods_and_summary_table():
-    table = pd.DataFrame(
-        {"AUROC": [0.9, 0.7, 0.85], "AUROC low": [0.85, 0.6, 0.8], "AUROC high": [0.95, 0.8, 0.9]},
-        index=["a", "b", "c"],
-    )
-    assert labelrank.rank_methods(table, "b")[0] == "behind"
-    standing, reason = labelrank.rank_methods(table, "a")
-    assert standing == "tied" and "c" in reason  # a and c overlap
-    assert labelrank.rank_methods(table.drop(index="c"), "a")[0] == "best"
+def test_summary_table():
     full = labelnoise.detection_table(
         {"x": np.arange(6.0), "y": -np.arange(6.0)}, np.arange(6) >= 3, n_boot=10
     )
